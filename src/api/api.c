@@ -1,0 +1,10 @@
+/* api/api.c — the list of API modules whose routes make up the server. */
+#include "api/app.h"
+#include "api/router.h"
+
+app_t *g_app;
+
+void api_register_routes(void) {
+  api_health_register();
+  api_ws_register();
+}

@@ -1,0 +1,232 @@
+/* api/ws_api.c — the WebSocket endpoint of SPEC §6: handshake credentials,
+ * the welcome frame, and the client frame protocol (ping/heartbeat here; the
+ * chat, thread and run frames plug in through ws_api_handlers).
+ * Loop thread.
+ */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/app.h"
+#include "api/router.h"
+#include "core/auth.h"
+#include "core/metrics.h"
+#include "util/err.h"
+#include "util/ids.h"
+#include "util/jsonx.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define WS_TOKEN_MAX 8192
+
+/* Per-socket state of the protocol (conn_data). */
+typedef struct ws_session {
+  char jti[128];      /* the handshake token's jti: logout of it closes the socket (1008) */
+  double token_exp;   /* its expiry: the socket is closed with 1008 after it */
+  double bucket;      /* SPEC §9: frames per second per socket (token bucket) */
+  double bucket_at;   /* time_now() of the last refill */
+} ws_session_t;
+
+/* ---- handshake (SPEC §6) ---- */
+
+/* base64url (no padding) → bytes; returns length or -1. */
+static int b64url_decode(const char *in, size_t n, char *out, size_t cap) {
+  if (n == 0 || n > WS_TOKEN_MAX * 2) return -1;
+  char *tmp = malloc(n + 4);
+  if (!tmp) abort();
+  for (size_t i = 0; i < n; i++) {
+    char ch = in[i];
+    if (ch == '-') ch = '+';
+    else if (ch == '_') ch = '/';
+    else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '+' ||
+               ch == '/' || ch == '=')) {
+      free(tmp);
+      return -1;
+    }
+    tmp[i] = ch;
+  }
+  size_t m = n;
+  while (m % 4) tmp[m++] = '=';
+  if (m / 4 * 3 + 1 > cap) {
+    free(tmp);
+    return -1;
+  }
+  int len = EVP_DecodeBlock((unsigned char *)out, (unsigned char *)tmp, (int)m);
+  if (len >= 0) {
+    size_t pad = 0;
+    while (pad < m && tmp[m - 1 - pad] == '=') pad++;
+    len -= (int)pad;
+  }
+  free(tmp);
+  return len;
+}
+
+/* Credentials, in SPEC order: Authorization: Bearer, subprotocol jwt.<b64url>, ?token=.
+ * Returns 1 and the token (pool) or 0 when none was given. */
+static int ws_find_token(http_req_t *r, const char **tok, size_t *len) {
+  slice_t v;
+  if (http_req_header(r, "authorization", &v) && v.n > 7 && strncasecmp(v.p, "Bearer ", 7) == 0) {
+    *tok = pool_strndup(http_req_pool(r), v.p + 7, v.n - 7);
+    *len = v.n - 7;
+    return 1;
+  }
+  if (http_req_header(r, "sec-websocket-protocol", &v)) {
+    const char *p = v.p, *end = v.p + v.n;
+    while (p < end) {
+      while (p < end && (*p == ' ' || *p == ',')) p++;
+      const char *s = p;
+      while (p < end && *p != ',') p++;
+      const char *e = p;
+      while (e > s && e[-1] == ' ') e--;
+      if (e - s > 4 && strncmp(s, "jwt.", 4) == 0) {
+        char *out = pool_alloc(http_req_pool(r), (size_t)(e - s));
+        int n = b64url_decode(s + 4, (size_t)(e - s - 4), out, (size_t)(e - s));
+        if (n <= 0) {
+          *tok = "";
+          *len = 0;
+          return 1; /* a credential was given, and it is invalid */
+        }
+        out[n] = 0;
+        *tok = out;
+        *len = (size_t)n;
+        return 1;
+      }
+    }
+  }
+  const char *q;
+  if (http_req_query(r, "token", &q) && q[0]) {
+    *tok = q;
+    *len = strlen(q);
+    return 1;
+  }
+  return 0;
+}
+
+static void h_ws(http_req_t *r, route_ctx_t *ctx) {
+  const char *tok;
+  size_t len;
+  if (!ws_find_token(r, &tok, &len)) {
+    http_respond_error(r, AGD_EFORBIDDEN, "credentials required: Authorization: Bearer, jwt.<token> subprotocol or ?token=",
+                       NULL);
+    return;
+  }
+  auth_claims_t claims;
+  if (len == 0 || len > WS_TOKEN_MAX || auth_verify(tok, len, AUTH_ACCESS, time_now(), &claims) != 0) {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "invalid token: %s", len && len <= WS_TOKEN_MAX && claims.error ? claims.error : "malformed");
+    http_respond_error(r, AGD_EAUTH_INVALID, msg, NULL);
+    return;
+  }
+  conn_t *c = http_req_conn(r);
+  ws_session_t *s = calloc(1, sizeof(*s));
+  if (!s) abort();
+  snprintf(s->jti, sizeof(s->jti), "%s", claims.jti);
+  s->token_exp = claims.exp;
+  s->bucket = 40;
+  s->bucket_at = time_now();
+  conn_set_data(c, s);
+  if (ws_upgrade(r, claims.user_id) != 0) {
+    conn_set_data(c, NULL);
+    free(s);
+  }
+}
+
+/* ---- frames ---- */
+
+static void ws_send_json(conn_t *c, json_t *o) {
+  buf_t b;
+  buf_init(&b, 0);
+  jsonx_append(&b, o);
+  ws_send_text(c, b.base, b.len);
+  buf_dispose(&b);
+  json_decref(o);
+}
+
+/* SPEC §6 error frame: {"type":"error","code","message","data":{"code","message"}}. */
+static void ws_send_error(conn_t *c, const char *code, const char *message, json_t *reply_to) {
+  json_t *o = json_pack("{s:s,s:s,s:s,s:{s:s,s:s},s:f}", "type", "error", "code", code, "message", message, "data",
+                        "code", code, "message", message, "timestamp", time_now());
+  if (reply_to) json_object_set(o, "reply_to", reply_to);
+  ws_send_json(c, o);
+}
+
+void api_ws_on_open(conn_t *c) {
+  char cid[ID_MAX];
+  id_new(cid, "conn");
+  const config_t *cfg = g_app->cfg;
+  double now = time_now();
+  json_t *data = json_pack("{s:s,s:s,s:s,s:b,s:f,s:{s:i,s:i}}", "event", "connection_established", "connection_id", cid,
+                           "user_id", conn_user_id(c), "connection_ready", 1, "server_time", now, "config",
+                           "heartbeat_interval", (int)cfg->ws_ping_interval, "max_message_size",
+                           (int)cfg->max_ws_frame);
+  json_t *o = json_pack("{s:s,s:s,s:b,s:o,s:f}", "type", "system_message", "event", "connection_established",
+                        "connection_ready", 1, "data", data, "timestamp", now);
+  ws_send_json(c, o);
+}
+
+void api_stream_on_close(conn_t *c) {
+  if (conn_kind(c) == CONN_KIND_WS) free(conn_data(c));
+  conn_set_data(c, NULL);
+}
+
+/* SPEC §9: 20 frames/s per socket unless --rate-limit 0. */
+static int ws_frame_allowed(ws_session_t *s) {
+  if (!s || g_app->cfg->rate_per_s <= 0) return 1;
+  double now = time_now();
+  s->bucket += (now - s->bucket_at) * 20.0;
+  if (s->bucket > 40) s->bucket = 40;
+  s->bucket_at = now;
+  if (s->bucket < 1) return 0;
+  s->bucket -= 1;
+  return 1;
+}
+
+void api_ws_on_text(conn_t *c, const char *p, size_t n) {
+  ws_session_t *s = conn_data(c);
+  metrics_add("agentd_ws_frames_received_total", NULL, 1);
+  if (!ws_frame_allowed(s)) {
+    metrics_add("agentd_ratelimit_rejections_total", "kind=\"ws_frame\"", 1);
+    ws_send_error(c, "RATE_LIMITED", "too many frames: at most 20 per second", NULL);
+    return;
+  }
+  json_t *frame = NULL;
+  char msg[160];
+  int rc = jsonx_parse(p, n, g_app->cfg->max_json_depth, &frame, msg, sizeof(msg));
+  if (rc != 0 || !json_is_object(frame)) {
+    char m[200];
+    snprintf(m, sizeof(m), "invalid JSON: %s", rc != 0 ? msg : "expected an object");
+    ws_send_error(c, "INVALID_JSON", m, NULL);
+    json_decref(frame);
+    return;
+  }
+  json_t *id = json_object_get(frame, "id");
+  const char *type = jsonx_get_str(frame, "type");
+  if (!type) {
+    ws_send_error(c, "INVALID_MESSAGE", "missing \"type\"", id);
+  } else if (strcmp(type, "ping") == 0) {
+    json_t *o = json_pack("{s:s,s:f}", "type", "pong", "timestamp", time_now());
+    if (id) json_object_set(o, "reply_to", id);
+    ws_send_json(c, o);
+  } else if (strcmp(type, "heartbeat") == 0) {
+    json_t *o = json_pack("{s:s,s:f}", "type", "heartbeat_ack", "timestamp", time_now());
+    if (id) json_object_set(o, "reply_to", id);
+    ws_send_json(c, o);
+  } else if (strcmp(type, "pong") == 0) {
+    if (id) {
+      json_t *o = json_pack("{s:s,s:f}", "type", "ack", "timestamp", time_now());
+      json_object_set(o, "reply_to", id);
+      ws_send_json(c, o);
+    }
+  } else {
+    char m[200];
+    snprintf(m, sizeof(m), "unknown message type: %.100s", type);
+    ws_send_error(c, "UNKNOWN_TYPE", m, id);
+  }
+  json_decref(frame);
+}
+
+void api_ws_register(void) {
+  router_add("/ws", HTTP_M_GET, h_ws, ROUTE_PUBLIC | ROUTE_NO_RATELIMIT);
+  router_add("/websocket", HTTP_M_GET, h_ws, ROUTE_PUBLIC | ROUTE_NO_RATELIMIT);
+}

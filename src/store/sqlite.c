@@ -1,0 +1,736 @@
+/* store/sqlite.c — the SQLite backend of store.h (DESIGN.md: WAL, busy_timeout, migrations).
+ *
+ * One sqlite3* per calling thread, opened on first use and kept in a pthread key of
+ * this store (STYLE §7); every connection is also on the store's mutex-protected list
+ * so store_close() can close them all.  A thread that exits closes its own connection
+ * (key destructor).  Prepared statements are cached per connection (Q_* below).
+ * Writes run in transactions: multi-statement ones under BEGIN IMMEDIATE, so the write
+ * lock is taken up front and the busy handler (5 s) applies instead of a deadlock error.
+ * Migrations (store_migrations[], embedded from migrations/NNNN_name.sql) run at open.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store_int.h"
+#include "util/err.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define SQ_BUSY_TIMEOUT_MS 5000
+
+/* ---- cached statements --------------------------------------------------------------- */
+
+enum {
+  Q_BEGIN,
+  Q_COMMIT,
+  Q_ROLLBACK,
+  Q_SCHEMA_VERSION,
+  Q_MIG_APPLIED,
+  Q_MIG_RECORD,
+  Q_USER_INSERT,
+  Q_USER_BY_EMAIL,
+  Q_USER_GET,
+  Q_USER_ENSURE,
+  Q_USER_ENSURE_RANDOM,
+  Q_USER_SET_NAME,
+  Q_USER_COUNT,
+  Q_REFRESH_ADD,
+  Q_REFRESH_USE,
+  Q_REFRESH_STATE,
+  Q_REFRESH_REVOKE_FAMILY,
+  Q_REFRESH_REVOKE_USER,
+  Q_REFRESH_PURGE,
+  Q_REVOKE_ACCESS,
+  Q_REVOKED_LOAD,
+  Q_REVOKED_PURGE,
+  Q__COUNT
+};
+
+#define USER_COLS \
+  "id, email, name, coalesce(password_hash, ''), plan_tier, permissions, created_at, updated_at"
+
+static const char *const sq_sql[Q__COUNT] = {
+  [Q_BEGIN] = "BEGIN IMMEDIATE",
+  [Q_COMMIT] = "COMMIT",
+  [Q_ROLLBACK] = "ROLLBACK",
+  [Q_SCHEMA_VERSION] = "SELECT coalesce(max(version), 0) FROM schema_migrations",
+  [Q_MIG_APPLIED] = "SELECT 1 FROM schema_migrations WHERE version = ?1",
+  [Q_MIG_RECORD] = "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?1, ?2, ?3)",
+  [Q_USER_INSERT] = "INSERT INTO users(id, email, name, password_hash, plan_tier, permissions,"
+                    " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+  [Q_USER_BY_EMAIL] = "SELECT " USER_COLS " FROM users WHERE email = ?1",
+  [Q_USER_GET] = "SELECT " USER_COLS " FROM users WHERE id = ?1",
+  [Q_USER_ENSURE] = "INSERT OR IGNORE INTO users(id, email, created_at, updated_at)"
+                    " VALUES (?1, ?2, ?3, ?3)",
+  [Q_USER_ENSURE_RANDOM] = "INSERT OR IGNORE INTO users(id, email, created_at, updated_at)"
+                           " VALUES (?1, ?1 || '.' || lower(hex(randomblob(8))) ||"
+                           " '@external.invalid', ?2, ?2)",
+  [Q_USER_SET_NAME] = "UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1",
+  [Q_USER_COUNT] = "SELECT count(*) FROM users",
+  [Q_REFRESH_ADD] = "INSERT INTO refresh_tokens(jti, family_id, user_id, expires_at, created_at)"
+                    " VALUES (?1, ?2, ?3, ?4, ?5)",
+  [Q_REFRESH_USE] = "UPDATE refresh_tokens SET used_at = ?3 WHERE jti = ?1 AND user_id = ?2"
+                    " AND used_at IS NULL AND revoked = 0 AND expires_at > ?3",
+  [Q_REFRESH_STATE] = "SELECT family_id, used_at IS NOT NULL OR revoked <> 0 FROM refresh_tokens"
+                      " WHERE jti = ?1 AND user_id = ?2",
+  [Q_REFRESH_REVOKE_FAMILY] = "UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1"
+                              " AND revoked = 0",
+  [Q_REFRESH_REVOKE_USER] = "UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?1"
+                            " AND revoked = 0",
+  [Q_REFRESH_PURGE] = "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
+  [Q_REVOKE_ACCESS] = "INSERT INTO revoked_tokens(jti, expires_at) VALUES (?1, ?2)"
+                      " ON CONFLICT(jti) DO UPDATE SET"
+                      " expires_at = max(expires_at, excluded.expires_at)",
+  [Q_REVOKED_LOAD] = "SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > ?1",
+  [Q_REVOKED_PURGE] = "DELETE FROM revoked_tokens WHERE expires_at <= ?1",
+};
+
+/* ---- store and per-thread connections ------------------------------------------------ */
+
+typedef struct sq_store sq_store_t;
+
+typedef struct sq_conn {
+  sq_store_t *st;           /* owner */
+  struct sq_conn *prev, *next; /* on st->conns, under st->mu */
+  sqlite3 *db;
+  sqlite3_stmt *stmt[Q__COUNT]; /* prepared on first use */
+} sq_conn_t;
+
+struct sq_store {
+  store_t super;        /* first: a store_t* is a sq_store_t* */
+  pthread_key_t key;    /* this thread's sq_conn_t* */
+  pthread_mutex_t mu;   /* guards conns */
+  sq_conn_t *conns;     /* every open connection of this store */
+  char path[PATH_MAX];
+};
+
+static const store_ops_t sq_ops;
+
+static sq_store_t *sq(store_t *s) { return (sq_store_t *)s; }
+
+/* SQLite result → AGD_E* (store.h); logs what is not an expected outcome. */
+static int sq_fail(sq_conn_t *c, int rc, const char *what, const char *file, int line) {
+  int e;
+  switch (rc & 0xff) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+  case SQLITE_CANTOPEN:
+  case SQLITE_IOERR:
+  case SQLITE_FULL:
+  case SQLITE_PROTOCOL:
+  case SQLITE_READONLY:
+    e = AGD_EUNAVAILABLE;
+    break;
+  case SQLITE_CONSTRAINT:
+    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) e = AGD_ECONFLICT;
+    else if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) e = AGD_ENOT_FOUND;
+    else e = AGD_EVALIDATION;
+    break;
+  default:
+    e = AGD_EINTERNAL;
+  }
+  const char *msg = c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
+  if (e == AGD_EUNAVAILABLE || e == AGD_EINTERNAL) {
+    log_error("store: sqlite %s: %s (code %d)", what, msg, rc);
+    return agd_err_mark(e, file, line);
+  }
+  log_debug("store: sqlite %s: %s (code %d)", what, msg, rc);
+  return e;
+}
+#define SQ_FAIL(c, rc, what) sq_fail((c), (rc), (what), __FILE__, __LINE__)
+
+static void conn_free(sq_conn_t *c) {
+  for (int i = 0; i < Q__COUNT; i++) sqlite3_finalize(c->stmt[i]);
+  int rc = sqlite3_close(c->db); /* NULL is harmless */
+  if (rc != SQLITE_OK) log_error("store: sqlite close: %s", sqlite3_errstr(rc));
+  free(c);
+}
+
+/* Key destructor: the thread that owned c is exiting; close its connection. */
+static void conn_on_thread_exit(void *p) {
+  sq_conn_t *c = p;
+  sq_store_t *st = c->st;
+  pthread_mutex_lock(&st->mu);
+  if (c->prev) c->prev->next = c->next;
+  else st->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  pthread_mutex_unlock(&st->mu);
+  conn_free(c);
+}
+
+/* Run one SQL text with no results expected (PRAGMAs, DDL). */
+static int conn_exec(sq_conn_t *c, const char *sql, const char *what) {
+  char *msg = NULL;
+  int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    int e = SQ_FAIL(c, rc, what);
+    sqlite3_free(msg);
+    return e;
+  }
+  return 0;
+}
+
+/* Open and configure a connection (not yet registered). */
+static int conn_open(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
+  sq_conn_t *c = calloc(1, sizeof *c);
+  if (!c) abort();
+  c->st = st;
+  /* NOMUTEX: a connection is only ever used by the thread that opened it. */
+  int rc = sqlite3_open_v2(st->path, &c->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    store__errf(err, cap, "cannot open database %s: %s", st->path,
+                c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    int e = SQ_FAIL(c, rc, "open");
+    conn_free(c);
+    return e;
+  }
+  sqlite3_extended_result_codes(c->db, 1);
+  sqlite3_busy_timeout(c->db, SQ_BUSY_TIMEOUT_MS);
+  /* WAL: readers never block the writer nor the writer them.  synchronous=NORMAL in
+   * WAL mode: a committed transaction survives a crash or kill -9 of the process (the
+   * WAL is in the OS before COMMIT returns); only power loss / an OS crash may lose
+   * the last commits, never corrupting the database. */
+  static const char pragmas[] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                                " PRAGMA foreign_keys=ON;";
+  int e = conn_exec(c, pragmas, "pragmas");
+  if (e) {
+    store__errf(err, cap, "cannot configure database %s: %s", st->path, sqlite3_errmsg(c->db));
+    conn_free(c);
+    return e;
+  }
+  *out = c;
+  return 0;
+}
+
+/* This thread's connection, opened on first use. */
+static int conn_get(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
+  sq_conn_t *c = pthread_getspecific(st->key);
+  if (!c) {
+    int e = conn_open(st, &c, err, cap);
+    if (e) return e;
+    pthread_mutex_lock(&st->mu);
+    c->next = st->conns;
+    if (st->conns) st->conns->prev = c;
+    st->conns = c;
+    pthread_mutex_unlock(&st->mu);
+    if (pthread_setspecific(st->key, c) != 0) abort(); /* ENOMEM */
+  }
+  *out = c;
+  return 0;
+}
+#define CONN(s, c)                                            \
+  sq_conn_t *c;                                               \
+  do {                                                        \
+    int e__ = conn_get(sq(s), &c, NULL, 0);                   \
+    if (e__) return e__;                                      \
+  } while (0)
+
+/* Cached statement id of c, reset and unbound, or NULL (logged) if it cannot compile. */
+static sqlite3_stmt *q(sq_conn_t *c, int id) {
+  sqlite3_stmt *st = c->stmt[id];
+  if (!st) {
+    int rc = sqlite3_prepare_v3(c->db, sq_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (rc != SQLITE_OK) {
+      SQ_FAIL(c, rc, sq_sql[id]);
+      return NULL;
+    }
+    c->stmt[id] = st;
+  }
+  return st;
+}
+
+/* Finish with a statement: end its read, drop bindings (keeps no snapshot open). */
+static void q_done(sqlite3_stmt *st) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+/* Step a statement that returns no row and finish it.  0 or AGD_E*. */
+static int q_run(sq_conn_t *c, sqlite3_stmt *st, const char *what) {
+  int rc = sqlite3_step(st);
+  int e = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : SQ_FAIL(c, rc, what);
+  q_done(st);
+  return e;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s) {
+  sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC); /* borrowed until q_done */
+}
+
+static int tx_begin(sq_conn_t *c) {
+  sqlite3_stmt *st = q(c, Q_BEGIN);
+  return st ? q_run(c, st, "begin") : ERR(AGD_EINTERNAL);
+}
+static int tx_commit(sq_conn_t *c) {
+  sqlite3_stmt *st = q(c, Q_COMMIT);
+  return st ? q_run(c, st, "commit") : ERR(AGD_EINTERNAL);
+}
+static void tx_rollback(sq_conn_t *c) {
+  if (sqlite3_get_autocommit(c->db)) return; /* SQLite already rolled back */
+  sqlite3_stmt *st = q(c, Q_ROLLBACK);
+  if (st) q_run(c, st, "rollback");
+}
+/* Commit when e == 0, else roll back; returns the first error. */
+static int tx_end(sq_conn_t *c, int e) {
+  if (e == 0) {
+    e = tx_commit(c);
+    if (e == 0) return 0;
+  }
+  tx_rollback(c);
+  return e;
+}
+
+/* Copy a text column into a fixed array, truncating (the write path keeps rows fitting). */
+static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t cap) {
+  const unsigned char *p = sqlite3_column_text(st, i);
+  size_t n = p ? (size_t)sqlite3_column_bytes(st, i) : 0;
+  if (n >= cap) n = cap - 1;
+  if (n) memcpy(dst, p, n);
+  dst[n] = '\0';
+}
+
+/* ---- migrations ---------------------------------------------------------------------- */
+
+static int sq_schema_version(sq_conn_t *c, int *v) {
+  sqlite3_stmt *st = q(c, Q_SCHEMA_VERSION);
+  if (!st) return ERR(AGD_EINTERNAL);
+  int rc = sqlite3_step(st);
+  int e = 0;
+  if (rc == SQLITE_ROW) *v = sqlite3_column_int(st, 0);
+  else e = SQ_FAIL(c, rc, "schema version");
+  q_done(st);
+  return e;
+}
+
+/* Apply one migration in its own transaction unless some process already did. */
+static int sq_apply(sq_conn_t *c, const embedded_file_t *m, int version, char *err, size_t cap) {
+  int e = tx_begin(c);
+  if (e) {
+    store__errf(err, cap, "migration %s: cannot lock the database: %s", m->name,
+                sqlite3_errmsg(c->db));
+    return e;
+  }
+  sqlite3_stmt *st = q(c, Q_MIG_APPLIED);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  sqlite3_bind_int(st, 1, version);
+  int rc = sqlite3_step(st);
+  q_done(st);
+  if (rc == SQLITE_ROW) return tx_end(c, 0); /* applied meanwhile by another process */
+  if (rc != SQLITE_DONE) {
+    e = SQ_FAIL(c, rc, "migration check");
+  } else {
+    e = conn_exec(c, m->data, m->name);
+    if (e) store__errf(err, cap, "migration %s failed: %s", m->name, sqlite3_errmsg(c->db));
+  }
+  if (!e) {
+    st = q(c, Q_MIG_RECORD);
+    if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+    sqlite3_bind_int(st, 1, version);
+    bind_text(st, 2, m->name);
+    sqlite3_bind_double(st, 3, time_now());
+    e = q_run(c, st, "migration record");
+  }
+  e = tx_end(c, e);
+  if (e && err && cap && !err[0])
+    store__errf(err, cap, "migration %s failed: %s", m->name, sqlite3_errmsg(c->db));
+  if (!e) log_info("store: applied migration %s", m->name);
+  return e;
+}
+
+static int sq_migrate_conn(sq_conn_t *c, int *version_out, char *err, size_t cap) {
+  *version_out = 0;
+  /* The binary's migrations must be well-named and strictly increasing (our bug if not). */
+  int known = 0;
+  for (const embedded_file_t *m = store_migrations; m->name; m++) {
+    int v = store__migration_version(m->name);
+    if (v <= known || strlen(m->data) != m->len) {
+      store__errf(err, cap, "embedded migration %s is malformed or out of order", m->name);
+      return ERR(AGD_EINTERNAL);
+    }
+    known = v;
+  }
+  int e = conn_exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                       " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)",
+                    "schema_migrations");
+  int cur = 0;
+  if (!e) e = sq_schema_version(c, &cur);
+  if (e) {
+    store__errf(err, cap, "cannot read the schema version of %s: %s", c->st->path,
+                sqlite3_errmsg(c->db));
+    return e;
+  }
+  if (cur > known) {
+    store__errf(err, cap,
+                "database schema version %d is newer than this agentd (knows up to %d); "
+                "upgrade agentd", cur, known);
+    return AGD_ECONFLICT;
+  }
+  for (const embedded_file_t *m = store_migrations; m->name; m++) {
+    int v = store__migration_version(m->name);
+    if (v <= cur) continue;
+    e = sq_apply(c, m, v, err, cap);
+    if (e) return e;
+  }
+  e = sq_schema_version(c, version_out);
+  if (e) store__errf(err, cap, "cannot read the schema version: %s", sqlite3_errmsg(c->db));
+  return e;
+}
+
+static int sq_migrate(store_t *s, int *version_out, char *err, size_t cap) {
+  sq_conn_t *c;
+  int e = conn_get(sq(s), &c, err, cap);
+  if (e) return e;
+  return sq_migrate_conn(c, version_out, err, cap);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------- */
+
+/* mkdir -p of the directory part of path (0700: the data directory holds secrets). */
+static int make_parent_dirs(const char *path, char *err, size_t cap) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash || slash == dir) return 0;
+  *slash = '\0';
+  for (char *p = dir + 1;; p++) {
+    if (*p == '/' || *p == '\0') {
+      char save = *p;
+      *p = '\0';
+      if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        store__errf(err, cap, "cannot create directory %s: %s", dir, strerror(errno));
+        return AGD_EUNAVAILABLE;
+      }
+      *p = save;
+      if (!save) break;
+    }
+  }
+  struct stat sb;
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    store__errf(err, cap, "%s is not a directory", dir);
+    return AGD_EUNAVAILABLE;
+  }
+  return 0;
+}
+
+int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap) {
+  *out = NULL;
+  if (strnlen(path, PATH_MAX) >= PATH_MAX) {
+    store__errf(err, cap, "database path is too long");
+    return AGD_EBAD_REQUEST;
+  }
+  if (strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0) {
+    store__errf(err, cap, "database path must be a file path (each thread opens its own "
+                          "connection, so :memory: and URIs are not supported)");
+    return AGD_EBAD_REQUEST;
+  }
+  if (!sqlite3_threadsafe()) {
+    store__errf(err, cap, "the SQLite library was built without thread support");
+    return ERR(AGD_EINTERNAL);
+  }
+  int e = make_parent_dirs(path, err, cap);
+  if (e) return e;
+
+  sq_store_t *st = calloc(1, sizeof *st);
+  if (!st) abort();
+  st->super.ops = &sq_ops;
+  snprintf(st->path, sizeof st->path, "%s", path);
+  if (pthread_key_create(&st->key, conn_on_thread_exit) != 0) {
+    free(st);
+    store__errf(err, cap, "out of thread-local keys");
+    return ERR(AGD_EINTERNAL);
+  }
+  pthread_mutex_init(&st->mu, NULL);
+
+  int version = 0;
+  e = sq_migrate(&st->super, &version, err, cap);
+  if (e) {
+    sq_ops.close(&st->super);
+    return e;
+  }
+  log_info("store: sqlite %s at schema version %d", path, version);
+  *out = &st->super;
+  return 0;
+}
+
+static void sq_close(store_t *s) {
+  sq_store_t *st = sq(s);
+  /* After the delete no destructor runs: the connections below are ours to close. */
+  pthread_key_delete(st->key);
+  pthread_mutex_lock(&st->mu);
+  sq_conn_t *c = st->conns;
+  st->conns = NULL;
+  pthread_mutex_unlock(&st->mu);
+  while (c) {
+    sq_conn_t *next = c->next;
+    conn_free(c);
+    c = next;
+  }
+  pthread_mutex_destroy(&st->mu);
+  free(st);
+}
+
+static int sq_ping(store_t *s) {
+  CONN(s, c);
+  int v;
+  return sq_schema_version(c, &v);
+}
+
+/* ---- users --------------------------------------------------------------------------- */
+
+static void row_user(sqlite3_stmt *st, store_user_t *u) {
+  memset(u, 0, sizeof *u);
+  col_copy(st, 0, u->id, sizeof u->id);
+  col_copy(st, 1, u->email, sizeof u->email);
+  col_copy(st, 2, u->name, sizeof u->name);
+  col_copy(st, 3, u->password_hash, sizeof u->password_hash);
+  col_copy(st, 4, u->plan_tier, sizeof u->plan_tier);
+  col_copy(st, 5, u->permissions_json, sizeof u->permissions_json);
+  u->created_at = sqlite3_column_double(st, 6);
+  u->updated_at = sqlite3_column_double(st, 7);
+}
+
+/* One user by Q_USER_GET / Q_USER_BY_EMAIL. */
+static int user_lookup(sq_conn_t *c, int qid, const char *key, store_user_t *out) {
+  sqlite3_stmt *st = q(c, qid);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, key);
+  int rc = sqlite3_step(st);
+  int e = 0;
+  if (rc == SQLITE_ROW) row_user(st, out);
+  else if (rc == SQLITE_DONE) e = AGD_ENOT_FOUND;
+  else e = SQ_FAIL(c, rc, "user lookup");
+  q_done(st);
+  return e;
+}
+
+static int sq_user_create(store_t *s, const store_user_t *u) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_USER_INSERT);
+  if (!st) return ERR(AGD_EINTERNAL);
+  double now = time_now();
+  bind_text(st, 1, u->id);
+  bind_text(st, 2, u->email);
+  bind_text(st, 3, u->name);
+  if (u->password_hash[0]) bind_text(st, 4, u->password_hash);
+  else sqlite3_bind_null(st, 4);
+  bind_text(st, 5, u->plan_tier[0] ? u->plan_tier : "free");
+  bind_text(st, 6, u->permissions_json[0] ? u->permissions_json : "[\"read\",\"write\"]");
+  sqlite3_bind_double(st, 7, u->created_at > 0 ? u->created_at : now);
+  sqlite3_bind_double(st, 8, u->updated_at > 0 ? u->updated_at : now);
+  return q_run(c, st, "user insert");
+}
+
+static int sq_user_by_email(store_t *s, const char *email, store_user_t *out) {
+  CONN(s, c);
+  return user_lookup(c, Q_USER_BY_EMAIL, email, out);
+}
+
+static int sq_user_get(store_t *s, const char *user_id, store_user_t *out) {
+  CONN(s, c);
+  return user_lookup(c, Q_USER_GET, user_id, out);
+}
+
+/* INSERT OR IGNORE of (id, email): 1 if a row was inserted, 0 if ignored, or AGD_E*. */
+static int ensure_insert(sq_conn_t *c, const char *id, const char *email, double now) {
+  sqlite3_stmt *st = q(c, email ? Q_USER_ENSURE : Q_USER_ENSURE_RANDOM);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, id);
+  if (email) {
+    bind_text(st, 2, email);
+    sqlite3_bind_double(st, 3, now);
+  } else {
+    sqlite3_bind_double(st, 2, now);
+  }
+  int e = q_run(c, st, "user ensure");
+  return e ? e : sqlite3_changes(c->db) > 0;
+}
+
+static int sq_user_ensure(store_t *s, const char *user_id, const char *email, store_user_t *out) {
+  CONN(s, c);
+  int e = user_lookup(c, Q_USER_GET, user_id, out); /* the usual case: it exists */
+  if (e != AGD_ENOT_FOUND) return e;
+
+  char placeholder[ID_MAX + sizeof "@external.invalid"];
+  snprintf(placeholder, sizeof placeholder, "%s@external.invalid", user_id);
+  double now = time_now();
+  e = tx_begin(c);
+  if (e) return e;
+  /* Each insert is ignored when the id exists (a racing creator won: fine) or the email
+   * belongs to someone else (then try the next email).  The last resort adds random
+   * bytes, in case someone registered the placeholder address itself. */
+  int r = ensure_insert(c, user_id, email ? email : placeholder, now);
+  if (r == 0 && email) r = ensure_insert(c, user_id, placeholder, now);
+  if (r == 0) r = ensure_insert(c, user_id, NULL, now);
+  e = r < 0 ? r : user_lookup(c, Q_USER_GET, user_id, out);
+  if (e == AGD_ENOT_FOUND) e = ERR(AGD_EINTERNAL); /* every insert ignored: cannot happen */
+  e = tx_end(c, e);
+  if (!e && r == 1) log_info("store: created external user %s", user_id);
+  return e;
+}
+
+static int sq_user_set_name(store_t *s, const char *user_id, const char *name, store_user_t *out) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  sqlite3_stmt *st = q(c, Q_USER_SET_NAME);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  bind_text(st, 1, user_id);
+  bind_text(st, 2, name);
+  sqlite3_bind_double(st, 3, time_now());
+  e = q_run(c, st, "user set name");
+  if (!e && sqlite3_changes(c->db) == 0) e = AGD_ENOT_FOUND;
+  if (!e) e = user_lookup(c, Q_USER_GET, user_id, out);
+  return tx_end(c, e);
+}
+
+static int sq_user_count(store_t *s, long *n) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_USER_COUNT);
+  if (!st) return ERR(AGD_EINTERNAL);
+  int rc = sqlite3_step(st);
+  int e = 0;
+  if (rc == SQLITE_ROW) *n = (long)sqlite3_column_int64(st, 0);
+  else e = SQ_FAIL(c, rc, "user count");
+  q_done(st);
+  return e;
+}
+
+/* ---- refresh tokens ------------------------------------------------------------------ */
+
+static int sq_refresh_add(store_t *s, const char *jti, const char *family_id, const char *user_id,
+                          double expires_at) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_REFRESH_ADD);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, jti);
+  bind_text(st, 2, family_id);
+  bind_text(st, 3, user_id);
+  sqlite3_bind_double(st, 4, expires_at);
+  sqlite3_bind_double(st, 5, time_now());
+  return q_run(c, st, "refresh add");
+}
+
+static int sq_refresh_consume(store_t *s, const char *jti, const char *user_id, double now,
+                              char family_out[ID_MAX]) {
+  CONN(s, c);
+  family_out[0] = '\0';
+  int e = tx_begin(c);
+  if (e) return e;
+  /* The conditional UPDATE is the atomic test-and-set: of two racing consumers only
+   * one changes the row. */
+  sqlite3_stmt *st = q(c, Q_REFRESH_USE);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  bind_text(st, 1, jti);
+  bind_text(st, 2, user_id);
+  sqlite3_bind_double(st, 3, now);
+  e = q_run(c, st, "refresh use");
+  if (e) return tx_end(c, e);
+  int spent = sqlite3_changes(c->db) == 1;
+
+  st = q(c, Q_REFRESH_STATE);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  bind_text(st, 1, jti);
+  bind_text(st, 2, user_id);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    int reused = sqlite3_column_int(st, 1);
+    if (spent || reused) col_copy(st, 0, family_out, ID_MAX);
+    /* SPEC §2: used or revoked → reuse; unused but expired → plain invalid. */
+    e = spent ? 0 : AGD_EAUTH_INVALID;
+  } else if (rc == SQLITE_DONE) {
+    e = AGD_ENOT_FOUND;
+  } else {
+    e = SQ_FAIL(c, rc, "refresh state");
+  }
+  q_done(st);
+  int te = tx_end(c, spent ? e : 0); /* a failed consume changed nothing: commit is fine */
+  return te ? te : e;
+}
+
+/* One UPDATE/DELETE with a single text or double parameter, autocommit (a transaction). */
+static int run1(store_t *s, int qid, const char *text, double num, const char *what) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, qid);
+  if (!st) return ERR(AGD_EINTERNAL);
+  if (text) bind_text(st, 1, text);
+  else sqlite3_bind_double(st, 1, num);
+  return q_run(c, st, what);
+}
+
+static int sq_refresh_revoke_family(store_t *s, const char *family_id) {
+  return run1(s, Q_REFRESH_REVOKE_FAMILY, family_id, 0, "refresh revoke family");
+}
+
+static int sq_refresh_revoke_user(store_t *s, const char *user_id) {
+  return run1(s, Q_REFRESH_REVOKE_USER, user_id, 0, "refresh revoke user");
+}
+
+/* ---- revoked access tokens ----------------------------------------------------------- */
+
+static int sq_revoke_access(store_t *s, const char *jti, double expires_at) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_REVOKE_ACCESS);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, jti);
+  sqlite3_bind_double(st, 2, expires_at);
+  return q_run(c, st, "revoke access");
+}
+
+static int sq_revoked_load(store_t *s, double now, store_revoked_cb cb, void *arg) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_REVOKED_LOAD);
+  if (!st) return ERR(AGD_EINTERNAL);
+  sqlite3_bind_double(st, 1, now);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *jti = (const char *)sqlite3_column_text(st, 0);
+    if (jti) cb(jti, sqlite3_column_double(st, 1), arg);
+  }
+  int e = rc == SQLITE_DONE ? 0 : SQ_FAIL(c, rc, "revoked load");
+  q_done(st);
+  return e;
+}
+
+static int sq_revoked_purge(store_t *s, double now) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  sqlite3_stmt *st = q(c, Q_REVOKED_PURGE);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  sqlite3_bind_double(st, 1, now);
+  e = q_run(c, st, "revoked purge");
+  if (!e) {
+    st = q(c, Q_REFRESH_PURGE);
+    if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+    sqlite3_bind_double(st, 1, now);
+    e = q_run(c, st, "refresh purge");
+  }
+  return tx_end(c, e);
+}
+
+static const store_ops_t sq_ops = {
+  .kind = "sqlite",
+  .close = sq_close,
+  .migrate = sq_migrate,
+  .ping = sq_ping,
+  .user_create = sq_user_create,
+  .user_by_email = sq_user_by_email,
+  .user_get = sq_user_get,
+  .user_ensure = sq_user_ensure,
+  .user_set_name = sq_user_set_name,
+  .user_count = sq_user_count,
+  .refresh_add = sq_refresh_add,
+  .refresh_consume = sq_refresh_consume,
+  .refresh_revoke_family = sq_refresh_revoke_family,
+  .refresh_revoke_user = sq_refresh_revoke_user,
+  .revoke_access = sq_revoke_access,
+  .revoked_load = sq_revoked_load,
+  .revoked_purge = sq_revoked_purge,
+};

@@ -1,0 +1,164 @@
+/* store/store.c — the backend-neutral half of store.h: URL dispatch, argument checks.
+ *
+ * Every public store_* call lands here, is checked (NULLs, sizes: the backends rely on
+ * it) and goes through s->ops to the backend (sqlite.c; postgres.c later).  Any thread
+ * except the event loop; no state of its own.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/store_int.h"
+#include "util/err.h"
+#include "util/timeutil.h"
+
+void store__errf(char *err, size_t cap, const char *fmt, ...) {
+  if (!err || cap == 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, cap, fmt, ap);
+  va_end(ap);
+}
+
+int store__migration_version(const char *name) {
+  /* "NNNN_name.sql": at least one digit, then '_'. */
+  int v = 0, digits = 0;
+  for (; name && *name >= '0' && *name <= '9'; name++, digits++) {
+    if (v > 100000000) return -1;
+    v = v * 10 + (*name - '0');
+  }
+  if (!name || digits == 0 || *name != '_' || v <= 0) return -1;
+  return v;
+}
+
+int store_open(store_t **out, const char *url, char *err, size_t cap) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  *out = NULL;
+  if (err && cap) err[0] = '\0';
+  if (!url || !*url) {
+    store__errf(err, cap, "database url is empty");
+    return AGD_EBAD_REQUEST;
+  }
+  const char *path = NULL;
+  if (strncmp(url, "sqlite://", 9) == 0) path = url + 9;
+  else if (strncmp(url, "sqlite:", 7) == 0) path = url + 7;
+  if (path) {
+    if (!*path) {
+      store__errf(err, cap, "database url %s has no file path", url);
+      return AGD_EBAD_REQUEST;
+    }
+    return store__sqlite_open(out, path, err, cap);
+  }
+  if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+    store__errf(err, cap, "PostgreSQL is not supported by this build yet (use sqlite:PATH)");
+    return AGD_EBAD_REQUEST;
+  }
+  store__errf(err, cap, "unsupported database url (expected sqlite:PATH or postgresql://...)");
+  return AGD_EBAD_REQUEST;
+}
+
+void store_close(store_t *s) {
+  if (s) s->ops->close(s);
+}
+
+int store_migrate(store_t *s, int *version_out, char *err, size_t cap) {
+  int v = 0;
+  if (err && cap) err[0] = '\0';
+  int rc = s->ops->migrate(s, &v, err, cap);
+  if (version_out) *version_out = v;
+  return rc;
+}
+
+int store_ping(store_t *s, double *latency_ms) {
+  uint64_t t0 = time_mono_ns();
+  int rc = s->ops->ping(s);
+  if (latency_ms) *latency_ms = (double)(time_mono_ns() - t0) / 1e6;
+  return rc;
+}
+
+const char *store_kind(const store_t *s) { return s->ops->kind; }
+
+/* 1 when p is a non-empty string shorter than cap bytes (so it fits with its NUL). */
+static int fits(const char *p, size_t cap) { return p && *p && strnlen(p, cap) < cap; }
+/* As fits(), empty allowed. */
+static int fits0(const char *p, size_t cap) { return p && strnlen(p, cap) < cap; }
+
+int store_user_create(store_t *s, const store_user_t *u) {
+  if (!u || !fits(u->id, sizeof u->id) || !fits(u->email, sizeof u->email) ||
+      !fits0(u->name, sizeof u->name) || !fits0(u->plan_tier, sizeof u->plan_tier) ||
+      !fits0(u->permissions_json, sizeof u->permissions_json) ||
+      !fits0(u->password_hash, sizeof u->password_hash))
+    return AGD_EBAD_REQUEST;
+  return s->ops->user_create(s, u);
+}
+
+int store_user_by_email(store_t *s, const char *email, store_user_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  if (!fits(email, STORE_EMAIL_MAX)) return AGD_ENOT_FOUND; /* cannot exist */
+  return s->ops->user_by_email(s, email, out);
+}
+
+int store_user_get(store_t *s, const char *user_id, store_user_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  if (!fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->user_get(s, user_id, out);
+}
+
+int store_user_ensure(store_t *s, const char *user_id, const char *email_or_NULL,
+                      store_user_t *out) {
+  if (!fits(user_id, ID_MAX)) return AGD_EBAD_REQUEST;
+  /* An unusable email falls back to the placeholder (store.h). */
+  if (email_or_NULL && !fits(email_or_NULL, STORE_EMAIL_MAX)) email_or_NULL = NULL;
+  store_user_t tmp;
+  return s->ops->user_ensure(s, user_id, email_or_NULL, out ? out : &tmp);
+}
+
+int store_user_set_name(store_t *s, const char *user_id, const char *name, store_user_t *out) {
+  if (!fits0(name, STORE_NAME_MAX)) return AGD_EBAD_REQUEST;
+  if (!fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
+  store_user_t tmp;
+  return s->ops->user_set_name(s, user_id, name, out ? out : &tmp);
+}
+
+int store_user_count(store_t *s, long *n) {
+  if (!n) return ERR(AGD_EINTERNAL);
+  return s->ops->user_count(s, n);
+}
+
+int store_refresh_add(store_t *s, const char *jti, const char *family_id, const char *user_id,
+                      double expires_at) {
+  if (!fits(jti, ID_MAX) || !fits(family_id, ID_MAX) || !fits(user_id, ID_MAX))
+    return AGD_EBAD_REQUEST;
+  return s->ops->refresh_add(s, jti, family_id, user_id, expires_at);
+}
+
+int store_refresh_consume(store_t *s, const char *jti, const char *user_id, double now,
+                          char family_out[ID_MAX]) {
+  char tmp[ID_MAX];
+  char *fam = family_out ? family_out : tmp;
+  fam[0] = '\0';
+  if (!fits(jti, ID_MAX) || !fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->refresh_consume(s, jti, user_id, now, fam);
+}
+
+int store_refresh_revoke_family(store_t *s, const char *family_id) {
+  if (!fits(family_id, ID_MAX)) return 0; /* matches nothing */
+  return s->ops->refresh_revoke_family(s, family_id);
+}
+
+int store_refresh_revoke_user(store_t *s, const char *user_id) {
+  if (!fits(user_id, ID_MAX)) return 0;
+  return s->ops->refresh_revoke_user(s, user_id);
+}
+
+int store_revoke_access(store_t *s, const char *jti, double expires_at) {
+  if (!fits(jti, STORE_JTI_MAX)) return AGD_EBAD_REQUEST;
+  return s->ops->revoke_access(s, jti, expires_at);
+}
+
+int store_revoked_load(store_t *s, double now, store_revoked_cb cb, void *arg) {
+  if (!cb) return ERR(AGD_EINTERNAL);
+  return s->ops->revoked_load(s, now, cb, arg);
+}
+
+int store_revoked_purge(store_t *s, double now) { return s->ops->revoked_purge(s, now); }

@@ -1,0 +1,59 @@
+/* store/store_int.h — PRIVATE to the .c files of src/store/: the seam between store.c and backends.
+ *
+ * store.c checks arguments (NULLs, lengths) and dispatches through s->ops; a backend
+ * (sqlite.c now, postgres.c later) embeds `store_t` as its first member and fills a
+ * const store_ops_t.  Backend functions may assume arguments were checked: non-NULL
+ * strings that fit the store_user_t arrays and ID_MAX.  Same thread rules as store.h.
+ */
+#ifndef AGD_STORE_STORE_INT_H
+#define AGD_STORE_STORE_INT_H
+
+#include <stddef.h>
+
+#include "store/embedded.h"
+#include "store/store.h"
+
+/* SQLite migrations src/store/migrations/NNNN_name.sql in order, ending with {0};
+ * generated at build time by scripts/embed.py (meson custom_target). */
+extern const embedded_file_t store_migrations[];
+
+typedef struct store_ops {
+  const char *kind; /* "sqlite" */
+  void (*close)(store_t *s);
+  int (*migrate)(store_t *s, int *version_out, char *err, size_t cap);
+  int (*ping)(store_t *s);
+
+  int (*user_create)(store_t *s, const store_user_t *u);
+  int (*user_by_email)(store_t *s, const char *email, store_user_t *out);
+  int (*user_get)(store_t *s, const char *user_id, store_user_t *out);
+  int (*user_ensure)(store_t *s, const char *user_id, const char *email, store_user_t *out);
+  int (*user_set_name)(store_t *s, const char *user_id, const char *name, store_user_t *out);
+  int (*user_count)(store_t *s, long *n);
+
+  int (*refresh_add)(store_t *s, const char *jti, const char *family_id, const char *user_id,
+                     double expires_at);
+  int (*refresh_consume)(store_t *s, const char *jti, const char *user_id, double now,
+                         char family_out[ID_MAX]);
+  int (*refresh_revoke_family)(store_t *s, const char *family_id);
+  int (*refresh_revoke_user)(store_t *s, const char *user_id);
+
+  int (*revoke_access)(store_t *s, const char *jti, double expires_at);
+  int (*revoked_load)(store_t *s, double now, store_revoked_cb cb, void *arg);
+  int (*revoked_purge)(store_t *s, double now);
+} store_ops_t;
+
+/* The part every backend shares; backends embed it first (container-of by cast). */
+struct store {
+  const store_ops_t *ops;
+};
+
+/* sqlite.c: open "PATH" (scheme already stripped), migrate, fill *out. */
+int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap);
+
+/* Write a printf-style one-line message into err (cap bytes; nothing when cap is 0). */
+void store__errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The schema version of a migration file name "NNNN_name.sql"; -1 when malformed. */
+int store__migration_version(const char *name);
+
+#endif

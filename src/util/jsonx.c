@@ -1,0 +1,132 @@
+/* util/jsonx.c — JSON helpers on jansson (util/jsonx.h).
+ *
+ * SPEC caps JSON nesting at 64 (413 past it) while jansson allows 2048, so
+ * request bodies are depth-scanned on the raw bytes before json_loadb().
+ * Serialisation is compact, keys in insertion order.  Any thread.
+ */
+#include "util/jsonx.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util/err.h"
+
+int jsonx_depth(const char *p, size_t n, int max_depth) {
+  int depth = 0, max = 0, in_str = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = p[i];
+    if (in_str) {
+      if (c == '\\') i++; /* skip the escaped byte (\" and \\ included) */
+      else if (c == '"') in_str = 0;
+      continue;
+    }
+    switch (c) {
+    case '"': in_str = 1; break;
+    case '[':
+    case '{':
+      if (++depth > max_depth) return -1;
+      if (depth > max) max = depth;
+      break;
+    case ']':
+    case '}':
+      if (depth > 0) depth--; /* unbalanced input is the parser's problem */
+      break;
+    default: break;
+    }
+  }
+  return max;
+}
+
+int jsonx_parse(const char *p, size_t n, int max_depth, json_t **out, char *msg, size_t msg_cap) {
+  *out = NULL;
+  if (msg && msg_cap) msg[0] = '\0';
+  if (p == NULL || n == 0) {
+    if (msg && msg_cap) snprintf(msg, msg_cap, "empty body");
+    return AGD_EBAD_REQUEST;
+  }
+  if (jsonx_depth(p, n, max_depth) < 0) { /* SPEC: too deep is 413, checked before parsing */
+    if (msg && msg_cap) snprintf(msg, msg_cap, "JSON nesting deeper than %d", max_depth);
+    return AGD_ETOO_LARGE;
+  }
+  json_error_t jerr;
+  json_t *v = json_loadb(p, n, JSON_DECODE_ANY, &jerr); /* scalars parse too; the caller checks the type */
+  if (v == NULL) {
+    if (msg && msg_cap) snprintf(msg, msg_cap, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+    return AGD_EBAD_REQUEST;
+  }
+  *out = v;
+  return 0;
+}
+
+typedef struct {
+  buf_t *b;
+  int too_large;
+} jsonx_sink_t;
+
+static int jsonx__on_chunk(const char *p, size_t n, void *data) {
+  jsonx_sink_t *s = data;
+  if (buf_append(s->b, p, n) != 0) {
+    s->too_large = 1;
+    return -1;
+  }
+  return 0;
+}
+
+#define JSONX_DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
+
+int jsonx_append(buf_t *b, const json_t *v) {
+  size_t len0 = b->len;
+  jsonx_sink_t s = {b, 0};
+  if (json_dump_callback(v, jsonx__on_chunk, &s, JSONX_DUMP_FLAGS) != 0) {
+    b->len = len0; /* nothing appended */
+    if (b->base) b->base[len0] = '\0';
+    return s.too_large ? AGD_ETOO_LARGE : AGD_EINTERNAL;
+  }
+  return 0;
+}
+
+char *jsonx_dumps(const json_t *v) { return json_dumps(v, JSONX_DUMP_FLAGS); }
+
+const char *jsonx_get_str(const json_t *obj, const char *key) {
+  json_t *m = json_object_get(obj, key);
+  return json_is_string(m) ? json_string_value(m) : NULL;
+}
+
+int jsonx_get_bool(const json_t *obj, const char *key, int def) {
+  json_t *m = json_object_get(obj, key);
+  return json_is_boolean(m) ? json_is_true(m) : def;
+}
+
+int jsonx_get_int(const json_t *obj, const char *key, long long *out) {
+  json_t *m = json_object_get(obj, key);
+  if (!json_is_integer(m)) return -1;
+  *out = (long long)json_integer_value(m);
+  return 0;
+}
+
+int jsonx_utf8_valid(const char *p, size_t n) {
+  const unsigned char *s = (const unsigned char *)p;
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    if (c < 0x80) { i++; continue; }
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;      /* overlong */
+      else if (c == 0xED) hi = 0x9F; /* surrogates U+D800..DFFF */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;      /* overlong */
+      else if (c == 0xF4) hi = 0x8F; /* > U+10FFFF */
+    } else return 0;                 /* 0x80..0xC1 (continuation, overlong 2-byte), 0xF5..0xFF */
+    if (n - i < len) return 0;       /* truncated */
+    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
+    for (size_t k = 2; k < len; k++)
+      if ((s[i + k] & 0xC0) != 0x80) return 0;
+    i += len;
+  }
+  return 1;
+}

@@ -1,0 +1,199 @@
+"""Request limits and timeouts (SPEC conventions: limits, path normalisation;
+flags --request-timeout, --idle-timeout, --max-header-bytes, --max-body-bytes)."""
+import socket
+import time
+
+import pytest
+
+from agentd import Closed, HttpConn, agentd_server, check_envelope
+
+REQUEST_TIMEOUT = 1
+IDLE_TIMEOUT = 1
+
+server = agentd_server("--request-timeout", str(REQUEST_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT),
+                       "--rate-limit", "0", name="limits")
+
+
+def read_or_closed(c):
+    """The response, or None when the server closed/reset without one."""
+    try:
+        return c.read_response()
+    except (Closed, ConnectionResetError, BrokenPipeError):
+        return None
+
+
+# ---- header size -------------------------------------------------------------
+
+def test_headers_over_16k_get_431(server):
+    with HttpConn(server.addr) as c:
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (17 * 1024) + b"\r\n\r\n")
+        r = c.read_response()
+        check_envelope(r, "HEADERS_TOO_LARGE", 431)
+        assert r.header("x-content-type-options") == "nosniff"
+
+
+def test_many_headers_over_16k_get_431(server):
+    hdrs = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(200))
+    with HttpConn(server.addr) as c:
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n" + hdrs + b"\r\n")
+        check_envelope(c.read_response(), "HEADERS_TOO_LARGE", 431)
+
+
+def test_headers_just_under_limit_ok(server):
+    with HttpConn(server.addr) as c:
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (14 * 1024) + b"\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200, r
+
+
+def test_long_request_line_431(server):
+    with HttpConn(server.addr) as c:
+        c.send(b"GET /health?q=" + b"a" * (17 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        assert r.status in (414, 431), r
+        assert r.json()["error"] is True
+
+
+# ---- body size -----------------------------------------------------------------
+
+def test_content_length_over_1mib_refused_before_body(server):
+    """413 from Content-Length alone: only the head is sent, the answer must come anyway."""
+    with HttpConn(server.addr, timeout=5) as c:
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % (1024 * 1024 + 1))
+        t0 = time.monotonic()
+        r = c.read_response()
+        assert time.monotonic() - t0 < REQUEST_TIMEOUT, "answered only after the request timeout"
+        check_envelope(r, "PAYLOAD_TOO_LARGE", 413)
+
+
+def test_content_length_huge_refused(server):
+    with HttpConn(server.addr, timeout=5) as c:
+        c.send(b"GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\n")
+        r = read_or_closed(c)
+        assert r is not None and r.status in (400, 413), r
+
+
+def test_body_within_limit_ok(server):
+    with HttpConn(server.addr, timeout=5) as c:
+        body = b'{"x":"' + b"a" * 1000 + b'"}'
+        c.request("GET", "/health", headers={"Content-Type": "application/json"}, body=body)
+        assert c.read_response().status == 200
+
+
+# ---- timeouts ------------------------------------------------------------------
+
+def test_trickling_client_cut_off(server):
+    """One header byte every 0.5 s: the whole head must arrive within --request-timeout."""
+    req = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 200 + b"\r\n\r\n"
+    c = HttpConn(server.addr, timeout=0.5)
+    t0 = time.monotonic()
+    closed_at = None
+    try:
+        for b in req:
+            try:
+                c.send(bytes([b]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed_at = time.monotonic() - t0
+                break
+            try:
+                c._fill(timeout=0.5)
+                # Some bytes came back: a 408/400 answer before the close is fine.
+            except socket.timeout:
+                pass
+            except Closed:
+                closed_at = time.monotonic() - t0
+                break
+            if time.monotonic() - t0 > REQUEST_TIMEOUT + 5:
+                break
+    finally:
+        c.close()
+    assert closed_at is not None, "trickling client still connected after %.1fs" % (time.monotonic() - t0)
+    assert closed_at < REQUEST_TIMEOUT + 2.5, closed_at
+    assert c.buf == b"" or c.buf.startswith(b"HTTP/1.1 4"), c.buf[:200]
+
+
+def test_body_trickle_cut_off(server):
+    with HttpConn(server.addr, timeout=0.5) as c:
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        t0 = time.monotonic()
+        closed = None
+        for _ in range(20):
+            try:
+                c.send(b"a")
+                c._fill(timeout=0.5)
+            except socket.timeout:
+                continue
+            except (Closed, BrokenPipeError, ConnectionResetError):
+                closed = time.monotonic() - t0
+                break
+            if c.buf and b"\r\n\r\n" in c.buf:
+                # A 408 answer: then it must close.
+                assert c.buf.startswith(b"HTTP/1.1 4"), c.buf[:200]
+        assert closed is not None and closed < REQUEST_TIMEOUT + 2.5, closed
+
+
+def test_idle_keepalive_closed(server):
+    with HttpConn(server.addr) as c:
+        c.request("GET", "/health")
+        assert c.read_response().status == 200
+        waited = c.wait_closed(IDLE_TIMEOUT + 4)
+        assert IDLE_TIMEOUT * 0.5 <= waited < IDLE_TIMEOUT + 2.5, waited
+
+
+def test_active_keepalive_not_closed(server):
+    """Requests more often than the idle timeout keep the connection open."""
+    with HttpConn(server.addr) as c:
+        for _ in range(5):
+            c.request("GET", "/health/live")
+            assert c.read_response().status == 200
+            time.sleep(IDLE_TIMEOUT * 0.5)
+
+
+def test_silent_connection_closed(server):
+    """A connection that never sends a byte is dropped (request or idle timeout)."""
+    with HttpConn(server.addr) as c:
+        waited = c.wait_closed(max(REQUEST_TIMEOUT, IDLE_TIMEOUT) + 4)
+        assert waited < max(REQUEST_TIMEOUT, IDLE_TIMEOUT) + 2.5
+
+
+# ---- malformed requests ----------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [
+    b"\x01\x02\x03garbage\r\n\r\n",
+    b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"GET /health\r\nHost: x\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header Name: y\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+    b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+])
+def test_malformed_request_400_and_close(server, raw):
+    with HttpConn(server.addr) as c:
+        c.send(raw)
+        r = c.read_response()
+        check_envelope(r, "BAD_REQUEST", 400)
+        assert c.wait_closed(3) < 3
+
+
+def test_server_survives_malformed(server):
+    assert server.get("/health").status == 200
+
+
+# ---- path normalisation -------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/api/../health", "/./health", "//health", "/api/./health", "/x/y/../../health",
+                                  "/%68ealth"])
+def test_path_normalised(server, path):
+    r = server.get(path)
+    assert r.status == 200, r
+    assert r.json()["status"] == "healthy"
+
+
+@pytest.mark.parametrize("path", ["/%2e%2e/etc/passwd", "/../../etc/passwd", "/..%2f..%2fetc%2fpasswd",
+                                  "/static/../../../../etc/passwd", "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+                                  "/etc/passwd"])
+def test_traversal_never_a_file(server, path):
+    r = server.get(path)
+    assert r.status in (400, 404), r
+    assert b"root:" not in r.body
+    assert r.json()["error"] is True
