@@ -33,7 +33,7 @@ run: build
 	./build/agentd --port $(PORT) --dev-login
 
 unit: build-test
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 meson test -C build-test --print-errorlogs
+	bash scripts/run_unit.sh build-test
 
 e2e: build-test
 	AGENTD_BIN=$(CURDIR)/build-test/agentd ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

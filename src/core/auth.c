@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -454,9 +455,12 @@ int auth_verify(const char *token, size_t len, auth_kind_t expected, double now,
   int alg_ok = json_is_string(alg) && json_string_length(alg) == 5 &&
                strcmp(json_string_value(alg), "HS256") == 0;
   int has_crit = json_object_get(hdr, "crit") != NULL;
+  /* libjwt 1.10 refuses any typ but "JWT"; say so rather than "bad signature". */
+  json_t *typ = json_object_get(hdr, "typ");
+  int typ_ok = !typ || (json_is_string(typ) && strcasecmp(json_string_value(typ), "JWT") == 0);
   json_decref(hdr);
   if (!alg_ok) return reject(out, "algorithm not allowed");
-  if (has_crit) return reject(out, "malformed"); /* RFC 7515 §4.1.11: no extensions understood */
+  if (has_crit || !typ_ok) return reject(out, "malformed"); /* RFC 7515 §4.1.11: no extension understood */
   if (sn == 0) return reject(out, "bad signature");
 
   json_t *payload = segment_json(d1 + 1, pn);

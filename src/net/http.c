@@ -609,25 +609,55 @@ static void append_cors(http_req_t *r, buf_t *b) {
               (int)origin.n, origin.p);
 }
 
-/* Status line and the headers every answer carries. */
+static size_t fmt_u64(char *out, unsigned long long v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+#define APPEND_LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
+
+/* Status line and the headers every answer carries.  This runs once per
+ * response, so it appends pieces instead of formatting. */
 static void build_head(http_req_t *r, buf_t *b, int status, const char *ctype, long long clen) {
   conn_t *c = r->conn;
-  buf_appendf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: agentd\r\n", status, status_reason(status), http_date());
-  if (ctype) buf_appendf(b, "Content-Type: %s\r\n", ctype);
-  if (clen >= 0) buf_appendf(b, "Content-Length: %lld\r\n", clen);
-  else if (clen == -1) buf_append_str(b, "Transfer-Encoding: chunked\r\n");
-  buf_appendf(b, "X-Request-ID: %s\r\n", r->request_id);
-  buf_append_str(b, "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n");
+  char num[24];
+  APPEND_LIT(b, "HTTP/1.1 ");
+  buf_append(b, num, fmt_u64(num, (unsigned long long)status));
+  buf_append(b, " ", 1);
+  buf_append_str(b, status_reason(status));
+  APPEND_LIT(b, "\r\nDate: ");
+  buf_append_str(b, http_date());
+  APPEND_LIT(b, "\r\nServer: agentd\r\n");
+  if (ctype) {
+    APPEND_LIT(b, "Content-Type: ");
+    buf_append_str(b, ctype);
+    APPEND_LIT(b, "\r\n");
+  }
+  if (clen >= 0) {
+    APPEND_LIT(b, "Content-Length: ");
+    buf_append(b, num, fmt_u64(num, (unsigned long long)clen));
+    APPEND_LIT(b, "\r\n");
+  } else if (clen == -1) {
+    APPEND_LIT(b, "Transfer-Encoding: chunked\r\n");
+  }
+  APPEND_LIT(b, "X-Request-ID: ");
+  buf_append_str(b, r->request_id);
+  APPEND_LIT(b, "\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n");
   if (ctype && strncmp(ctype, "text/html", 9) == 0)
-    buf_append_str(b, "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
-                      "img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'\r\n");
-  if (c->tls) buf_append_str(b, "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n");
+    APPEND_LIT(b, "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
+                  "img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'\r\n");
+  if (c->tls) APPEND_LIT(b, "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n");
   append_cors(r, b);
   if (r->resp_hdrs.len) buf_append(b, r->resp_hdrs.base, r->resp_hdrs.len);
   if (status != 101 && clen != -2) {
-    if (!r->keep_alive) buf_append_str(b, "Connection: close\r\n");
-    else if (r->conn->http && r->conn->http->parser.http_minor == 0)
-      buf_append_str(b, "Connection: keep-alive\r\n");
+    if (!r->keep_alive) APPEND_LIT(b, "Connection: close\r\n");
+    else if (r->conn->http && r->conn->http->parser.http_minor == 0) APPEND_LIT(b, "Connection: keep-alive\r\n");
   }
 }
 

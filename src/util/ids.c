@@ -52,13 +52,27 @@ char *id_new(char out[ID_MAX], const char *prefix) {
   return out;
 }
 
+/* Request ids only need to be unique, not secret, and one is made per request
+ * on the hot path: a per-thread xorshift128+ seeded once from the CSPRNG
+ * avoids a RAND_bytes call (and its getpid() fork check) per request. */
+static uint64_t request_rng_next(void) {
+  static __thread uint64_t s[2];
+  if (s[0] == 0 && s[1] == 0) {
+    id_random_bytes(s, sizeof s);
+    s[0] |= 1;
+  }
+  uint64_t x = s[0], y = s[1];
+  s[0] = y;
+  x ^= x << 23;
+  s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+  return s[1] + y;
+}
+
 char *id_request(char out[17]) {
   static const char hex[] = "0123456789abcdef";
-  unsigned char r[8];
-  id_random_bytes(r, sizeof r);
-  for (size_t i = 0; i < sizeof r; i++) {
-    out[2 * i] = hex[r[i] >> 4];
-    out[2 * i + 1] = hex[r[i] & 15];
+  uint64_t v = request_rng_next();
+  for (size_t i = 0; i < 16; i++) {
+    out[i] = hex[(v >> (60 - 4 * i)) & 15];
   }
   out[16] = '\0';
   return out;

@@ -90,6 +90,8 @@ class Agentd:
 
     def start(self, timeout=20.0):
         require_binary()
+        with self._stdout_lock:
+            self._stdout_lines = []
         self._stderr_f = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(self.cmdline(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._stderr_f, env=sanitizer_env(self.extra_asan),

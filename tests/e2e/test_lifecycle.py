@@ -11,7 +11,8 @@ import time
 import pytest
 import websockets
 
-from agentd import AGENTD_BIN, HttpConn, RawWS, check_welcome, random_secret, sanitizer_env
+from agentd import (AGENTD_BIN, OP_TEXT, HttpConn, RawWS, build_frame, check_welcome, random_secret,
+                    sanitizer_env)
 
 USER = "usr_e2e_life"
 
@@ -160,12 +161,37 @@ def test_sigterm_idle_http_and_raw_ws(server_factory):
     assert rc == 0, (rc, srv.stderr_tail())
 
 
+def _flood_until_stalled(ws, seconds=5.0):
+    """Send pings without reading until the server stops reading (its send queue
+    is past the high mark and the kernel buffers are full)."""
+    s = ws.sock
+    s.setblocking(False)
+    batch = build_frame(OP_TEXT, b'{"type":"ping"}') * 256
+    pending = b""
+    blocked_since = None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not pending:
+            pending = batch
+        try:
+            pending = pending[s.send(pending):]
+            blocked_since = None
+        except BlockingIOError:
+            if blocked_since is None:
+                blocked_since = time.monotonic()
+            elif time.monotonic() - blocked_since > 0.5:
+                return True
+            time.sleep(0.02)
+    return False
+
+
 def test_second_signal_exits_at_once(server_factory):
-    srv = server_factory("--shutdown-grace", "30")
-    # Keep the shutdown busy: a WebSocket that never answers the close frame and
-    # a request whose body is still arriving.
-    ws = RawWS(srv.addr, token=srv.token(sub=USER))
+    srv = server_factory("--shutdown-grace", "30", "--send-queue-limit", "65536", "--rate-limit", "0")
+    # Keep the shutdown busy: a WebSocket that never reads, so the close frame
+    # (1001) cannot be flushed, and a request whose body is still arriving.
+    ws = RawWS(srv.addr, token=srv.token(sub=USER), rcvbuf=4096)
     ws.recv_json()
+    assert _flood_until_stalled(ws), "server kept reading from a client that never reads"
     c = HttpConn(srv.addr)
     c.send(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
     time.sleep(0.2)

@@ -56,11 +56,14 @@ def test_long_request_line_431(server):
 
 # ---- body size -----------------------------------------------------------------
 
-def test_content_length_over_1mib_refused_before_body(server):
-    """413 from Content-Length alone: only the head is sent, the answer must come anyway."""
+@pytest.mark.parametrize("method,path", [("POST", "/api/threads"), ("GET", "/health")])
+def test_content_length_over_1mib_refused_before_body(server, method, path):
+    """413 from Content-Length alone: only the head is sent, the answer must come anyway.
+    (POST /api/threads carries a valid token so that auth is not what refuses it.)"""
     with HttpConn(server.addr, timeout=5) as c:
-        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n" % (1024 * 1024 + 1))
+        c.send(b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
+               % (method.encode(), path.encode(), server.token().encode(), 1024 * 1024 + 1))
         t0 = time.monotonic()
         r = c.read_response()
         assert time.monotonic() - t0 < REQUEST_TIMEOUT, "answered only after the request timeout"

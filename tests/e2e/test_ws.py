@@ -15,7 +15,7 @@ import pytest
 import websockets
 import websockets.exceptions
 
-from agentd import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Closed, RawWS, b64url, build_frame,
+from agentd import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWS, b64url, build_frame,
                     check_envelope, check_welcome, agentd_server)
 
 server = agentd_server(name="ws")
@@ -566,17 +566,15 @@ def test_slow_reader_closed_and_memory_bounded(server_factory):
     assert how is not None, "slow reader still connected after %.0fs (%d bytes sent)" % (elapsed, sent)
     rss_max = max(rss_max, srv.rss_kb())
     assert rss_max - rss0 < 64 * 1024, "server RSS grew by %d KiB" % (rss_max - rss0)
-    # What the client finally reads ends with close 1013 (or a reset).
+    # What the client finally reads ends with close 1013, or the connection is
+    # cut (EOF/reset: the close frame may sit behind bytes it never read).
     s.setblocking(True)
-    code = "reset"
     try:
-        code = ws.read_close(timeout=10)
-    except (ConnectionResetError, Closed):
-        pass
+        code = ws.read_close(timeout=10)   # None: EOF or reset without a close frame
     except socket.timeout:
-        code = "open"
+        code = "still open"
     ws.close()
-    assert code in (1013, "reset"), code
+    assert code in (1013, None), code
     assert srv.get("/health").status == 200
 
 

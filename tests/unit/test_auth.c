@@ -291,6 +291,17 @@ Test(auth, shape_limits)
   craft(tok, "not json", "{}", EVP_sha256());
   cr_assert_eq(verify_str(tok, AUTH_ACCESS, NOW, &c), AGD_EAUTH_INVALID);
   cr_assert_str_eq(c.error, "malformed");
+  /* a typ other than JWT, and crit extensions, are refused */
+  char p0[512];
+  payload_with(p0, "");
+  craft(tok, "{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}", p0, EVP_sha256());
+  cr_assert_eq(verify_str(tok, AUTH_ACCESS, NOW, &c), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(c.error, "malformed");
+  craft(tok, "{\"alg\":\"HS256\",\"typ\":\"jwt\"}", p0, EVP_sha256());
+  cr_assert_eq(verify_str(tok, AUTH_ACCESS, NOW, &c), 0, "%s", c.error);
+  craft(tok, "{\"alg\":\"HS256\",\"crit\":[\"b64\"],\"b64\":false}", p0, EVP_sha256());
+  cr_assert_eq(verify_str(tok, AUTH_ACCESS, NOW, &c), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(c.error, "malformed");
   /* alg ok but no signature */
   char p[512];
   payload_with(p, "");
