@@ -144,6 +144,7 @@ static int serve(config_t *cfg) {
   uv_signal_init(app.loop, &sig_int);
   uv_signal_start(&sig_int, on_signal, SIGINT);
   api_health_start(app.loop);
+  api_ws_start(app.loop);
   atomic_store(&app.ready, 1);
 
   printf("agentd listening on %s://%s:%d\n", server_is_tls(app.srv) ? "https" : "http", cfg->host,
@@ -157,6 +158,7 @@ static int serve(config_t *cfg) {
   /* Drain: close remaining handles, wait for workers' after-callbacks. */
   server_close(app.srv);
   api_health_stop();
+  api_ws_stop();
   uv_close((uv_handle_t *)&sig_term, NULL);
   uv_close((uv_handle_t *)&sig_int, NULL);
   uv_run(app.loop, UV_RUN_DEFAULT);
@@ -174,6 +176,9 @@ int main(int argc, char **argv) {
   config_t cfg;
   char err[512] = "";
   signal(SIGPIPE, SIG_IGN);
+  /* libuv's pool runs store queries and argon2: more threads than its default
+   * 4 keeps slow hashes from delaying reads.  Must be set before first use. */
+  setenv("UV_THREADPOOL_SIZE", "8", 0);
   if (config_parse(&cfg, argc, argv, err, sizeof(err)) != 0) {
     fprintf(stderr, "agentd: %s\n", err);
     config_dispose(&cfg);

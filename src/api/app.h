@@ -35,6 +35,10 @@ void api_ws_register(void);
 void api_ws_on_open(conn_t *c);
 void api_ws_on_text(conn_t *c, const char *p, size_t n);
 void api_stream_on_close(conn_t *c);
+/* Close every open WebSocket authenticated with that access token (1008). */
+void api_ws_revoke_token(const char *jti);
+void api_ws_start(uv_loop_t *loop);
+void api_ws_stop(void);
 /* Periodic background work (database health); started by main. */
 void api_health_start(uv_loop_t *loop);
 void api_health_stop(void);

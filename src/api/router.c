@@ -218,6 +218,7 @@ void router_on_request(http_req_t *r) {
   if (!(rt->flags & ROUTE_PUBLIC) || (rt->flags & ROUTE_AUTH_OPTIONAL)) {
     const char *why = NULL;
     int rc = auth_hook ? auth_hook(r, ctx, &why) : AGD_EAUTH_REQUIRED;
+    if (rc == ROUTER_AUTH_PENDING) return;
     if (rc != 0 && !(rt->flags & ROUTE_PUBLIC)) {
       http_respond_error(r, rc, rc == AGD_EAUTH_REQUIRED ? "authentication required: send Authorization: Bearer <token>"
                                                          : (why ? why : "invalid or expired token"),
@@ -225,6 +226,12 @@ void router_on_request(http_req_t *r) {
       return;
     }
   }
+  router_continue(r);
+}
+
+void router_continue(http_req_t *r) {
+  route_ctx_t *ctx = ctx_of(r);
+  const route_t *rt = ctx->route;
   if (!(rt->flags & ROUTE_NO_RATELIMIT) && limit_hook && strncmp(http_req_path(r), "/api/", 5) == 0) {
     if (limit_hook(r, ctx) != 0) {
       http_respond_error(r, AGD_ERATE_LIMITED, "rate limit exceeded: slow down", NULL);

@@ -38,7 +38,11 @@ typedef void (*route_handler_fn)(http_req_t *r, route_ctx_t *ctx);
 
 /* Authenticate a request from its Authorization header.  Returns 0 and fills
  * ctx->user_id/email/token_jti, AGD_EAUTH_REQUIRED (no credentials) or
- * AGD_EAUTH_INVALID (bad ones; *why may get a short reason). */
+ * AGD_EAUTH_INVALID (bad ones; *why may get a short reason), or
+ * ROUTER_AUTH_PENDING when it finishes asynchronously (e.g. the user row must
+ * be created first): the hook then calls router_continue(r) on the loop
+ * thread, or answers the request itself. */
+#define ROUTER_AUTH_PENDING 1
 typedef int (*router_auth_fn)(http_req_t *r, route_ctx_t *ctx, const char **why);
 /* Rate limit hook: 0 allowed, AGD_ERATE_LIMITED (the hook has already added
  * Retry-After and X-RateLimit-* headers to r).  May add headers when allowed. */
@@ -59,6 +63,9 @@ void router_reset(void);
 
 /* The value of path parameter `name`, or NULL. */
 const char *route_param(const route_ctx_t *ctx, const char *name);
+
+/* Resume a request whose auth hook returned ROUTER_AUTH_PENDING: rate limit, then the handler. */
+void router_continue(http_req_t *r);
 
 /* net_callbacks_t entries (main wires them). */
 long router_on_request_head(http_req_t *r);

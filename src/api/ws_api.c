@@ -22,11 +22,59 @@
 
 /* Per-socket state of the protocol (conn_data). */
 typedef struct ws_session {
+  struct ws_session *prev, *next; /* all open sessions (logout and expiry sweeps) */
+  conn_t *conn;
   char jti[128];      /* the handshake token's jti: logout of it closes the socket (1008) */
   double token_exp;   /* its expiry: the socket is closed with 1008 after it */
   double bucket;      /* SPEC §9: frames per second per socket (token bucket) */
   double bucket_at;   /* time_now() of the last refill */
 } ws_session_t;
+
+static ws_session_t sessions = {.prev = &sessions, .next = &sessions};
+static uv_timer_t expiry_timer;
+
+static void session_link(ws_session_t *s) {
+  s->prev = sessions.prev;
+  s->next = &sessions;
+  sessions.prev->next = s;
+  sessions.prev = s;
+}
+
+static void session_unlink(ws_session_t *s) {
+  if (!s->next) return;
+  s->prev->next = s->next;
+  s->next->prev = s->prev;
+  s->prev = s->next = NULL;
+}
+
+/* SPEC §2: logout closes the open sockets of that token with 1008. */
+void api_ws_revoke_token(const char *jti) {
+  if (!jti || !jti[0]) return;
+  for (ws_session_t *s = sessions.next, *next; s != &sessions; s = next) {
+    next = s->next;
+    if (strcmp(s->jti, jti) == 0) ws_close(s->conn, 1008, "token revoked");
+  }
+}
+
+/* SPEC §6: a socket whose token expired is closed with 1008. */
+static void on_expiry_timer(uv_timer_t *t) {
+  double now = time_now();
+  for (ws_session_t *s = sessions.next, *next; s != &sessions; s = next) {
+    next = s->next;
+    if (s->token_exp > 0 && now > s->token_exp + 30) ws_close(s->conn, 1008, "token expired");
+  }
+}
+
+void api_ws_start(uv_loop_t *loop) {
+  uv_timer_init(loop, &expiry_timer);
+  uv_timer_start(&expiry_timer, on_expiry_timer, 1000, 1000);
+  uv_unref((uv_handle_t *)&expiry_timer);
+}
+
+void api_ws_stop(void) {
+  uv_timer_stop(&expiry_timer);
+  uv_close((uv_handle_t *)&expiry_timer, NULL);
+}
 
 /* ---- handshake (SPEC §6) ---- */
 
@@ -125,6 +173,7 @@ static void h_ws(http_req_t *r, route_ctx_t *ctx) {
   s->token_exp = claims.exp;
   s->bucket = 40;
   s->bucket_at = time_now();
+  s->conn = c;
   conn_set_data(c, s);
   if (ws_upgrade(r, claims.user_id) != 0) {
     conn_set_data(c, NULL);
@@ -152,6 +201,8 @@ static void ws_send_error(conn_t *c, const char *code, const char *message, json
 }
 
 void api_ws_on_open(conn_t *c) {
+  ws_session_t *s = conn_data(c);
+  if (s) session_link(s);
   char cid[ID_MAX];
   id_new(cid, "conn");
   const config_t *cfg = g_app->cfg;
@@ -166,7 +217,11 @@ void api_ws_on_open(conn_t *c) {
 }
 
 void api_stream_on_close(conn_t *c) {
-  if (conn_kind(c) == CONN_KIND_WS) free(conn_data(c));
+  if (conn_kind(c) == CONN_KIND_WS && conn_data(c)) {
+    ws_session_t *s = conn_data(c);
+    session_unlink(s);
+    free(s);
+  }
   conn_set_data(c, NULL);
 }
 
