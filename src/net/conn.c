@@ -181,8 +181,13 @@ void conn__flush(conn_t *c) {
 }
 
 void conn__close_after_flush(conn_t *c) {
-  if (c->flags & CONN_F_CLOSING) return;
+  if (c->flags & (CONN_F_CLOSING | CONN_F_CLOSE_AFTER_FLUSH)) return;
   c->flags |= CONN_F_CLOSE_AFTER_FLUSH;
+  /* A clean TLS close keeps the session resumable (tls.h). */
+  if (c->tls && tls_conn_established(c->tls)) {
+    tls_conn_shutdown(c->tls, &c->out);
+    conn__mark_pending(c);
+  }
   conn__read_stop(c);
   if (c->out.len == 0 && c->inflight == 0) conn__close(c);
   else conn__mark_pending(c);

@@ -169,7 +169,8 @@ def test_silent_connection_closed(server):
     b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header Name: y\r\n\r\n",
     b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
     b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-])
+], ids=["garbage", "http_9_9", "http_0_9_no_version", "space_in_header_name", "two_content_lengths",
+        "cl_and_te"])
 def test_malformed_request_400_and_close(server, raw):
     with HttpConn(server.addr) as c:
         c.send(raw)
