@@ -39,7 +39,7 @@
 #include <uv.h>
 #include <wslay/wslay.h>
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define HS_MAX 8192              /* bytes of the 101 response we accept */
 #define OUT_MAX (1u << 20)       /* per-connection pending output bound */
 #define RECV_MSG_MAX (1u << 20)  /* largest server message we accept */

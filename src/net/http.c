@@ -310,6 +310,8 @@ static int on_headers_complete(llhttp_t *p) {
   r->keep_alive = llhttp_should_keep_alive(p) && !(c->flags & CONN_F_SHUTDOWN);
   r->upgrade = p->upgrade;
   req_parse_target(r);
+  /* HTTP/0.9 (no version on the request line) is not spoken here. */
+  if (p->http_major == 0 && !r->early_err) r->early_err = AGD_EBAD_REQUEST;
 
   slice_t v;
   if (http_req_header(r, "x-request-id", &v) && id_request_valid(v.p, v.n)) {

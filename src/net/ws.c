@@ -119,8 +119,11 @@ static void ws__send_pending(conn_t *c) {
   }
 }
 
-/* Follow frame boundaries (header sizes per RFC 6455 §5.2) without parsing payloads. */
-static void ws__scan(ws_state_t *w, const uint8_t *p, size_t n) {
+/* Follow frame boundaries (header sizes per RFC 6455 §5.2) without parsing
+ * payloads.  Returns 1 when a control frame is fragmented or longer than 125
+ * bytes (§5.5): wslay fails such input without queueing a close, so the caller
+ * answers 1002 itself. */
+static int ws__scan(ws_state_t *w, const uint8_t *p, size_t n) {
   while (n > 0) {
     if (w->scan_left > 0) {
       size_t take = n < w->scan_left ? n : (size_t)w->scan_left;
@@ -145,18 +148,24 @@ static void ws__scan(ws_state_t *w, const uint8_t *p, size_t n) {
       }
       uint8_t op = w->hdr[0] & 0x0f, fin = w->hdr[0] & 0x80;
       if (op < 0x8) w->frag_open = !fin; /* data frames (continuation, text, binary) */
+      else if (!fin || len > 125) return 1;
       w->scan_left = len;
       w->hdr_have = 0;
       w->hdr_need = 0;
     }
   }
+  return 0;
 }
 
 void ws__on_bytes(conn_t *c, const char *p, size_t n) {
   ws_state_t *w = c->ws;
   if (!w || w->closing) return;
-  ws__scan(w, (const uint8_t *)p, n);
+  int bad_control = ws__scan(w, (const uint8_t *)p, n);
   ws__ensure_ctx(c);
+  if (bad_control) {
+    ws_close(c, 1002, "protocol error: bad control frame");
+    return;
+  }
   w->feed_p = (const uint8_t *)p;
   w->feed_n = n;
   w->in_recv = 1;
@@ -164,7 +173,19 @@ void ws__on_bytes(conn_t *c, const char *p, size_t n) {
   int rc = wslay_event_recv(w->ctx);
   w->in_recv = 0;
   w->feed_n = 0;
-  if (rc != 0) {
+  if (rc != 0) log_debug("conn %llu: wslay_event_recv: %d", (unsigned long long)c->id, rc);
+  if (rc != 0 && rc != WSLAY_ERR_NOMEM) {
+    /* A frame wslay refused outright (a fragmented or oversized control frame
+     * surfaces as a callback failure): answer with close 1002 before hanging
+     * up (RFC 6455 §7.4.1). */
+    if (!w->closing && wslay_event_queue_close(w->ctx, 1002, (const uint8_t *)"protocol error", 14) == 0) {
+      w->closing = 1;
+      wslay_event_send(w->ctx);
+      conn__close_after_flush(c);
+    } else {
+      conn__close(c);
+    }
+  } else if (rc != 0) {
     conn__close(c);
   } else {
     ws__send_pending(c);

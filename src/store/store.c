@@ -5,6 +5,7 @@
  * except the event loop; no state of its own.
  */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -162,3 +163,148 @@ int store_revoked_load(store_t *s, double now, store_revoked_cb cb, void *arg) {
 }
 
 int store_revoked_purge(store_t *s, double now) { return s->ops->revoked_purge(s, now); }
+
+/* ---- threads and messages ------------------------------------------------------------ */
+
+void store_thread_dispose(store_thread_t *t) {
+  if (!t) return;
+  free(t->title);
+  free(t->metadata);
+  t->title = t->metadata = NULL;
+}
+
+void store_thread_list_dispose(store_thread_list_t *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->n; i++) store_thread_dispose(&l->items[i]);
+  free(l->items);
+  l->items = NULL;
+  l->n = 0;
+}
+
+void store_message_dispose(store_message_t *m) {
+  if (!m) return;
+  free(m->content);
+  free(m->metadata);
+  m->content = m->metadata = NULL;
+}
+
+void store_message_list_dispose(store_message_list_t *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->n; i++) store_message_dispose(&l->items[i]);
+  free(l->items);
+  l->items = NULL;
+  l->n = 0;
+}
+
+/* NULL, or a string of at most max bytes. */
+static int opt_fits(const char *p, size_t max) { return !p || strnlen(p, max + 1) <= max; }
+static int page_ok(int limit, long offset) {
+  return limit >= 1 && limit <= STORE_PAGE_MAX && offset >= 0;
+}
+
+int store_thread_create(store_t *s, const char *user_id, const char *title, const char *metadata,
+                        store_thread_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
+  if (!opt_fits(title, STORE_TITLE_MAX) || !opt_fits(metadata, STORE_METADATA_MAX))
+    return AGD_EBAD_REQUEST;
+  return s->ops->thread_create(s, user_id, title, metadata, out);
+}
+
+int store_thread_get(store_t *s, const char *user_id, const char *thread_id, store_thread_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->thread_get(s, user_id, thread_id, out);
+}
+
+int store_thread_list(store_t *s, const char *user_id, int include_archived, int limit, long offset,
+                      store_thread_list_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!page_ok(limit, offset)) return AGD_EBAD_REQUEST;
+  if (!fits(user_id, ID_MAX)) return 0; /* nobody: no threads */
+  return s->ops->thread_list(s, user_id, include_archived != 0, limit, offset, out);
+}
+
+int store_thread_update(store_t *s, const char *user_id, const char *thread_id, int set_title,
+                        const char *title, const char *metadata, store_thread_t *out) {
+  store_thread_t tmp;
+  store_thread_t *o = out ? out : &tmp;
+  memset(o, 0, sizeof *o);
+  if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
+  if (!opt_fits(title, STORE_TITLE_MAX) || !opt_fits(metadata, STORE_METADATA_MAX))
+    return AGD_EBAD_REQUEST;
+  int rc = s->ops->thread_update(s, user_id, thread_id, set_title != 0, set_title ? title : NULL,
+                                 metadata, o);
+  if (!out) store_thread_dispose(&tmp);
+  return rc;
+}
+
+int store_thread_archive(store_t *s, const char *user_id, const char *thread_id) {
+  if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->thread_archive(s, user_id, thread_id);
+}
+
+int store_thread_delete(store_t *s, const char *user_id, const char *thread_id) {
+  if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->thread_delete(s, user_id, thread_id);
+}
+
+int store_message_add(store_t *s, const char *user_id, const store_message_new_t *in,
+                      store_message_t *out) {
+  if (!out || !in) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
+  if (in->thread_id && !fits(in->thread_id, ID_MAX)) return AGD_ENOT_FOUND;
+  if (!in->role || !in->content || !opt_fits(in->content, STORE_CONTENT_MAX) ||
+      !opt_fits(in->new_thread_title, STORE_TITLE_MAX) || !opt_fits(in->metadata, STORE_METADATA_MAX) ||
+      (in->run_id && !fits0(in->run_id, ID_MAX)))
+    return AGD_EBAD_REQUEST;
+  if (strnlen(in->role, 16) >= 16) return AGD_EVALIDATION;
+  return s->ops->message_add(s, user_id, in, out);
+}
+
+int store_message_get(store_t *s, const char *user_id, const char *message_id, store_message_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!fits(user_id, ID_MAX) || !fits(message_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->message_get(s, user_id, message_id, out);
+}
+
+int store_message_delete(store_t *s, const char *user_id, const char *message_id) {
+  if (!fits(user_id, ID_MAX) || !fits(message_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->message_delete(s, user_id, message_id);
+}
+
+int store_message_list(store_t *s, const char *user_id, const char *thread_id, int limit, long offset,
+                       store_message_list_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!page_ok(limit, offset)) return AGD_EBAD_REQUEST;
+  if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->message_list(s, user_id, thread_id, limit, offset, out);
+}
+
+int store_message_history(store_t *s, const char *user_id, const char *thread_id,
+                          const char *before_id, int limit, store_message_list_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  out->total = -1;
+  if (!page_ok(limit, 0)) return AGD_EBAD_REQUEST;
+  if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
+  if (before_id && !*before_id) before_id = NULL;
+  if (before_id && !fits(before_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->message_history(s, user_id, thread_id, before_id, limit, out);
+}
+
+int store_message_list_user(store_t *s, const char *user_id, const char *thread_id, int limit,
+                            long offset, store_message_list_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!page_ok(limit, offset)) return AGD_EBAD_REQUEST;
+  if (thread_id && !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
+  if (!fits(user_id, ID_MAX)) return thread_id ? AGD_ENOT_FOUND : 0;
+  return s->ops->message_list_user(s, user_id, thread_id, limit, offset, out);
+}

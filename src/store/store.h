@@ -141,4 +141,125 @@ int store_revoked_load(store_t *s, double now, store_revoked_cb cb, void *arg);
  * longer be presented).  Housekeeping, e.g. hourly on a worker. */
 int store_revoked_purge(store_t *s, double now);
 
+/* ---- threads and messages (SPEC §3) ------------------------------------------------- */
+/* Every call takes the caller's user id and only ever touches that user's rows: a thread
+ * or message of another user is AGD_ENOT_FOUND, exactly like one that does not exist.
+ * Strings in results are malloc'd and owned by the result: release a result with its
+ * _dispose function (which also accepts a zeroed or already-disposed one). */
+
+#define STORE_TITLE_MAX 2000        /* bytes of a title (the API caps it at 500 characters) */
+#define STORE_CONTENT_MAX 400000    /* bytes of message content (API: 100,000 characters) */
+#define STORE_METADATA_MAX (1 << 20) /* bytes of a metadata JSON text */
+#define STORE_PAGE_MAX 1000         /* largest page a list call returns */
+
+typedef struct store_thread {
+  char id[ID_MAX];        /* "thr_…" */
+  char *title;            /* NULL when the thread has no title */
+  char *metadata;         /* JSON object text, "{}" by default */
+  char status[16];        /* "active" | "archived" */
+  double created_at, updated_at; /* epoch seconds; updated_at moves with every new message */
+  long message_count;
+} store_thread_t;
+
+typedef struct store_thread_list {
+  store_thread_t *items;  /* n rows, malloc'd */
+  size_t n;
+  long total;             /* rows matching without limit/offset */
+} store_thread_list_t;
+
+typedef struct store_message {
+  long long seq;          /* server-assigned order: strictly increasing in insertion order */
+  char id[ID_MAX];        /* "msg_…" */
+  char thread_id[ID_MAX];
+  char role[16];          /* "user" | "assistant" | "system" | "tool" */
+  char *content;
+  char run_id[ID_MAX];    /* "" when none */
+  char *metadata;         /* JSON object text */
+  double created_at;
+} store_message_t;
+
+typedef struct store_message_list {
+  store_message_t *items; /* n rows, malloc'd, in the order the call documents */
+  size_t n;
+  long total;             /* rows matching without limit/offset (-1 when not computed) */
+  int has_more;           /* more rows exist past this page (in the call's direction) */
+} store_message_list_t;
+
+void store_thread_dispose(store_thread_t *t);
+void store_thread_list_dispose(store_thread_list_t *l);
+void store_message_dispose(store_message_t *m);
+void store_message_list_dispose(store_message_list_t *l);
+
+/* Create an active thread for user_id.  title may be NULL (no title); metadata NULL
+ * means "{}", else a JSON object text (AGD_EVALIDATION when it is not one).
+ * AGD_ENOT_FOUND when the user does not exist; AGD_EBAD_REQUEST for a title or
+ * metadata over STORE_TITLE_MAX / STORE_METADATA_MAX bytes.  out gets the row. */
+int store_thread_create(store_t *s, const char *user_id, const char *title, const char *metadata,
+                        store_thread_t *out);
+
+/* One thread of the caller (active or archived).  AGD_ENOT_FOUND otherwise. */
+int store_thread_get(store_t *s, const char *user_id, const char *thread_id, store_thread_t *out);
+
+/* The caller's threads, newest activity (updated_at) first; archived ones only when
+ * include_archived.  limit 1..STORE_PAGE_MAX, offset ≥ 0 (else AGD_EBAD_REQUEST). */
+int store_thread_list(store_t *s, const char *user_id, int include_archived, int limit, long offset,
+                      store_thread_list_t *out);
+
+/* Update the thread: set_title → title (NULL clears it); metadata non-NULL replaces the
+ * metadata (a JSON object text).  updated_at moves.  out (may be NULL) gets the row.
+ * AGD_ENOT_FOUND for a thread that is not the caller's. */
+int store_thread_update(store_t *s, const char *user_id, const char *thread_id, int set_title,
+                        const char *title, const char *metadata, store_thread_t *out);
+
+/* Soft delete: status becomes "archived" (idempotent).  AGD_ENOT_FOUND as above. */
+int store_thread_archive(store_t *s, const char *user_id, const char *thread_id);
+
+/* Hard delete: the thread row goes and, by ON DELETE CASCADE, everything that references
+ * it (messages now; runs and events once their tables exist).  AGD_ENOT_FOUND as above. */
+int store_thread_delete(store_t *s, const char *user_id, const char *thread_id);
+
+/* What store_message_add stores. */
+typedef struct store_message_new {
+  const char *thread_id;  /* the caller's thread, or NULL: create a thread in the same
+                             transaction, titled new_thread_title (may be NULL) */
+  const char *new_thread_title;
+  const char *role;       /* user|assistant|system|tool (else AGD_EVALIDATION) */
+  const char *content;    /* ≤ STORE_CONTENT_MAX bytes (else AGD_EBAD_REQUEST) */
+  const char *run_id;     /* NULL or "" for none */
+  const char *metadata;   /* NULL: "{}"; else a JSON object text */
+} store_message_new_t;
+
+/* Append a message.  In one transaction: insert it with the next sequence number, move
+ * the thread's updated_at to now and add one to its message_count.  out gets the row
+ * (out->thread_id is the new thread's id when one was created).  AGD_ENOT_FOUND when
+ * in->thread_id is not the caller's thread. */
+int store_message_add(store_t *s, const char *user_id, const store_message_new_t *in,
+                      store_message_t *out);
+
+/* One message of the caller.  AGD_ENOT_FOUND otherwise. */
+int store_message_get(store_t *s, const char *user_id, const char *message_id, store_message_t *out);
+
+/* Delete one message of the caller; its thread's message_count drops by one.  The thread's
+ * updated_at does not move.  AGD_ENOT_FOUND otherwise. */
+int store_message_delete(store_t *s, const char *user_id, const char *message_id);
+
+/* Messages of one thread of the caller, oldest first (by sequence); total = all of the
+ * thread's messages, has_more = offset + n < total.  limit/offset as store_thread_list.
+ * AGD_ENOT_FOUND when the thread is not the caller's. */
+int store_message_list(store_t *s, const char *user_id, const char *thread_id, int limit, long offset,
+                       store_message_list_t *out);
+
+/* History paging (WebSocket get_thread_history): the `limit` newest messages of the
+ * thread older than message before_id (NULL/"": the newest ones), returned oldest first;
+ * has_more = older messages remain; total = -1.  AGD_ENOT_FOUND when the thread, or
+ * before_id in that thread, is not the caller's. */
+int store_message_history(store_t *s, const char *user_id, const char *thread_id,
+                          const char *before_id, int limit, store_message_list_t *out);
+
+/* The caller's messages across threads (or of thread_id when non-NULL), newest first;
+ * total and has_more as store_message_list.  AGD_ENOT_FOUND when thread_id is given and
+ * is not the caller's thread. */
+int store_message_list_user(store_t *s, const char *user_id, const char *thread_id, int limit,
+                            long offset, store_message_list_t *out);
+
 #endif

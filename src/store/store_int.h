@@ -40,6 +40,28 @@ typedef struct store_ops {
   int (*revoke_access)(store_t *s, const char *jti, double expires_at);
   int (*revoked_load)(store_t *s, double now, store_revoked_cb cb, void *arg);
   int (*revoked_purge)(store_t *s, double now);
+
+  /* threads and messages: arguments checked by store.c (ids fit ID_MAX, sizes within
+   * the STORE_*_MAX caps, limit/offset in range, outputs non-NULL and zeroed) */
+  int (*thread_create)(store_t *s, const char *user_id, const char *title, const char *metadata,
+                       store_thread_t *out);
+  int (*thread_get)(store_t *s, const char *user_id, const char *thread_id, store_thread_t *out);
+  int (*thread_list)(store_t *s, const char *user_id, int include_archived, int limit, long offset,
+                     store_thread_list_t *out);
+  int (*thread_update)(store_t *s, const char *user_id, const char *thread_id, int set_title,
+                       const char *title, const char *metadata, store_thread_t *out);
+  int (*thread_archive)(store_t *s, const char *user_id, const char *thread_id);
+  int (*thread_delete)(store_t *s, const char *user_id, const char *thread_id);
+  int (*message_add)(store_t *s, const char *user_id, const store_message_new_t *in,
+                     store_message_t *out);
+  int (*message_get)(store_t *s, const char *user_id, const char *message_id, store_message_t *out);
+  int (*message_delete)(store_t *s, const char *user_id, const char *message_id);
+  int (*message_list)(store_t *s, const char *user_id, const char *thread_id, int limit, long offset,
+                      store_message_list_t *out);
+  int (*message_history)(store_t *s, const char *user_id, const char *thread_id, const char *before_id,
+                         int limit, store_message_list_t *out);
+  int (*message_list_user)(store_t *s, const char *user_id, const char *thread_id, int limit,
+                           long offset, store_message_list_t *out);
 } store_ops_t;
 
 /* The part every backend shares; backends embed it first (container-of by cast). */
