@@ -40,6 +40,7 @@ struct http_req {
   hdr_ref_t href[HTTP_MAX_HEADERS];
   size_t n_headers;
   int in_value;         /* last header callback was a value */
+  int field_open;       /* a header name has started (it may come in pieces) */
   size_t head_bytes;    /* request line + headers, for 431 */
   char *path;           /* normalised, NUL-terminated (pool) */
   slice_t query;        /* into url */
@@ -162,7 +163,8 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   http_req_t *r = ((conn_t *)p->data)->http->req;
   if (head_add(r, n + 4)) return -1;
-  if (r->in_value || r->n_headers == 0) {
+  if (r->in_value || !r->field_open) {
+    r->field_open = 1;
     if (r->in_value) r->n_headers++;
     if (r->n_headers >= HTTP_MAX_HEADERS) {
       r->early_err = AGD_EHEADERS_TOO_LARGE;
@@ -641,7 +643,7 @@ static void build_head(http_req_t *r, buf_t *b, int status, const char *ctype, l
     buf_append_str(b, ctype);
     APPEND_LIT(b, "\r\n");
   }
-  if (clen >= 0) {
+  if (clen >= 0 && status != 204 && status >= 200) { /* RFC 9110 §8.6: none on 1xx/204 */
     APPEND_LIT(b, "Content-Length: ");
     buf_append(b, num, fmt_u64(num, (unsigned long long)clen));
     APPEND_LIT(b, "\r\n");

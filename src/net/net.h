@@ -81,8 +81,8 @@ uv_loop_t *server_loop(const server_t *s);
 /* Request facts.  Slices stay valid until the response is sent. */
 unsigned http_req_method(const http_req_t *r);      /* HTTP_M_* */
 const char *http_req_method_name(const http_req_t *r);
-/* Normalised path (percent-decoding of unreserved chars, '//' and '.' segments
- * collapsed, '..' resolved and never above '/'), NUL-terminated. */
+/* Normalised path (percent-escapes decoded — so %2F is a '/' — '//' and '.'
+ * segments collapsed, '..' resolved and never above '/'), NUL-terminated. */
 const char *http_req_path(const http_req_t *r);
 slice_t http_req_query_string(const http_req_t *r);
 /* Decoded value of query parameter `name`: 1 found (*out set, pool-allocated), 0 absent. */

@@ -34,17 +34,18 @@ int sse_format(buf_t *b, const char *id, const char *event, const char *data, si
   /* Field values must not break the frame: ids and event names never carry newlines. */
   if (id && !strpbrk(id, "\r\n")) rc |= buf_appendf(b, "id: %s\n", id);
   if (event && !strpbrk(event, "\r\n")) rc |= buf_appendf(b, "event: %s\n", event);
-  const char *p = data, *end = data + n;
-  do {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    const char *e = nl ? nl : end;
-    size_t len = (size_t)(e - p);
-    if (len && e[-1] == '\r') len--;
+  /* Every line break a browser's parser knows (\n, \r, \r\n) starts a new data: line,
+   * so data can never smuggle in an id: or event: field. */
+  const char *p = data ? data : "", *end = p + (data ? n : 0);
+  for (;;) {
+    const char *e = p;
+    while (e < end && *e != '\n' && *e != '\r') e++;
     rc |= buf_append_str(b, "data: ");
-    rc |= buf_append(b, p, len);
+    rc |= buf_append(b, p, (size_t)(e - p));
     rc |= buf_append_str(b, "\n");
-    p = nl ? nl + 1 : end;
-  } while (p < end);
+    if (e == end) break;
+    p = e + ((*e == '\r' && e + 1 < end && e[1] == '\n') ? 2 : 1);
+  }
   rc |= buf_append_str(b, "\n");
   return rc ? AGD_ETOO_LARGE : 0;
 }

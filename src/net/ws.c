@@ -222,7 +222,9 @@ static int ws__queue(conn_t *c, uint8_t opcode, const void *p, size_t n) {
 int ws_send_text(conn_t *c, const char *p, size_t n) {
   if (c->kind != CONN_KIND_WS || !c->ws || c->ws->closing || conn_is_closing(c)) return AGD_EUNAVAILABLE;
   /* SPEC §6: a slow reader whose queue passes its bound is closed with 1013. */
-  if (conn__queued(c) + n > c->srv->cfg->send_queue_limit) {
+  /* Count what wslay still holds too (messages queued while a frame is read). */
+  size_t queued = conn__queued(c) + (c->ws->ctx ? wslay_event_get_queued_msg_length(c->ws->ctx) : 0);
+  if (queued + n > c->srv->cfg->send_queue_limit) {
     log_info("conn %llu: send queue over %zu bytes, closing (1013)", (unsigned long long)c->id,
              c->srv->cfg->send_queue_limit);
     metrics_add("agentd_slow_consumer_closed_total", NULL, 1);
