@@ -24,6 +24,7 @@
 #include "core/metrics.h"
 #include "net/net.h"
 #include "store/store.h"
+#include "tools/tool.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -120,6 +121,14 @@ static int serve(config_t *cfg) {
     return 1;
   }
   store_revoked_load(app.store, time_now(), on_revoked_row, NULL);
+  app.llm = llm_open(cfg->llm_provider, err, sizeof(err));
+  if (!app.llm) {
+    fprintf(stderr, "agentd: --llm: %s\n", err);
+    store_close(app.store);
+    auth_shutdown();
+    return 2;
+  }
+  tools_register_builtin();
   atomic_store(&app.db_ok, 1);
 
   app.loop = uv_default_loop();
@@ -145,6 +154,7 @@ static int serve(config_t *cfg) {
   uv_signal_start(&sig_int, on_signal, SIGINT);
   api_health_start(app.loop);
   api_ws_start(app.loop);
+  api_auth_start(app.loop);
   atomic_store(&app.ready, 1);
 
   printf("agentd listening on %s://%s:%d\n", server_is_tls(app.srv) ? "https" : "http", cfg->host,
@@ -159,6 +169,7 @@ static int serve(config_t *cfg) {
   server_close(app.srv);
   api_health_stop();
   api_ws_stop();
+  api_auth_stop();
   uv_close((uv_handle_t *)&sig_term, NULL);
   uv_close((uv_handle_t *)&sig_int, NULL);
   uv_run(app.loop, UV_RUN_DEFAULT);
@@ -166,6 +177,8 @@ static int serve(config_t *cfg) {
   auth_shutdown();
   router_reset();
   metrics_reset();
+  tool_registry_reset();
+  llm_close(app.llm);
   int lrc = uv_loop_close(app.loop);
   if (lrc != 0) log_warn("loop closed with handles still open: %s", uv_strerror(lrc));
   log_info("agentd stopped");
@@ -194,8 +207,7 @@ int main(int argc, char **argv) {
     break;
   case CFG_CMD_USER_ADD:
     log_init((log_level_t)cfg.log_level, (log_format_t)cfg.log_format);
-    fprintf(stderr, "agentd: user add: not available yet\n");
-    rc = 1;
+    rc = api_cmd_user_add(&cfg, cfg.user_add_email);
     break;
   case CFG_CMD_SERVE:
   default:

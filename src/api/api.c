@@ -1,4 +1,5 @@
 /* api/api.c — the list of API modules whose routes make up the server. */
+#include "api/agents_api.h"
 #include "api/app.h"
 #include "api/router.h"
 
@@ -7,4 +8,7 @@ app_t *g_app;
 void api_register_routes(void) {
   api_health_register();
   api_ws_register();
+  api_threads_register();
+  api_auth_register();
+  api_agents_register();
 }

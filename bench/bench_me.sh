@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# bench/bench_me.sh: the cost of authentication on an API route.
+#
+# Starts build/agentd (release build: `make build`) on a free loopback port with a
+# throw-away data directory, a random JWT secret, --rate-limit 0 and warn logs;
+# registers one user with curl; then runs
+#   wrk -t1 -c100 -d10s -H 'Authorization: Bearer <token>' http://127.0.0.1:PORT/api/me
+#   wrk -t1 -c100 -d10s http://127.0.0.1:PORT/health
+# and prints both requests/s and their ratio (/api/me verifies the JWT on the
+# loop and reads the user row on a worker; /health answers from memory).
+# The server is stopped on exit, whatever happens.
+#
+# Environment: BENCH_DURATION (seconds, default 10), BENCH_CONNS (default 100),
+# AGENTD_BIN (default build/agentd).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DURATION="${BENCH_DURATION:-10}"
+CONNS="${BENCH_CONNS:-100}"
+AGENTD="${AGENTD_BIN:-$ROOT/build/agentd}"
+
+for v in DURATION CONNS; do
+  if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
+    echo "bench_me: BENCH_$v must be a positive integer (got '${!v}')" >&2
+    exit 2
+  fi
+done
+for tool in wrk curl; do
+  command -v "$tool" >/dev/null || { echo "bench_me: $tool is not installed (scripts/deps.sh)" >&2; exit 2; }
+done
+[ -x "$AGENTD" ] || { echo "bench_me: $AGENTD not found: run 'make build' first" >&2; exit 2; }
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/agentd-bench-me.XXXXXX")"
+SERVER_PID=""
+cleanup() {
+  local rc=$?
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+  fi
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+SECRET="$(head -c 36 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48)"
+"$AGENTD" --port 0 --data-dir "$TMP/data" --jwt-secret "$SECRET" --rate-limit 0 --log-level warn \
+  >"$TMP/out" 2>"$TMP/err" &
+SERVER_PID=$!
+
+PORT=""
+for _ in $(seq 1 200); do
+  PORT="$(sed -n 's#.*agentd listening on http://[^ ]*:\([0-9][0-9]*\).*#\1#p' "$TMP/out" "$TMP/err" | head -1)"
+  [ -n "$PORT" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench_me: agentd exited:" >&2; cat "$TMP/err" >&2; exit 1; }
+  sleep 0.05
+done
+[ -n "$PORT" ] || { echo "bench_me: agentd did not start" >&2; exit 1; }
+BASE="http://127.0.0.1:$PORT"
+
+RESP="$(curl -sS -X POST "$BASE/auth/register" -H 'Content-Type: application/json' \
+  -d '{"email":"bench@example.test","password":"bench password 1"}')"
+TOKEN="$(printf '%s' "$RESP" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')"
+[ -n "$TOKEN" ] || { echo "bench_me: register failed: $RESP" >&2; exit 1; }
+code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$BASE/api/me")"
+[ "$code" = 200 ] || { echo "bench_me: /api/me answered $code" >&2; exit 1; }
+
+# wrk's "Requests/sec:" line, and a warning when anything but 2xx came back.
+run_wrk() { # name, then wrk arguments
+  local name="$1"; shift
+  wrk -t1 -c"$CONNS" -d"${DURATION}s" "$@" >"$TMP/wrk_$name" 2>&1
+  cat "$TMP/wrk_$name" >&2
+  if grep -q 'Non-2xx' "$TMP/wrk_$name"; then echo "bench_me: $name had non-2xx answers" >&2; fi
+  awk '/^Requests\/sec:/ {print $2}' "$TMP/wrk_$name"
+}
+
+ME_RPS="$(run_wrk me -H "Authorization: Bearer $TOKEN" "$BASE/api/me")"
+HEALTH_RPS="$(run_wrk health "$BASE/health")"
+kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench_me: agentd died during the run" >&2; exit 1; }
+[ -n "$ME_RPS" ] && [ -n "$HEALTH_RPS" ] || { echo "bench_me: wrk gave no figures" >&2; exit 1; }
+
+RATIO="$(awk -v a="$ME_RPS" -v b="$HEALTH_RPS" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')"
+echo
+echo "commands:"
+echo "  $AGENTD --port 0 --data-dir <tmp> --jwt-secret <random> --rate-limit 0 --log-level warn"
+echo "  wrk -t1 -c$CONNS -d${DURATION}s -H 'Authorization: Bearer <token>' $BASE/api/me"
+echo "  wrk -t1 -c$CONNS -d${DURATION}s $BASE/health"
+printf '%-12s %12s\n' "route" "req/s"
+printf '%-12s %12s\n' "/api/me" "$ME_RPS"
+printf '%-12s %12s\n' "/health" "$HEALTH_RPS"
+printf '%-12s %12s\n' "ratio" "$RATIO"

@@ -1,0 +1,674 @@
+/* api/auth_api.c — SPEC §2 auth: register, login, refresh, logout, me, verify,
+ * dev login, auth config (under /auth, /api/auth and /api/v1/auth), the
+ * router's authentication hook (Authorization: Bearer only), and
+ * `agentd user add` (SPEC §10).
+ *
+ * Loop thread, except the *_work functions (libuv worker pool via api/job.h:
+ * every store call and every argon2 hash/verify runs there) and
+ * api_cmd_user_add (main thread, no loop).  Owns the known-users set (loop
+ * thread only, bounded).  Passwords are copied into a job, hashed or verified
+ * on a worker and wiped there.
+ *
+ * Logout (SPEC §2 "the access token and its refresh family stop working at
+ * once"): an access token carries no refresh family, so logout revokes the
+ * access token's jti (memory + store, then open sockets of it close 1008) and
+ * EVERY refresh token of the user (store_refresh_revoke_user) — the session's
+ * family included; the user's other sessions keep their access tokens until
+ * they expire but must log in again to refresh.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/app.h"
+#include "api/auth_api.h"
+#include "api/job.h"
+#include "api/router.h"
+#include "core/auth.h"
+#include "util/err.h"
+#include "util/ids.h"
+#include "util/jsonx.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+#define DEV_EMAIL "dev@agentd.local"
+#define DEV_NAME "Dev User"
+#define NAME_MAX_CHARS 200 /* PATCH /api/users/me, register: display name */
+
+static const char *const AUTH_PREFIXES[] = {"/auth", "/api/auth", "/api/v1/auth", NULL};
+
+/* ---- users known to exist (loop thread) ------------------------------------
+ * A valid token for an unknown sub creates the user row on first use (SPEC §2);
+ * remembering the ids seen keeps the common path free of store calls.  Open
+ * addressing at load ≤ 1/2; cleared when KNOWN_MAX ids are held. */
+#define KNOWN_MAX 65536
+#define KNOWN_SLOTS (2 * KNOWN_MAX)
+
+static char **known;
+static size_t known_n;
+
+static size_t known_slot(const char *id) {
+  uint64_t h = 1469598103934665603ULL;
+  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+  size_t i = (size_t)(h ^ (h >> 29)) & (KNOWN_SLOTS - 1);
+  while (known[i] && strcmp(known[i], id) != 0) i = (i + 1) & (KNOWN_SLOTS - 1);
+  return i;
+}
+
+static int known_has(const char *id) { return known && known[known_slot(id)] != NULL; }
+
+static void known_clear(void) {
+  if (!known) return;
+  for (size_t i = 0; i < KNOWN_SLOTS; i++) {
+    free(known[i]);
+    known[i] = NULL;
+  }
+  known_n = 0;
+}
+
+static void known_add(const char *id) {
+  if (!known) {
+    known = calloc(KNOWN_SLOTS, sizeof(*known));
+    if (!known) abort();
+  }
+  if (known[known_slot(id)]) return;
+  if (known_n >= KNOWN_MAX) known_clear();
+  size_t i = known_slot(id);
+  known[i] = strdup(id);
+  if (!known[i]) abort();
+  known_n++;
+}
+
+/* ---- shared helpers ---------------------------------------------------------- */
+
+/* The token of `Authorization: Bearer <token>`: 1 and *tok (may be empty), or
+ * 0 when there is no Authorization header or it names another scheme. */
+static int bearer_token(http_req_t *r, slice_t *tok) {
+  slice_t v;
+  if (!http_req_header(r, "authorization", &v)) return 0;
+  size_t i = 0, e = v.n;
+  while (i < e && (v.p[i] == ' ' || v.p[i] == '\t')) i++;
+  if (e - i < 6 || strncasecmp(v.p + i, "Bearer", 6) != 0) return 0;
+  i += 6;
+  if (i < e && v.p[i] != ' ' && v.p[i] != '\t') return 0; /* "Bearerx" */
+  while (i < e && (v.p[i] == ' ' || v.p[i] == '\t')) i++;
+  while (e > i && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t')) e--;
+  tok->p = v.p + i;
+  tok->n = e - i;
+  return 1;
+}
+
+/* A string member of a request body: 0 and *out (NULL when absent/null and
+ * optional; borrowed from body), or -1 after answering 422 with the field. */
+static int body_str(http_req_t *r, json_t *body, const char *field, int required, const char **out) {
+  json_t *v = json_object_get(body, field);
+  *out = NULL;
+  if (!v || json_is_null(v)) {
+    if (!required) return 0;
+    router_respond_validation(r, field, "field required");
+    return -1;
+  }
+  if (!json_is_string(v)) {
+    router_respond_validation(r, field, "must be a string");
+    return -1;
+  }
+  if (strlen(json_string_value(v)) != json_string_length(v)) {
+    router_respond_validation(r, field, "must not contain NUL characters");
+    return -1;
+  }
+  *out = json_string_value(v);
+  return 0;
+}
+
+/* A display name: NULL when it has at most NAME_MAX_CHARS code points and fits
+ * the store's column (STORE_NAME_MAX - 1 bytes of UTF-8), else the reason. */
+static const char *name_check(const char *name) {
+  size_t bytes = strlen(name), cps = 0;
+  for (size_t i = 0; i < bytes; i++)
+    if (((unsigned char)name[i] & 0xC0) != 0x80) cps++;
+  if (cps > NAME_MAX_CHARS) return "must be at most 200 characters";
+  if (bytes >= STORE_NAME_MAX) return "must be at most 255 bytes of UTF-8";
+  return NULL;
+}
+
+static json_t *name_json(const store_user_t *u) { return u->name[0] ? json_string(u->name) : json_null(); }
+
+/* SPEC §2 me: {"id","email","name","created_at","permissions":[…],"plan_tier"}. */
+static json_t *user_json(const store_user_t *u) {
+  json_t *perms = json_loads(u->permissions_json, 0, NULL);
+  if (!json_is_array(perms)) {
+    json_decref(perms);
+    perms = json_array();
+  }
+  return json_pack("{s:s,s:s,s:o,s:f,s:f,s:o,s:s}", "id", u->id, "email", u->email, "name", name_json(u),
+                   "created_at", u->created_at, "updated_at", u->updated_at, "permissions", perms, "plan_tier",
+                   u->plan_tier[0] ? u->plan_tier : "free");
+}
+
+/* What every auth job may carry.  Copies only (api/job.h). */
+typedef struct auth_job {
+  char email[AUTH_EMAIL_MAX];          /* normalised; "" = not a valid address (login) */
+  char password[AUTH_PASSWORD_MAX + 1]; /* wiped on the worker after use */
+  char name[STORE_NAME_MAX];
+  int has_name;
+  char sub[ID_MAX];   /* the caller / token subject */
+  char jti[128];      /* token id (refresh, logout) */
+  double exp;         /* its expiry */
+  char login_key[RATELIMIT_KEY_MAX];
+  int reuse;          /* refresh: a spent token came back, its family is revoked */
+  store_user_t user;  /* result */
+  auth_token_t access, refresh; /* result */
+} auth_job_t;
+
+static void wipe_password(auth_job_t *j) { explicit_bzero(j->password, sizeof j->password); }
+
+/* Worker: issue an access + refresh pair for j->user in `family` (NULL: a new
+ * one) and record the refresh token in the store. */
+static int issue_pair(auth_job_t *j, const char *family) {
+  char fam[ID_MAX];
+  if (family && family[0]) snprintf(fam, sizeof fam, "%s", family);
+  else id_new(fam, "fam");
+  double now = time_now();
+  const char *email = j->user.email[0] ? j->user.email : NULL;
+  int rc = auth_issue_access(j->user.id, email, j->user.permissions_json[0] ? j->user.permissions_json : NULL, now,
+                             &j->access);
+  if (rc != 0) return rc;
+  rc = auth_issue_refresh(j->user.id, email, fam, now, &j->refresh);
+  if (rc != 0) return rc;
+  return store_refresh_add(g_app->store, j->refresh.jti, fam, j->user.id, j->refresh.exp);
+}
+
+/* SPEC §2 token answer. */
+static void respond_tokens(http_req_t *r, int status, const auth_job_t *j) {
+  known_add(j->user.id);
+  json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:f,s:{s:s,s:s,s:o}}", "access_token", j->access.token, "refresh_token",
+                        j->refresh.token, "token_type", "Bearer", "expires_in", g_app->cfg->access_ttl, "expires_at",
+                        j->access.exp, "user", "id", j->user.id, "email", j->user.email, "name",
+                        name_json(&j->user));
+  http_resp_header(r, "Cache-Control", "no-store");
+  http_respond_json(r, status, o);
+}
+
+/* ---- the router's authentication hook ------------------------------------- */
+
+typedef struct ensure_job {
+  char user_id[ID_MAX];
+  char email[AUTH_EMAIL_MAX]; /* "" = none usable */
+} ensure_job_t;
+
+static int ensure_work(void *p) {
+  ensure_job_t *j = p;
+  return store_user_ensure(g_app->store, j->user_id, j->email[0] ? j->email : NULL, NULL);
+}
+
+static void ensure_done(http_req_t *r, void *p, int rc) {
+  ensure_job_t *j = p;
+  if (rc == 0) {
+    known_add(j->user_id);
+    router_continue(r);
+    return;
+  }
+  if (rc == AGD_EBAD_REQUEST) http_respond_error(r, AGD_EAUTH_INVALID, "invalid token: unusable sub", NULL);
+  else http_respond_error(r, rc, NULL, NULL);
+}
+
+/* SPEC conventions: REST credentials come from Authorization: Bearer only
+ * (never ?token=, never X-User-ID).  A valid token of an unknown sub creates
+ * the user first (on a worker), then the request continues. */
+static int auth_hook(http_req_t *r, route_ctx_t *ctx, const char **why) {
+  slice_t tok;
+  if (!bearer_token(r, &tok)) return AGD_EAUTH_REQUIRED;
+  pool_t *pool = http_req_pool(r);
+  auth_claims_t c;
+  if (tok.n == 0 || tok.n > AUTH_TOKEN_MAX) {
+    *why = "invalid token: malformed";
+    return AGD_EAUTH_INVALID;
+  }
+  if (auth_verify(tok.p, tok.n, AUTH_ACCESS, time_now(), &c) != 0) {
+    *why = pool_sprintf(pool, "invalid token: %s", c.error ? c.error : "malformed");
+    return AGD_EAUTH_INVALID;
+  }
+  if (strlen(c.user_id) >= ID_MAX) {
+    *why = "invalid token: sub too long";
+    return AGD_EAUTH_INVALID;
+  }
+  ctx->user_id = pool_strdup(pool, c.user_id);
+  ctx->email = pool_strdup(pool, c.email);
+  ctx->token_jti = pool_strdup(pool, c.jti);
+  ctx->token_exp = c.exp;
+  if (known_has(c.user_id)) return 0;
+  ensure_job_t *j = job_new(sizeof *j);
+  snprintf(j->user_id, sizeof j->user_id, "%.*s", ID_MAX - 1, c.user_id);
+  if (c.email[0] && auth_email_normalize(c.email, j->email) != 0) j->email[0] = 0;
+  job_run(r, j, ensure_work, ensure_done);
+  return ROUTER_AUTH_PENDING;
+}
+
+/* ---- POST /auth/register ------------------------------------------------- */
+
+static int register_work(void *p) {
+  auth_job_t *j = p;
+  store_t *s = g_app->store;
+  store_user_t *u = &j->user;
+  int rc = store_user_by_email(s, j->email, u);
+  if (rc == 0) rc = AGD_ECONFLICT;
+  else if (rc == AGD_ENOT_FOUND) rc = 0;
+  if (rc == 0) {
+    memset(u, 0, sizeof(*u));
+    rc = auth_password_hash(j->password, u->password_hash);
+  }
+  wipe_password(j);
+  if (rc != 0) return rc;
+  id_new(u->id, "usr");
+  snprintf(u->email, sizeof u->email, "%s", j->email);
+  snprintf(u->name, sizeof u->name, "%s", j->name);
+  rc = store_user_create(s, u);
+  if (rc == 0) rc = store_user_get(s, u->id, u); /* defaults: plan, permissions, times */
+  if (rc != 0) return rc;
+  return issue_pair(j, NULL);
+}
+
+static void register_done(http_req_t *r, void *p, int rc) {
+  auth_job_t *j = p;
+  if (rc == 0) respond_tokens(r, 201, j);
+  else if (rc == AGD_ECONFLICT) http_respond_error(r, rc, "email already registered", NULL);
+  else http_respond_error(r, rc, NULL, NULL);
+}
+
+static void h_register(http_req_t *r, route_ctx_t *ctx) {
+  if (!g_app->cfg->registration) {
+    http_respond_error(r, AGD_EFORBIDDEN, "registration is disabled on this server", NULL);
+    return;
+  }
+  json_t *body = router_json_body(r, 0);
+  if (!body) return;
+  const char *email, *pw, *name;
+  char norm[AUTH_EMAIL_MAX];
+  const char *why;
+  if (body_str(r, body, "email", 1, &email) != 0 || body_str(r, body, "password", 1, &pw) != 0 ||
+      body_str(r, body, "name", 0, &name) != 0)
+    goto out;
+  if (auth_email_normalize(email, norm) != 0) {
+    router_respond_validation(r, "email", "not a valid email address");
+    goto out;
+  }
+  if ((why = auth_password_check(pw)) != NULL) {
+    router_respond_validation(r, "password", why);
+    goto out;
+  }
+  if (name && (why = name_check(name)) != NULL) {
+    router_respond_validation(r, "name", why);
+    goto out;
+  }
+  auth_job_t *j = job_new(sizeof *j);
+  snprintf(j->email, sizeof j->email, "%s", norm);
+  snprintf(j->password, sizeof j->password, "%s", pw);
+  snprintf(j->name, sizeof j->name, "%s", name ? name : "");
+  job_run(r, j, register_work, register_done);
+out:
+  json_decref(body);
+}
+
+/* ---- POST /auth/login ------------------------------------------------------ */
+
+static int login_work(void *p) {
+  auth_job_t *j = p;
+  int rc = AGD_ENOT_FOUND;
+  if (j->email[0]) rc = store_user_by_email(g_app->store, j->email, &j->user);
+  if (rc == AGD_ENOT_FOUND || (rc == 0 && !j->user.password_hash[0])) {
+    auth_password_dummy_verify(j->password); /* SPEC §2: same answer, same time */
+    rc = AGD_EAUTH_INVALID;
+  } else if (rc == 0 && !auth_password_verify(j->user.password_hash, j->password)) {
+    rc = AGD_EAUTH_INVALID;
+  }
+  wipe_password(j);
+  if (rc != 0) return rc;
+  return issue_pair(j, NULL);
+}
+
+static void login_done(http_req_t *r, void *p, int rc) {
+  auth_job_t *j = p;
+  if (rc != AGD_EAUTH_INVALID) api_login_refund(j->login_key); /* only failed logins count */
+  if (rc == 0) respond_tokens(r, 200, j);
+  else if (rc == AGD_EAUTH_INVALID) http_respond_error(r, rc, "invalid email or password", NULL);
+  else http_respond_error(r, rc, NULL, NULL);
+}
+
+static void h_login(http_req_t *r, route_ctx_t *ctx) {
+  json_t *body = router_json_body(r, 0);
+  if (!body) return;
+  const char *email, *pw;
+  if (body_str(r, body, "email", 1, &email) != 0 || body_str(r, body, "password", 1, &pw) != 0) goto out;
+  if (strlen(pw) > AUTH_PASSWORD_MAX) {
+    router_respond_validation(r, "password", "password too long");
+    goto out;
+  }
+  char norm[AUTH_EMAIL_MAX];
+  int valid = auth_email_normalize(email, norm) == 0;
+  char key[RATELIMIT_KEY_MAX];
+  snprintf(key, sizeof key, "login:%.254s|%s", valid ? norm : email, http_req_peer_ip(r));
+  ratelimit_info_t info;
+  if (!api_login_reserve(key, &info)) {
+    api_limits_set_headers(r, &info, 1);
+    http_respond_error(r, AGD_ERATE_LIMITED, "too many failed logins: try again later", NULL);
+    goto out;
+  }
+  auth_job_t *j = job_new(sizeof *j);
+  snprintf(j->email, sizeof j->email, "%s", valid ? norm : "");
+  snprintf(j->password, sizeof j->password, "%s", pw);
+  snprintf(j->login_key, sizeof j->login_key, "%s", key);
+  job_run(r, j, login_work, login_done);
+out:
+  json_decref(body);
+}
+
+/* ---- POST /auth/refresh ---------------------------------------------------- */
+
+static int refresh_work(void *p) {
+  auth_job_t *j = p;
+  store_t *s = g_app->store;
+  char fam[ID_MAX] = "";
+  int rc = store_refresh_consume(s, j->jti, j->sub, time_now(), fam);
+  if (rc == 0) {
+    rc = store_user_get(s, j->sub, &j->user);
+    if (rc == AGD_ENOT_FOUND) return AGD_EAUTH_INVALID;
+    if (rc != 0) return rc;
+    return issue_pair(j, fam);
+  }
+  if (rc == AGD_EAUTH_INVALID) {
+    if (fam[0]) { /* SPEC §2: reuse revokes the whole family */
+      int r2 = store_refresh_revoke_family(s, fam);
+      if (r2 != 0) log_warn("auth: revoking refresh family %s: %s", fam, agd_err_code(r2));
+      auth_revoke(fam, time_now() + g_app->cfg->refresh_ttl);
+      j->reuse = 1;
+    }
+    return AGD_EAUTH_INVALID;
+  }
+  if (rc == AGD_ENOT_FOUND || rc == AGD_EBAD_REQUEST) return AGD_EAUTH_INVALID;
+  return rc;
+}
+
+static void refresh_done(http_req_t *r, void *p, int rc) {
+  auth_job_t *j = p;
+  if (rc == 0) respond_tokens(r, 200, j);
+  else if (rc == AGD_EAUTH_INVALID)
+    http_respond_error(r, rc,
+                       j->reuse ? "refresh token already used: its session has been revoked"
+                                : "invalid refresh token",
+                       NULL);
+  else http_respond_error(r, rc, NULL, NULL);
+}
+
+static void h_refresh(http_req_t *r, route_ctx_t *ctx) {
+  json_t *body = router_json_body(r, 0);
+  if (!body) return;
+  const char *tok;
+  if (body_str(r, body, "refresh_token", 1, &tok) != 0) goto out;
+  size_t n = strlen(tok);
+  auth_claims_t c;
+  if (n == 0 || n > AUTH_TOKEN_MAX) {
+    http_respond_error(r, AGD_EAUTH_INVALID, "invalid refresh token: malformed", NULL);
+    goto out;
+  }
+  if (auth_verify(tok, n, AUTH_REFRESH, time_now(), &c) != 0) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "invalid refresh token: %s", c.error ? c.error : "malformed");
+    http_respond_error(r, AGD_EAUTH_INVALID, msg, NULL);
+    goto out;
+  }
+  if (strlen(c.user_id) >= ID_MAX || !c.jti[0]) {
+    http_respond_error(r, AGD_EAUTH_INVALID, "invalid refresh token", NULL);
+    goto out;
+  }
+  auth_job_t *j = job_new(sizeof *j);
+  snprintf(j->sub, sizeof j->sub, "%.*s", ID_MAX - 1, c.user_id);
+  snprintf(j->jti, sizeof j->jti, "%s", c.jti);
+  job_run(r, j, refresh_work, refresh_done);
+out:
+  json_decref(body);
+}
+
+/* ---- POST /auth/logout ----------------------------------------------------- */
+
+static int logout_work(void *p) {
+  auth_job_t *j = p;
+  int rc = 0;
+  if (j->jti[0]) rc = store_revoke_access(g_app->store, j->jti, j->exp);
+  int r2 = store_refresh_revoke_user(g_app->store, j->sub);
+  return rc != 0 ? rc : r2;
+}
+
+static void logout_done(http_req_t *r, void *p, int rc) {
+  if (rc != 0) {
+    http_respond_error(r, rc, NULL, NULL);
+    return;
+  }
+  http_respond_json(r, 200, json_pack("{s:s,s:s}", "status", "success", "message", "logged out"));
+}
+
+static void h_logout(http_req_t *r, route_ctx_t *ctx) {
+  double exp = ctx->token_exp > 0 ? ctx->token_exp : time_now() + g_app->cfg->access_ttl;
+  const char *jti = ctx->token_jti ? ctx->token_jti : "";
+  if (jti[0]) {
+    auth_revoke(jti, exp);     /* REST and new WebSockets refuse it from now on */
+    api_ws_revoke_token(jti);  /* open sockets of it close with 1008 */
+  }
+  auth_job_t *j = job_new(sizeof *j);
+  snprintf(j->sub, sizeof j->sub, "%s", ctx->user_id);
+  snprintf(j->jti, sizeof j->jti, "%s", jti);
+  j->exp = exp;
+  job_run(r, j, logout_work, logout_done);
+}
+
+/* ---- GET /auth/me, /api/me, /api/users/me; PATCH /api/users/me ------------- */
+
+static int me_work(void *p) {
+  auth_job_t *j = p;
+  if (j->has_name) return store_user_set_name(g_app->store, j->sub, j->name, &j->user);
+  return store_user_get(g_app->store, j->sub, &j->user);
+}
+
+static void me_done(http_req_t *r, void *p, int rc) {
+  auth_job_t *j = p;
+  if (rc == AGD_ENOT_FOUND) http_respond_error(r, rc, "user not found", NULL);
+  else if (rc != 0) http_respond_error(r, rc, NULL, NULL);
+  else http_respond_json(r, 200, user_json(&j->user));
+}
+
+static void h_me(http_req_t *r, route_ctx_t *ctx) {
+  auth_job_t *j = job_new(sizeof *j);
+  snprintf(j->sub, sizeof j->sub, "%s", ctx->user_id);
+  job_run(r, j, me_work, me_done);
+}
+
+static void h_patch_me(http_req_t *r, route_ctx_t *ctx) {
+  json_t *body = router_json_body(r, 0);
+  if (!body) return;
+  json_t *v = json_object_get(body, "name");
+  const char *name = NULL;
+  int has = v != NULL;
+  if (v && !json_is_null(v)) {
+    if (body_str(r, body, "name", 0, &name) != 0) goto out;
+    const char *why = name_check(name);
+    if (why) {
+      router_respond_validation(r, "name", why);
+      goto out;
+    }
+  }
+  auth_job_t *j = job_new(sizeof *j);
+  snprintf(j->sub, sizeof j->sub, "%s", ctx->user_id);
+  j->has_name = has;
+  snprintf(j->name, sizeof j->name, "%s", name ? name : "");
+  job_run(r, j, me_work, me_done);
+out:
+  json_decref(body);
+}
+
+/* ---- GET|POST /auth/verify, /auth/validate ------------------------------------ */
+
+static void h_verify(http_req_t *r, route_ctx_t *ctx) {
+  slice_t bt;
+  const char *tok = NULL;
+  size_t n = 0;
+  json_t *body = NULL;
+  if (bearer_token(r, &bt)) {
+    tok = bt.p;
+    n = bt.n;
+  } else if (http_req_body(r).n > 0) {
+    body = router_json_body(r, 0);
+    if (!body) return;
+    if (body_str(r, body, "token", 0, &tok) != 0) goto out;
+    if (tok) n = strlen(tok);
+  }
+  json_t *o;
+  auth_claims_t c;
+  if (!tok) {
+    o = json_pack("{s:b,s:s}", "valid", 0, "error", "no token");
+  } else if (n == 0 || n > AUTH_TOKEN_MAX) {
+    o = json_pack("{s:b,s:s}", "valid", 0, "error", "malformed");
+  } else if (auth_verify(tok, n, AUTH_ACCESS, time_now(), &c) != 0) {
+    o = json_pack("{s:b,s:s}", "valid", 0, "error", c.error ? c.error : "malformed");
+  } else {
+    json_t *perms = json_loads(c.permissions_json, 0, NULL);
+    if (!json_is_array(perms)) {
+      json_decref(perms);
+      perms = json_array();
+    }
+    o = json_pack("{s:b,s:s,s:s,s:f,s:o}", "valid", 1, "user_id", c.user_id, "email", c.email, "exp", c.exp,
+                  "permissions", perms);
+  }
+  http_resp_header(r, "Cache-Control", "no-store");
+  http_respond_json(r, 200, o);
+out:
+  json_decref(body);
+}
+
+/* ---- POST /auth/dev/login ---------------------------------------------------- */
+
+static int dev_login_work(void *p) {
+  auth_job_t *j = p;
+  store_t *s = g_app->store;
+  int rc = store_user_by_email(s, DEV_EMAIL, &j->user);
+  if (rc == AGD_ENOT_FOUND) {
+    store_user_t u;
+    memset(&u, 0, sizeof u);
+    id_new(u.id, "usr");
+    snprintf(u.email, sizeof u.email, "%s", DEV_EMAIL);
+    snprintf(u.name, sizeof u.name, "%s", DEV_NAME);
+    rc = store_user_create(s, &u);
+    if (rc == 0 || rc == AGD_ECONFLICT) rc = store_user_by_email(s, DEV_EMAIL, &j->user);
+  }
+  if (rc != 0) return rc;
+  return issue_pair(j, NULL);
+}
+
+static void dev_login_done(http_req_t *r, void *p, int rc) {
+  if (rc == 0) respond_tokens(r, 200, p);
+  else http_respond_error(r, rc, NULL, NULL);
+}
+
+static void h_dev_login(http_req_t *r, route_ctx_t *ctx) {
+  if (!g_app->cfg->dev_login) {
+    http_respond_error(r, AGD_EFORBIDDEN, "dev login is disabled on this server", NULL);
+    return;
+  }
+  auth_job_t *j = job_new(sizeof *j);
+  job_run(r, j, dev_login_work, dev_login_done);
+}
+
+/* ---- GET /auth/config --------------------------------------------------------- */
+
+static void h_auth_config(http_req_t *r, route_ctx_t *ctx) {
+  const config_t *cfg = g_app->cfg;
+  http_respond_json(r, 200,
+                    json_pack("{s:b,s:b,s:i,s:i}", "registration", cfg->registration, "dev_login", cfg->dev_login,
+                              "token_lifetime_s", cfg->access_ttl, "refresh_token_lifetime_s", cfg->refresh_ttl));
+}
+
+/* ---- registration and lifecycle -------------------------------------------- */
+
+void api_auth_register(void) {
+  router_set_auth(auth_hook);
+  api_limits_register();
+  const char *const *P = AUTH_PREFIXES;
+  router_add_prefixed(P, "/register", HTTP_M_POST, h_register, ROUTE_PUBLIC);
+  router_add_prefixed(P, "/login", HTTP_M_POST, h_login, ROUTE_PUBLIC);
+  router_add_prefixed(P, "/refresh", HTTP_M_POST, h_refresh, ROUTE_PUBLIC);
+  router_add_prefixed(P, "/logout", HTTP_M_POST, h_logout, 0);
+  router_add_prefixed(P, "/me", HTTP_M_GET, h_me, 0);
+  router_add_prefixed(P, "/verify", HTTP_M_GET | HTTP_M_POST, h_verify, ROUTE_PUBLIC);
+  router_add_prefixed(P, "/validate", HTTP_M_GET | HTTP_M_POST, h_verify, ROUTE_PUBLIC);
+  router_add_prefixed(P, "/dev/login", HTTP_M_POST, h_dev_login, ROUTE_PUBLIC);
+  router_add_prefixed(P, "/config", HTTP_M_GET, h_auth_config, ROUTE_PUBLIC);
+  router_add("/api/me", HTTP_M_GET, h_me, 0);
+  router_add("/api/users/me", HTTP_M_GET, h_me, 0);
+  router_add("/api/users/me", HTTP_M_PATCH, h_patch_me, 0);
+}
+
+void api_auth_start(uv_loop_t *loop) { api_limits_start(loop); }
+
+void api_auth_stop(void) {
+  api_limits_stop();
+  known_clear();
+  free(known);
+  known = NULL;
+}
+
+/* ---- agentd user add EMAIL (SPEC §10) ------------------------------------------ */
+
+int api_cmd_user_add(const config_t *cfg, const char *email) {
+  char norm[AUTH_EMAIL_MAX];
+  if (!email || auth_email_normalize(email, norm) != 0) {
+    fprintf(stderr, "agentd: user add: '%s' is not a valid email address\n", email ? email : "");
+    return 1;
+  }
+  char pw[AUTH_PASSWORD_MAX + 3];
+  if (!fgets(pw, sizeof pw, stdin)) {
+    fprintf(stderr, "agentd: user add: expected the password on stdin (one line)\n");
+    return 1;
+  }
+  size_t n = strlen(pw);
+  int whole_line = n > 0 && pw[n - 1] == '\n';
+  while (n > 0 && (pw[n - 1] == '\n' || pw[n - 1] == '\r')) pw[--n] = 0;
+  const char *why = (!whole_line && !feof(stdin)) ? "password too long" : auth_password_check(pw);
+  if (why) {
+    fprintf(stderr, "agentd: user add: %s\n", why);
+    explicit_bzero(pw, sizeof pw);
+    return 1;
+  }
+  char err[512] = "";
+  store_t *st = NULL;
+  if (store_open(&st, cfg->database_url, err, sizeof err) != 0) {
+    fprintf(stderr, "agentd: --database: %s\n", err);
+    explicit_bzero(pw, sizeof pw);
+    return 1;
+  }
+  store_user_t u;
+  memset(&u, 0, sizeof u);
+  int rc = store_user_by_email(st, norm, &u);
+  if (rc == 0) rc = AGD_ECONFLICT;
+  else if (rc == AGD_ENOT_FOUND) {
+    memset(&u, 0, sizeof u);
+    rc = auth_password_hash(pw, u.password_hash);
+    if (rc == 0) {
+      id_new(u.id, "usr");
+      snprintf(u.email, sizeof u.email, "%s", norm);
+      rc = store_user_create(st, &u);
+    }
+  }
+  explicit_bzero(pw, sizeof pw);
+  explicit_bzero(u.password_hash, sizeof u.password_hash);
+  store_close(st);
+  if (rc == AGD_ECONFLICT) {
+    fprintf(stderr, "agentd: user add: a user with email %s already exists\n", norm);
+    return 1;
+  }
+  if (rc != 0) {
+    fprintf(stderr, "agentd: user add: cannot create the user: %s\n", agd_err_code(rc));
+    return 1;
+  }
+  printf("%s\n", u.id);
+  return 0;
+}

@@ -1,0 +1,47 @@
+/* api/auth_api.h — what the auth routes (api/auth_api.c, SPEC §2) and the
+ * rate limits (api/limits.c, SPEC §9) offer other modules.
+ *
+ * auth_api.c: /auth/… routes (also under /api/auth and /api/v1/auth), /api/me,
+ * /api/users/me, the router's authentication hook, and `agentd user add`.
+ * limits.c: the router's rate-limit hook for /api/… (per user, per IP when
+ * anonymous) and the failed-login limit (per email+IP).
+ * Thread: everything here runs on the loop thread, except api_cmd_user_add
+ * (main thread, no loop) and the *_register functions (main thread before the
+ * loop starts).  The lifecycle entry points (api_auth_register/start/stop,
+ * api_cmd_user_add) are declared in api/app.h for main.
+ */
+#ifndef AGD_API_AUTH_API_H
+#define AGD_API_AUTH_API_H
+
+#include <uv.h>
+
+#include "api/app.h"
+#include "core/ratelimit.h"
+#include "net/net.h"
+
+/* SPEC §9 default for failed logins: 5 per minute per email+IP. */
+#define API_LOGIN_FAIL_BURST 5
+#define API_LOGIN_FAIL_PER_S (5.0 / 60.0)
+
+/* Set the /api/… limit hook (router_set_limit) from g_app->cfg (rate_per_s,
+ * rate_burst; rate 0 → no hook at all) and allocate the failed-login table.
+ * Main thread, before the loop runs (api_auth_register calls it). */
+void api_limits_register(void);
+/* Start / stop the unref'd timer that sweeps idle buckets (once a minute).
+ * stop also frees the buckets; the hook then allows everything.  Loop thread. */
+void api_limits_start(uv_loop_t *loop);
+void api_limits_stop(void);
+
+/* SPEC §9 failed logins: reserve one attempt for key ("login:<email>|<ip>")
+ * before checking the password.  1 allowed; 0 limited — info filled for the
+ * Retry-After / X-RateLimit-* headers (see api_limits_set_headers) and the
+ * rejection counted in /metrics.  Always 1 when limits are off (--rate-limit 0).
+ * A login that succeeds gives its attempt back with api_login_refund(), so only
+ * failures count.  Loop thread. */
+int api_login_reserve(const char *key, ratelimit_info_t *info);
+void api_login_refund(const char *key);
+
+/* Add X-RateLimit-Limit/-Remaining/-Reset, and Retry-After when limited, to r. */
+void api_limits_set_headers(http_req_t *r, const ratelimit_info_t *info, int limited);
+
+#endif
