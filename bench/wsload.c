@@ -63,10 +63,11 @@ enum fail_reason {
     FR_IO,
     FR_PROTOCOL,
     FR_TIMEOUT,
+    FR_ABORTED,
     FR_COUNT
 };
 static const char *const fail_names[FR_COUNT] = {
-    "connect", "http_status", "bad_accept", "bad_response", "eof_before_welcome", "io", "protocol", "timeout",
+    "connect", "http_status", "bad_accept", "bad_response", "eof_before_welcome", "io", "protocol", "timeout", "aborted",
 };
 
 enum phase { PH_CONNECT, PH_SETTLE, PH_PING, PH_CLOSE, PH_DONE };
@@ -361,10 +362,11 @@ static void conn_close(conn_t *c)
     if (c->closing) return;
     c->closing = true;
     if (state_pending(c->state)) {
-        /* a pending connection that closes without conn_fail: count it as a failure */
+        /* a pending connection closed without conn_fail: by the close phase
+         * (interrupted) or otherwise counted as an early EOF */
         g.pending--;
         g.failed++;
-        g.fail_count[FR_EOF]++;
+        g.fail_count[g.phase == PH_CLOSE ? FR_ABORTED : FR_EOF]++;
         if (g.phase == PH_CONNECT) {
             pump();
             if (g.ok + g.failed == g.conns) phase_connect_done();
@@ -850,6 +852,12 @@ static void phase_close_start(void)
 {
     if (g.phase == PH_CLOSE || g.phase == PH_DONE) return;
     g.phase = PH_CLOSE;
+    for (int i = g.next; i < g.conns; i++) { /* never started (interrupted while connecting) */
+        if (g.c[i].state != CS_IDLE) continue;
+        g.c[i].state = CS_CLOSED;
+        g.failed++;
+        g.fail_count[FR_ABORTED]++;
+    }
     uv_timer_stop(&g.phase_timer);
     uv_timer_stop(&g.pump_timer);
     uv_timer_stop(&g.progress_timer);
@@ -918,12 +926,14 @@ static void report(void)
     double rss_per = have_rss ? (double)(g.rss_after_kib - g.rss_base_kib) / (double)g.ok : 0.0;
     uint64_t errors = g.ping_errors + g.seq_mismatch;
 
-    printf("round trips: %" PRIu64 " in %.3f s = %.0f/s (%d active, pipeline %d, mode %s)\n", g.round_trips, ping_s,
-           rps, g.act_count, g.pipeline, g.mode == MODE_PING ? "ping" : "appping");
-    printf("latency us: p50 %u  p90 %u  p99 %u  max %u  mean %.1f\n", p50, p90, p99, pmax, mean);
-    printf("errors: %" PRIu64 " (error frames %" PRIu64 ", dropped during ping %d, sequence mismatches %" PRIu64
-           "), dropped while idle %d\n",
-           errors, g.error_frames, g.dropped_ping, g.seq_mismatch, g.dropped_idle);
+    if (!g.quiet) {
+        printf("round trips: %" PRIu64 " in %.3f s = %.0f/s (%d active, pipeline %d, mode %s)\n", g.round_trips,
+               ping_s, rps, g.act_count, g.pipeline, g.mode == MODE_PING ? "ping" : "appping");
+        printf("latency us: p50 %u  p90 %u  p99 %u  max %u  mean %.1f\n", p50, p90, p99, pmax, mean);
+        printf("errors: %" PRIu64 " (error frames %" PRIu64 ", dropped during ping %d, sequence mismatches %" PRIu64
+               "), dropped while idle %d\n",
+               errors, g.error_frames, g.dropped_ping, g.seq_mismatch, g.dropped_idle);
+    }
 
     printf("RESULT {\"conns\":%d,\"connected\":%d,\"connect_failed\":%d,\"connect_time_s\":%.3f,"
            "\"connect_rate_per_s\":%.1f,\"fail_reasons\":{",

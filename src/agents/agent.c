@@ -1,0 +1,380 @@
+/* agents/agent.c — the agent context, the registry of agents, agent_run_top
+ * and the step API (agent.h; SPEC §4, §5; DESIGN.md "Cancellation").
+ *
+ * A context lives on the stack of agent_run_top() for one run on one run
+ * thread; sub-agents share it (the current agent and its step counter are
+ * saved and restored around agent_run_sub).  Every step checks the run's
+ * cancel flag and deadline first; every Event goes out through params->emit.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agents/agents_int.h"
+#include "llm/llm.h"
+#include "tools/tool.h"
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/ids.h"
+#include "util/timeutil.h"
+
+/* ---- the registry ----
+ * Listing order of GET /api/agents (supervisor first).  Adding an agent is one
+ * line here (plus its ops table in its own file). */
+static const agent_ops_t *const registry[] = {
+    &agent_supervisor_ops,
+    &agent_triage_ops,
+    /* next issue: &agent_data_ops, &agent_optimization_ops, &agent_actions_ops, */
+    &agent_reporting_ops,
+    /* next issue: &agent_data_helper_ops, */
+    NULL,
+};
+
+const agent_ops_t *agent_find(const char *name) {
+  if (!name) return NULL;
+  for (size_t i = 0; registry[i]; i++)
+    if (strcmp(registry[i]->name, name) == 0) return registry[i];
+  return NULL;
+}
+
+const agent_ops_t *const *agent_all(void) { return registry; }
+
+static const char *const event_names[EV__COUNT] = {
+    [EV_AGENT_STARTED] = "agent_started",     [EV_AGENT_THINKING] = "agent_thinking",
+    [EV_TOOL_EXECUTING] = "tool_executing",   [EV_TOOL_COMPLETED] = "tool_completed",
+    [EV_PARTIAL_RESULT] = "partial_result",   [EV_AGENT_COMPLETED] = "agent_completed",
+    [EV_AGENT_RESPONSE] = "agent_response",   [EV_AGENT_ERROR] = "agent_error",
+    [EV_AGENT_STOPPED] = "agent_stopped",
+};
+
+const char *event_type_name(event_type_t t) {
+  if ((int)t < 0 || t >= EV__COUNT) return NULL;
+  return event_names[t];
+}
+
+/* ---- the context ---- */
+
+struct agent_ctx {
+  const agent_run_params_t *p;
+  const agent_ops_t *agent; /* the agent running now */
+  int step;                 /* its last agent_thinking step_number */
+  json_t *prior;            /* {"triage":{…},…} */
+  buf_t streamed;           /* partial_result text since the last agent_respond */
+  int depth;                /* 0: the top agent runs; n: inside n agent_run_sub */
+  char *response;           /* the answer, once agent_respond ran */
+  int response_pending;     /* a sub-agent answered: persist + agent_response at the top */
+  int emit_rc;              /* first emit failure: the run fails */
+  int failed;
+  char fail_agent[64];
+  char fail_code[48];
+  char fail_msg[512];
+};
+
+const char *agent_input(const agent_ctx_t *ctx) { return ctx->p->input ? ctx->p->input : ""; }
+const char *agent_user_id(const agent_ctx_t *ctx) { return ctx->p->user_id; }
+const char *agent_thread_id(const agent_ctx_t *ctx) { return ctx->p->thread_id; }
+const char *agent_run_id(const agent_ctx_t *ctx) { return ctx->p->run_id; }
+json_t *agent_request_context(const agent_ctx_t *ctx) { return ctx->p->context; }
+llm_t *agent_llm(const agent_ctx_t *ctx) { return ctx->p->llm ? ctx->p->llm : llm_builtin_new(); }
+json_t *agent_prior_results(const agent_ctx_t *ctx) { return ctx->prior; }
+
+/* The cancel flag is never reset and the deadline only passes, so the answer
+ * never goes back from 1 to 0. */
+int agent_cancelled(const agent_ctx_t *ctx) {
+  const agent_run_params_t *p = ctx->p;
+  if (p->cancel && atomic_load(p->cancel)) return 1;
+  return p->deadline > 0 && time_now() >= p->deadline;
+}
+
+static const char *stop_reason(const agent_ctx_t *ctx) {
+  return ctx->p->cancel && atomic_load(ctx->p->cancel) ? "cancelled" : "timeout";
+}
+
+static double ms_since(uint64_t t0_ns) {
+  double ms = (double)(time_mono_ns() - t0_ns) / 1e6;
+  return (double)(long long)(ms * 1000.0 + 0.5) / 1000.0;
+}
+
+/* Cut a trailing incomplete UTF-8 sequence (left by a truncating snprintf). */
+static void utf8_trim_tail(char *s) {
+  size_t n = strlen(s), i = n;
+  while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80 && n - i < 4) i--;
+  if (i == 0) return;
+  unsigned char lead = (unsigned char)s[i - 1];
+  size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+  if (lead >= 0x80 && n - (i - 1) < need) s[i - 1] = '\0';
+}
+
+/* Hand one event to the run's emitter (data: reference taken). */
+static int emit_as(agent_ctx_t *ctx, event_type_t type, const char *agent_name, json_t *data) {
+  if (!data) return ERR(AGD_EINTERNAL); /* a json_pack over bad UTF-8: our bug */
+  if (!ctx->p->emit) {
+    json_decref(data);
+    return 0;
+  }
+  return ctx->p->emit(ctx->p->emit_arg, type, agent_name, data);
+}
+
+static int emit(agent_ctx_t *ctx, event_type_t type, json_t *data) {
+  if (ctx->emit_rc) {
+    json_decref(data);
+    return ctx->emit_rc;
+  }
+  int rc = emit_as(ctx, type, ctx->agent->name, data);
+  if (rc != 0) {
+    ctx->emit_rc = rc;
+    agent_fail(ctx, "EVENT_FAILED", "could not deliver a %s event", event_type_name(type));
+  }
+  return rc;
+}
+
+void agent_fail(agent_ctx_t *ctx, const char *error_code, const char *fmt, ...) {
+  if (ctx->failed) return; /* the first (deepest) reason wins */
+  ctx->failed = 1;
+  snprintf(ctx->fail_agent, sizeof(ctx->fail_agent), "%s", ctx->agent->name);
+  snprintf(ctx->fail_code, sizeof(ctx->fail_code), "%s", error_code ? error_code : "AGENT_FAILED");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->fail_msg, sizeof(ctx->fail_msg), fmt, ap);
+  va_end(ap);
+  utf8_trim_tail(ctx->fail_msg);
+}
+
+int agent_think(agent_ctx_t *ctx, const char *fmt, ...) {
+  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  char text[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  utf8_trim_tail(text);
+  ctx->step++;
+  return emit(ctx, EV_AGENT_THINKING,
+              json_pack("{s:s,s:i,s:s}", "reasoning", text, "step_number", ctx->step, "status", "thinking"));
+}
+
+static int probe_cancelled(const void *arg) { return agent_cancelled(arg); }
+
+static int agent_may_call(const agent_ops_t *a, const char *tool) {
+  if (!a->tools) return 1; /* no list: any registered tool */
+  for (size_t i = 0; a->tools[i]; i++)
+    if (strcmp(a->tools[i], tool) == 0) return 1;
+  return 0;
+}
+
+int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_t **result) {
+  *result = NULL;
+  if (!args) args = json_object();
+  if (agent_cancelled(ctx)) {
+    json_decref(args);
+    return AGD_EUNAVAILABLE;
+  }
+  char call_id[ID_MAX];
+  id_new(call_id, "call");
+  int rc = emit(ctx, EV_TOOL_EXECUTING,
+                json_pack("{s:s,s:s,s:O,s:s}", "tool_name", tool_name, "call_id", call_id, "parameters", args,
+                          "status", "executing"));
+  if (rc != 0) {
+    json_decref(args);
+    return rc;
+  }
+  uint64_t t0 = time_mono_ns();
+  const tool_t *t = tool_find(tool_name);
+  json_t *res = NULL;
+  int trc;
+  if (!t) {
+    trc = AGD_ENOT_FOUND;
+    res = json_pack("{s:s++}", "error", "unknown tool '", tool_name, "'");
+  } else if (!agent_may_call(ctx->agent, tool_name)) {
+    trc = AGD_EFORBIDDEN;
+    res = json_pack("{s:s++++}", "error", "agent '", ctx->agent->name, "' may not call tool '", tool_name, "'");
+  } else {
+    tool_call_ctx_t tc = {
+        .user_id = ctx->p->user_id,
+        .run_id = ctx->p->run_id,
+        .store = ctx->p->store,
+        .llm = agent_llm(ctx),
+        .cancelled = probe_cancelled,
+        .cancel_arg = ctx,
+    };
+    trc = tool_call(t, &tc, args, &res);
+    if (!res) res = trc ? json_pack("{s:s}", "error", agd_err_code(trc)) : json_object();
+  }
+  json_decref(args);
+  rc = emit(ctx, EV_TOOL_COMPLETED,
+            json_pack("{s:s,s:s,s:O,s:f,s:s}", "tool_name", tool_name, "call_id", call_id, "result", res,
+                      "execution_time_ms", ms_since(t0), "status", trc ? "error" : "completed"));
+  *result = res;
+  if (rc != 0) return rc;
+  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  return trc;
+}
+
+int agent__partial_n(agent_ctx_t *ctx, const char *p, size_t n) {
+  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  return emit(ctx, EV_PARTIAL_RESULT, json_pack("{s:s%}", "content", p, n));
+}
+
+int agent_partial(agent_ctx_t *ctx, const char *delta) {
+  size_t n = strlen(delta);
+  int rc = agent__partial_n(ctx, delta, n);
+  if (rc == 0 && buf_append(&ctx->streamed, delta, n) != 0) rc = ERR(AGD_EINTERNAL);
+  return rc;
+}
+
+/* Persist the answer and emit agent_response (SPEC §5: right before the top
+ * agent's agent_completed). */
+static int deliver_response(agent_ctx_t *ctx) {
+  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  char message_id[ID_MAX] = "";
+  int rc = 0;
+  if (ctx->p->persist) {
+    rc = ctx->p->persist(ctx->p->emit_arg, ctx->response, message_id);
+    if (rc != 0) agent_fail(ctx, "PERSIST_FAILED", "could not store the answer (%s)", agd_err_code(rc));
+  }
+  if (rc == 0)
+    rc = emit(ctx, EV_AGENT_RESPONSE, json_pack("{s:s,s:s}", "content", ctx->response, "message_id", message_id));
+  if (rc == 0) ctx->response_pending = 0;
+  return rc;
+}
+
+int agent_respond(agent_ctx_t *ctx, const char *text) {
+  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  /* What was streamed already is part of the answer: stream only the rest.  If
+   * the streamed text is not a prefix of `text`, the answer becomes streamed
+   * text + text, so the deltas joined are always the content (SPEC §5). */
+  size_t sn = ctx->streamed.len;
+  const char *rest = text;
+  buf_t full;
+  buf_init(&full, 0);
+  if (sn > 0 && strncmp(ctx->streamed.base, text, sn) == 0) {
+    rest = text + sn;
+  } else if (sn > 0) {
+    buf_append(&full, ctx->streamed.base, sn);
+  }
+  buf_append_str(&full, text);
+  buf_reset(&ctx->streamed);
+  int rc = 0;
+  size_t rn = strlen(rest);
+  for (size_t off = 0; off < rn && rc == 0;) {
+    size_t d = llm_next_delta(rest + off, rn - off);
+    rc = agent__partial_n(ctx, rest + off, d);
+    off += d;
+  }
+  char *content = buf_steal(&full, NULL);
+  if (!content) content = strdup("");
+  if (!content) abort();
+  if (rc != 0) {
+    free(content);
+    return rc;
+  }
+  free(ctx->response);
+  ctx->response = content;
+  ctx->response_pending = 1;
+  /* A sub-agent's answer goes out when the top agent finishes, so that
+   * agent_response comes right before the top agent's agent_completed. */
+  return ctx->depth == 0 ? deliver_response(ctx) : 0;
+}
+
+int agent_run_sub(agent_ctx_t *ctx, const agent_ops_t *ops, json_t **result) {
+  if (result) *result = NULL;
+  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  const agent_ops_t *saved_agent = ctx->agent;
+  int saved_step = ctx->step;
+  ctx->agent = ops;
+  ctx->step = 0;
+  ctx->depth++;
+  uint64_t t0 = time_mono_ns();
+  json_t *res = NULL;
+  int rc = emit(ctx, EV_AGENT_STARTED,
+                json_pack("{s:s,s:s,s:s}", "agent_name", ops->name, "message", agent_input(ctx), "status", "started"));
+  if (rc == 0) rc = ops->run(ctx, &res);
+  if (rc == 0 && agent_cancelled(ctx)) rc = AGD_EUNAVAILABLE;
+  if (rc != 0 && !agent_cancelled(ctx))
+    agent_fail(ctx, agd_err_code(rc), "agent '%s' failed (%s)", ops->name, agd_err_code(rc));
+  if (rc == 0) {
+    if (!json_is_object(res)) {
+      json_decref(res);
+      res = json_object();
+    }
+    json_object_set_new(ctx->prior, ops->name, res);
+    if (result) *result = res;
+    rc = emit(ctx, EV_AGENT_COMPLETED,
+              json_pack("{s:s,s:O,s:f,s:s}", "agent_name", ops->name, "result", res, "execution_time_ms",
+                        ms_since(t0), "status", "completed"));
+  } else {
+    json_decref(res);
+  }
+  ctx->agent = saved_agent;
+  ctx->step = saved_step;
+  ctx->depth--;
+  return rc;
+}
+
+int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **result_out, char **response_out,
+                  json_t **error_out) {
+  if (result_out) *result_out = NULL;
+  if (response_out) *response_out = NULL;
+  if (error_out) *error_out = NULL;
+  agent_ctx_t ctx = {.p = p, .agent = ops, .prior = json_object()};
+  buf_init(&ctx.streamed, 0);
+  json_t *result = NULL;
+  int rc = 0;
+  uint64_t t0 = time_mono_ns();
+
+  if (agent_cancelled(&ctx)) goto stopped;
+  rc = emit(&ctx, EV_AGENT_STARTED,
+            json_pack("{s:s,s:s,s:s}", "agent_name", ops->name, "message", agent_input(&ctx), "status", "started"));
+  if (rc == 0) rc = ops->run(&ctx, &result);
+  if (agent_cancelled(&ctx)) goto stopped;
+  if (rc == 0) {
+    if (!json_is_object(result)) {
+      json_decref(result);
+      result = json_object();
+    }
+    /* A run always ends with agent_response then the top agent's
+     * agent_completed: answer from the result when the agent did not. */
+    if (!ctx.response) {
+      json_object_set(ctx.prior, ops->name, result);
+      rc = reporting_answer(&ctx, NULL);
+    } else if (ctx.response_pending) {
+      rc = deliver_response(&ctx);
+    }
+    if (agent_cancelled(&ctx)) goto stopped;
+  }
+  if (rc == 0)
+    rc = emit(&ctx, EV_AGENT_COMPLETED,
+              json_pack("{s:s,s:O,s:f,s:s}", "agent_name", ops->name, "result", result, "execution_time_ms",
+                        ms_since(t0), "status", "completed"));
+  if (rc == 0) {
+    if (result_out) *result_out = result;
+    else json_decref(result);
+    if (response_out) *response_out = ctx.response;
+    else free(ctx.response);
+    json_decref(ctx.prior);
+    buf_dispose(&ctx.streamed);
+    return 0;
+  }
+
+  /* failed: agent_error last */
+  if (!ctx.failed) agent_fail(&ctx, agd_err_code(rc), "agent '%s' failed (%s)", ops->name, agd_err_code(rc));
+  emit_as(&ctx, EV_AGENT_ERROR, ctx.fail_agent,
+          json_pack("{s:s,s:s,s:s}", "agent_name", ctx.fail_agent, "error_message", ctx.fail_msg, "error_code",
+                    ctx.fail_code));
+  if (error_out) *error_out = json_pack("{s:s,s:s}", "error_message", ctx.fail_msg, "error_code", ctx.fail_code);
+  if (rc >= 0 || rc == AGD_ETIMEOUT || rc == AGD_EUNAVAILABLE) rc = AGD_EINTERNAL; /* those mean stopped */
+  goto out;
+
+stopped: {
+  const char *reason = stop_reason(&ctx);
+  emit_as(&ctx, EV_AGENT_STOPPED, ops->name, json_pack("{s:s}", "reason", reason));
+  rc = strcmp(reason, "timeout") == 0 ? AGD_ETIMEOUT : AGD_EUNAVAILABLE;
+}
+out:
+  json_decref(result);
+  free(ctx.response);
+  json_decref(ctx.prior);
+  buf_dispose(&ctx.streamed);
+  return rc;
+}

@@ -1,0 +1,129 @@
+/* agents/agent.h — what an agent is and what it may do (SPEC §4, §5; DESIGN.md
+ * "The built-in agents").
+ *
+ * An agent is a named step function.  It runs on a run thread (blocking calls
+ * are fine there) and reports every step through its context: thinking, tool
+ * calls (which go through the tool registry and emit tool_executing /
+ * tool_completed around the call), streamed answer text, and a JSON result.
+ * Agents know nothing of sockets or the store: the context's emitter (set by
+ * core/runs) turns steps into Events.  The supervisor runs triage, then the
+ * agents triage picked, then reporting.
+ *
+ * Thread: a context belongs to one run thread; agent_cancelled() may be
+ * flipped from another thread (the flag is atomic).
+ */
+#ifndef AGD_AGENTS_AGENT_H
+#define AGD_AGENTS_AGENT_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef struct agent_ctx agent_ctx_t;
+typedef struct llm llm_t;
+
+/* Event types of SPEC §5, in the order of the table. */
+typedef enum {
+  EV_AGENT_STARTED = 0,
+  EV_AGENT_THINKING,
+  EV_TOOL_EXECUTING,
+  EV_TOOL_COMPLETED,
+  EV_PARTIAL_RESULT,
+  EV_AGENT_COMPLETED,
+  EV_AGENT_RESPONSE,
+  EV_AGENT_ERROR,
+  EV_AGENT_STOPPED,
+  EV__COUNT
+} event_type_t;
+
+/* "agent_started", …; NULL for an out-of-range value. */
+const char *event_type_name(event_type_t t);
+
+/* How a context reports a step.  `data` is the SPEC §5 data object (reference
+ * taken).  Returns 0 or a negative AGD_E* (the run then fails). */
+typedef int (*agent_emit_fn)(void *emit_arg, event_type_t type, const char *agent_name, json_t *data);
+
+/* Persist the final answer as the thread's assistant message; fills message_id
+ * (ID_MAX bytes).  Provided by core/runs. */
+typedef int (*agent_persist_fn)(void *emit_arg, const char *content, char *message_id);
+
+typedef struct agent_ops {
+  const char *name;        /* "triage", "data", … */
+  const char *description; /* one line for GET /api/agents */
+  const char *const *tools; /* NULL-terminated names of the tools it may call (NULL: any) */
+  /* Do the work: emit ≥ 1 agent_thinking, call tools, and set *result to a JSON
+   * object (reference owned by the caller).  Return 0, AGD_ECANCELLED-like
+   * codes via agent_cancelled() checks (return AGD_EUNAVAILABLE when cancelled),
+   * or a negative AGD_E* with agent_fail() having said why. */
+  int (*run)(agent_ctx_t *ctx, json_t **result);
+} agent_ops_t;
+
+/* ---- the registry of agents ---- */
+
+/* The agent named `name` or NULL.  "supervisor" is an agent too. */
+const agent_ops_t *agent_find(const char *name);
+/* All agents, NULL-terminated, in listing order (supervisor first). */
+const agent_ops_t *const *agent_all(void);
+
+/* ---- running an agent ---- */
+
+/* What core/runs gives a run. */
+typedef struct agent_run_params {
+  const char *run_id, *user_id, *thread_id; /* copied */
+  const char *input;                        /* the user's message, copied */
+  json_t *context;                          /* optional request "context" object (borrowed, may be NULL) */
+  atomic_int *cancel;                       /* set to 1 to cancel; checked at every step */
+  double deadline;                          /* epoch seconds; 0 = none (past it: cancelled with reason "timeout") */
+  llm_t *llm;                               /* provider for decisions and text */
+  struct store *store;                      /* store_t* for tools that read the caller's data (may be NULL) */
+  agent_emit_fn emit;
+  agent_persist_fn persist;
+  void *emit_arg;
+} agent_run_params_t;
+
+/* Run agent `ops` as the top of a run (emitting agent_started … agent_completed
+ * around it, or agent_error / agent_stopped last).  Returns 0 (completed),
+ * AGD_ETIMEOUT (deadline), AGD_EUNAVAILABLE (cancelled) or another AGD_E*
+ * (failed).  *result_out (may be NULL) gets the top agent's result,
+ * *response_out (may be NULL, malloc'd) the final answer text, *error_out
+ * (may be NULL) {"error_message","error_code"} on failure. */
+int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **result_out, char **response_out,
+                  json_t **error_out);
+
+/* ---- what an agent may do (called from its run function) ---- */
+
+const char *agent_input(const agent_ctx_t *ctx);
+const char *agent_user_id(const agent_ctx_t *ctx);
+const char *agent_thread_id(const agent_ctx_t *ctx);
+const char *agent_run_id(const agent_ctx_t *ctx);
+json_t *agent_request_context(const agent_ctx_t *ctx); /* borrowed; may be NULL */
+llm_t *agent_llm(const agent_ctx_t *ctx);
+/* Results of the agents that ran before in this run: {"triage":{…},"data":{…}} (borrowed). */
+json_t *agent_prior_results(const agent_ctx_t *ctx);
+/* 1 when the run was cancelled or passed its deadline: return promptly. */
+int agent_cancelled(const agent_ctx_t *ctx);
+
+/* agent_thinking {"reasoning","step_number","status":"thinking"}. */
+int agent_think(agent_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Call a tool through the registry: validates args against its schema, emits
+ * tool_executing / tool_completed (same call_id, execution_time_ms, status
+ * completed|error).  args: reference taken.  *result: new reference (the tool's
+ * result, or {"error": …} on failure).  Returns 0 or the tool's AGD_E*. */
+int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_t **result);
+/* partial_result {"content": delta}. */
+int agent_partial(agent_ctx_t *ctx, const char *delta);
+/* Run another agent as a sub-step (agent_started … agent_completed around it);
+ * its result is added to agent_prior_results().  *result borrowed from there. */
+int agent_run_sub(agent_ctx_t *ctx, const agent_ops_t *ops, json_t **result);
+/* Stream `text` as partial_result deltas (only the part not already sent with
+ * agent_partial), persist it as the assistant message and emit agent_response
+ * {"content","message_id"}.  Used by the agent that writes the final answer
+ * (reporting, or a single agent run on its own).  Called from a sub-agent, the
+ * persist + agent_response happen when the top agent finishes, right before
+ * its agent_completed (SPEC §5 order).  If the top agent never calls it,
+ * agent_run_top composes an answer from the results and responds itself. */
+int agent_respond(agent_ctx_t *ctx, const char *text);
+/* Record why the agent failed (becomes agent_error's error_message/error_code). */
+void agent_fail(agent_ctx_t *ctx, const char *error_code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

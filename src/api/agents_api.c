@@ -1,0 +1,145 @@
+/* api/agents_api.c — see agents_api.h.
+ *
+ * Listings are answered on the loop from the static registries.  A tool call
+ * is validated on the loop (unknown tool 404, schema 422) and run on a worker
+ * (thread_context reads the store); the job owns copies of what it uses.
+ *
+ * How a tool's own failure is answered (SPEC §7 only fixes 404 and 422):
+ *   AGD_EVALIDATION  the tool judged its arguments wrong although they fit the
+ *                    schema (calculator: "division by zero", a junk
+ *                    expression) → 422 VALIDATION_ERROR, details
+ *                    [{"field":"arguments","message": the tool's error}];
+ *   AGD_ENOT_FOUND   what the arguments name is not the caller's (thread_context
+ *                    on another user's thread) → 404 NOT_FOUND;
+ *   anything else    (store down, internal) → its own status: 503 / 500.
+ */
+#include "api/agents_api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agents/agent.h"
+#include "api/app.h"
+#include "api/job.h"
+#include "api/router.h"
+#include "tools/tool.h"
+#include "util/err.h"
+#include "util/ids.h"
+#include "util/timeutil.h"
+
+/* ---- listings ---- */
+
+static void h_agents(http_req_t *r, route_ctx_t *ctx) {
+  json_t *arr = json_array();
+  for (const agent_ops_t *const *a = agent_all(); *a; a++) {
+    json_t *tools = json_array();
+    for (size_t i = 0; (*a)->tools && (*a)->tools[i]; i++) json_array_append_new(tools, json_string((*a)->tools[i]));
+    json_array_append_new(arr, json_pack("{s:s,s:s,s:o}", "name", (*a)->name, "description", (*a)->description,
+                                         "tools", tools));
+  }
+  http_respond_json(r, 200, json_pack("{s:o,s:I}", "agents", arr, "total", (json_int_t)json_array_size(arr)));
+}
+
+static void h_tools(http_req_t *r, route_ctx_t *ctx) {
+  size_t n;
+  const tool_t *const *all = tool_all(&n);
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++) {
+    json_t *schema = tool_schema(all[i]);
+    json_array_append_new(arr, json_pack("{s:s,s:s,s:O,s:s}", "name", all[i]->name, "description",
+                                         all[i]->description ? all[i]->description : "", "input_schema",
+                                         schema ? schema : json_object(), "source",
+                                         all[i]->source ? all[i]->source : "builtin"));
+  }
+  http_respond_json(r, 200, json_pack("{s:o,s:I}", "tools", arr, "total", (json_int_t)n));
+}
+
+/* ---- tool calls ---- */
+
+typedef struct tool_job {
+  const tool_t *tool; /* static lifetime (registry) */
+  json_t *args;       /* owned */
+  char user_id[ID_MAX];
+  json_t *result;     /* set by the worker */
+  double ms;
+} tool_job_t;
+
+static int tool_job_work(void *p) {
+  tool_job_t *j = p;
+  tool_call_ctx_t tc = {
+      .user_id = j->user_id,
+      .store = g_app ? g_app->store : NULL,
+      .llm = g_app ? g_app->llm : NULL,
+  };
+  uint64_t t0 = time_mono_ns();
+  int rc = tool_call(j->tool, &tc, j->args, &j->result);
+  j->ms = (double)(long long)((double)(time_mono_ns() - t0) / 1e3 + 0.5) / 1000.0;
+  return rc;
+}
+
+static void tool_job_done(http_req_t *r, void *p, int rc) {
+  tool_job_t *j = p;
+  if (rc == 0) {
+    http_respond_json(r, 200, json_pack("{s:s,s:s,s:O,s:f}", "tool_name", j->tool->name, "status", "success",
+                                        "result", j->result ? j->result : json_null(), "execution_time_ms", j->ms));
+  } else {
+    const char *msg = json_string_value(json_object_get(j->result, "error"));
+    if (rc == AGD_EVALIDATION)
+      http_respond_error(r, AGD_EVALIDATION, msg ? msg : "invalid arguments",
+                         json_pack("[{s:s,s:s}]", "field", "arguments", "message", msg ? msg : "invalid arguments"));
+    else
+      http_respond_error(r, rc, msg, NULL);
+  }
+  json_decref(j->args);
+  json_decref(j->result);
+}
+
+static void h_tool_execute(http_req_t *r, route_ctx_t *ctx) {
+  json_t *body = router_json_body(r, 0);
+  if (!body) return;
+  json_t *jname = json_object_get(body, "tool_name");
+  if (!jname) jname = json_object_get(body, "name"); /* MCP-style alias */
+  if (!json_is_string(jname) || json_string_length(jname) == 0) {
+    json_decref(body);
+    router_respond_validation(r, "tool_name", jname ? "must be a non-empty string" : "is required");
+    return;
+  }
+  const tool_t *t = tool_find(json_string_value(jname));
+  if (!t) {
+    char msg[200];
+    snprintf(msg, sizeof(msg), "tool '%.100s' not found", json_string_value(jname));
+    json_decref(body);
+    http_respond_error(r, AGD_ENOT_FOUND, msg, NULL);
+    return;
+  }
+  json_t *args = json_object_get(body, "arguments");
+  if (!args || json_is_null(args)) args = json_object_get(body, "parameters"); /* alias */
+  if (!args || json_is_null(args)) args = json_object();
+  else json_incref(args);
+  const char *field = NULL;
+  char msg[256];
+  if (tool_validate(t, args, &field, msg, sizeof(msg)) != 0) {
+    char f[160];
+    if (field && strcmp(field, "arguments") != 0) snprintf(f, sizeof(f), "arguments.%.140s", field);
+    else snprintf(f, sizeof(f), "arguments");
+    router_respond_validation(r, f, msg);
+    json_decref(args);
+    json_decref(body);
+    return;
+  }
+  json_decref(body);
+  tool_job_t *j = job_new(sizeof(*j));
+  j->tool = t;
+  j->args = args;
+  snprintf(j->user_id, sizeof(j->user_id), "%s", ctx->user_id ? ctx->user_id : "");
+  job_run(r, j, tool_job_work, tool_job_done);
+}
+
+void api_agents_register(void) {
+  router_add("/api/agents", HTTP_M_GET, h_agents, 0);
+  router_add("/api/tools", HTTP_M_GET, h_tools, 0);
+  router_add("/api/tools/list", HTTP_M_GET, h_tools, 0);
+  router_add("/api/tools/execute", HTTP_M_POST, h_tool_execute, 0);
+  router_add("/api/execute/tool", HTTP_M_POST, h_tool_execute, 0);
+}

@@ -1,0 +1,68 @@
+/* core/events.h — the one event path (DESIGN.md; SPEC §5).
+ *
+ * events_emit() gives an Event the user's next `seq`, stores it, and queues it
+ * to the loop, all under a per-user lock so the loop sees each user's events
+ * in seq order.  On the loop, each event is encoded once and written to every
+ * subscription (WebSocket or SSE stream) of that user — never another user's.
+ *
+ * Replay: a subscription created with after_seq ≥ 0 first receives the stored
+ * events after that seq, page by page (fetched on a worker), then continues
+ * live.  Every subscription remembers the last seq it has seen; a live event
+ * that does not follow it (events stored while a page was in flight) sends it
+ * back to replaying, so nothing is lost and nothing is sent twice.
+ *
+ * Threads: events_emit() blocks on the store (run threads, workers — never the
+ * loop).  Subscriptions are created and dropped on the loop thread.
+ */
+#ifndef AGD_CORE_EVENTS_H
+#define AGD_CORE_EVENTS_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "agents/agent.h"
+#include "net/net.h"
+#include "store/store.h"
+
+/* Event flags (reserved). */
+enum { EVENT_F_NONE = 0 };
+
+int events_init(uv_loop_t *loop, store_t *store);
+/* Deliver what is queued, then stop delivering; drop every subscription. */
+void events_shutdown(void);
+
+/* Emit one event.  data: SPEC §5 data object (reference taken).  Returns the
+ * seq (> 0) or a negative AGD_E* (not stored, not delivered).  Not on the loop. */
+int64_t events_emit(const char *user_id, const char *run_id, const char *thread_id, const char *agent_name,
+                    event_type_t type, json_t *data, unsigned flags);
+
+typedef struct events_sub events_sub_t;
+
+/* Run fn(arg) on the loop thread after every event of user_id emitted so far
+ * by this thread has been delivered, then end the SSE streams bound to run_id
+ * (end_on_final).  Used by core/runs to announce a run's end in order. */
+void events_post_run_end(const char *user_id, const char *run_id, void (*fn)(void *arg), void *arg);
+
+/* Subscribe conn c (WS or SSE, already authenticated as user_id) to the user's
+ * events.  run_id/thread_id (may be NULL) filter what is sent.  after_seq < 0:
+ * live only; ≥ 0: replay stored events after it first.  end_on_final: an SSE
+ * stream bound to a run ends after that run's final event.  Loop thread.
+ * The subscription is dropped by events_unsubscribe() or when c closes
+ * (the net layer's on_stream_close must call events_conn_closed(c)). */
+events_sub_t *events_subscribe(conn_t *c, const char *user_id, const char *run_id, const char *thread_id,
+                               int64_t after_seq, int end_on_final);
+/* Start a replay on an existing subscription (WS `resume`). */
+void events_resume(events_sub_t *s, int64_t after_seq);
+void events_unsubscribe(events_sub_t *s);
+/* Drop every subscription of conn c. */
+void events_conn_closed(conn_t *c);
+
+/* The JSON text of an event row as sent on the wire (for tests and GET /api/events). */
+char *events_encode(int64_t seq, const char *type, const char *run_id, const char *thread_id, const char *agent_name,
+                    double timestamp, const json_t *data);
+
+/* Metrics: events emitted and delivered (also exported via core/metrics). */
+uint64_t events_emitted_total(void);
+
+#endif

@@ -1,0 +1,410 @@
+/* llm/builtin.c — the deterministic provider (llm.h, DESIGN.md "The built-in
+ * agents"): keyword scoring for classification, markdown templates for
+ * answers.  No state, no network: the same input always gives the same output,
+ * so tests are exact.  Reentrant (any thread).
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm/llm.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+/* Only the first bytes of a request are scored (a 100 000-character message
+ * says what it is about early on; this bounds the work). */
+#define CLASSIFY_MAX_BYTES 16384
+/* Longest string value rendered from facts. */
+#define FACT_STR_MAX 600
+
+/* ---- classification ---- */
+
+typedef struct term {
+  const char *text; /* normalised: lowercase words separated by one space */
+  int weight;
+} term_t;
+
+/* A term matches at the start of a word and as a prefix of it ("cost" matches
+ * "costs", "which model" matches "which models"); a trailing space asks for
+ * the whole word ("import " does not match "important"); "$" matches anywhere. */
+static const term_t cost_terms[] = {
+    {"cost", 3}, {"spend", 3}, {"spent", 2}, {"bill", 3}, {"cheaper", 3}, {"cheap", 2}, {"price", 3},
+    {"pricing", 3}, {"expensive", 3}, {"budget", 2}, {"save money", 3}, {"saving", 2}, {"dollar", 2},
+    {"invoice", 2}, {"$", 2}, {"cut", 1}, {"reduce", 1}, {NULL, 0}};
+static const term_t latency_terms[] = {
+    {"latency", 3}, {"slow", 3}, {"fast", 2}, {"faster", 3}, {"p50", 3}, {"p95", 3}, {"p99", 3},
+    {"response time", 3}, {"speed", 2}, {"lag", 2}, {"timeout", 2}, {"takes too long", 3}, {"delay", 2},
+    {"ttft", 3}, {"time to first token", 3}, {NULL, 0}};
+static const term_t model_terms[] = {
+    {"which model", 5}, {"what model", 5}, {"best model", 5}, {"model for", 4}, {"model should", 4},
+    {"choose a model", 5}, {"switch model", 4}, {"switch to", 2}, {"gpt 4", 2}, {"gpt 3", 2}, {"gpt 4o", 2},
+    {"claude", 2}, {"llama", 2}, {"mistral", 2}, {"gemini", 2}, {"smaller model", 3}, {"compare models", 4},
+    {NULL, 0}};
+static const term_t caching_terms[] = {
+    {"cache", 4}, {"caching", 4}, {"cached", 4}, {"repeated", 3}, {"duplicate", 3}, {"same prompt", 3},
+    {"identical", 2}, {"dedup", 3}, {"memoiz", 3}, {NULL, 0}};
+static const term_t usage_terms[] = {
+    {"summarise my", 4}, {"summarize my", 4}, {"summarise", 2}, {"summarize", 2}, {"summary", 3},
+    {"usage", 3}, {"report", 3}, {"how much did", 3}, {"how many calls", 3}, {"how many tokens", 3},
+    {"breakdown", 2}, {"overview", 2}, {"statistics", 2}, {"stats", 2}, {"dashboard", 2}, {NULL, 0}};
+static const term_t upload_terms[] = {
+    {"upload", 5}, {"import ", 4}, {"importing", 4}, {"format", 3}, {"csv", 4}, {"jsonl", 4}, {"ndjson", 4},
+    {"how do i send", 4}, {"send my data", 4}, {"send data", 3}, {"ingest", 4}, {"what data", 3},
+    {"which fields", 3}, {"schema", 2}, {"my data", 2}, {NULL, 0}};
+
+static const term_t *const intent_terms[LLM_INTENT__COUNT] = {
+    [LLM_INTENT_COST] = cost_terms,
+    [LLM_INTENT_LATENCY] = latency_terms,
+    [LLM_INTENT_MODEL_SELECTION] = model_terms,
+    [LLM_INTENT_CACHING] = caching_terms,
+    [LLM_INTENT_USAGE_REPORT] = usage_terms,
+    [LLM_INTENT_DATA_UPLOAD_HELP] = upload_terms,
+    [LLM_INTENT_GENERAL] = NULL,
+};
+
+static const char *const intent_topic[LLM_INTENT__COUNT] = {
+    [LLM_INTENT_COST] = "the cost of your LLM calls",
+    [LLM_INTENT_LATENCY] = "the latency of your LLM calls",
+    [LLM_INTENT_MODEL_SELECTION] = "which model to use",
+    [LLM_INTENT_CACHING] = "caching repeated prompts",
+    [LLM_INTENT_USAGE_REPORT] = "a report of your LLM usage",
+    [LLM_INTENT_DATA_UPLOAD_HELP] = "how to send your workload data",
+    [LLM_INTENT_GENERAL] = "a general question",
+};
+
+/* Lowercase ASCII letters and digits, keep '$' and non-ASCII bytes, turn
+ * everything else into single spaces; a leading and trailing space make word
+ * starts easy to find (" cost"). */
+static size_t normalise(const char *in, char *out, size_t cap) {
+  size_t o = 0;
+  int space = 1;
+  out[o++] = ' ';
+  for (size_t i = 0; in[i] && i < CLASSIFY_MAX_BYTES && o + 2 < cap; i++) {
+    unsigned char c = (unsigned char)in[i];
+    if (isalnum(c) || c == '$' || c >= 0x80) {
+      out[o++] = (char)tolower(c);
+      space = 0;
+    } else if (!space) {
+      out[o++] = ' ';
+      space = 1;
+    }
+  }
+  if (!space) out[o++] = ' ';
+  out[o] = '\0';
+  return o;
+}
+
+static int term_matches(const char *norm, const char *term) {
+  if (strcmp(term, "$") == 0) return strchr(norm, '$') != NULL;
+  for (const char *p = strstr(norm, term); p; p = strstr(p + 1, term))
+    if (p > norm && p[-1] == ' ') return 1;
+  return 0;
+}
+
+/* Append kw (trailing space dropped) to a list: sep between items, each in quotes. */
+static void add_keyword(char *dst, size_t cap, const char *kw, const char *sep, const char *quote) {
+  size_t len = strlen(dst), kn = strlen(kw);
+  if (kn && kw[kn - 1] == ' ') kn--;
+  if (len + kn + strlen(sep) + 2 * strlen(quote) + 1 > cap) return;
+  snprintf(dst + len, cap - len, "%s%s%.*s%s", len ? sep : "", quote, (int)kn, kw, quote);
+}
+
+static int builtin_classify(llm_t *l, const char *text, llm_classification_t *out) {
+  if (!text || !out) return ERR(AGD_EBAD_REQUEST);
+  memset(out, 0, sizeof(*out));
+  char *norm = malloc(CLASSIFY_MAX_BYTES + 3);
+  if (!norm) abort();
+  normalise(text, norm, CLASSIFY_MAX_BYTES + 3);
+
+  int score[LLM_INTENT__COUNT] = {0};
+  for (int i = 0; i < LLM_INTENT__COUNT; i++)
+    for (const term_t *t = intent_terms[i]; t && t->text; t++)
+      if (term_matches(norm, t->text)) score[i] += t->weight;
+
+  /* Winner: highest score; ties go to the earlier intent in the enum. */
+  int best = LLM_INTENT_GENERAL, second = 0;
+  for (int i = 0; i < LLM_INTENT_GENERAL; i++)
+    if (score[i] > (best == LLM_INTENT_GENERAL ? 0 : score[best])) best = i;
+  for (int i = 0; i < LLM_INTENT_GENERAL; i++)
+    if (i != best && score[i] > second) second = score[i];
+
+  out->intent = (llm_intent_t)best;
+  if (best == LLM_INTENT_GENERAL) {
+    out->confidence = 0.5;
+    snprintf(out->reasoning, sizeof(out->reasoning),
+             "No cost, latency, model choice, caching, usage report or data upload terms were found, so this "
+             "is treated as a general question.");
+  } else {
+    char quoted[256] = "";
+    for (const term_t *t = intent_terms[best]; t->text; t++)
+      if (term_matches(norm, t->text)) {
+        add_keyword(out->keywords, sizeof(out->keywords), t->text, ",", "");
+        add_keyword(quoted, sizeof(quoted), t->text, ", ", "\"");
+      }
+    double margin = (double)(score[best] - second) / score[best];
+    double strength = score[best] >= 5 ? 1.0 : score[best] / 5.0;
+    out->confidence = round((0.45 + 0.3 * margin + 0.2 * strength) * 100.0) / 100.0;
+    if (second > 0)
+      snprintf(out->reasoning, sizeof(out->reasoning),
+               "The request mentions %s, which points to %s (score %d; the next closest topic scored %d).",
+               quoted, intent_topic[best], score[best], second);
+    else
+      snprintf(out->reasoning, sizeof(out->reasoning), "The request mentions %s, which points to %s.",
+               quoted, intent_topic[best]);
+  }
+  free(norm);
+  return 0;
+}
+
+/* ---- composing answers ---- */
+
+typedef struct composer {
+  buf_t out;
+} composer_t;
+
+/* Append a string, cut to max bytes on a UTF-8 boundary. */
+static void put_str(buf_t *b, const char *s, size_t max) {
+  size_t n = strlen(s);
+  if (n > max) {
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    buf_append(b, s, n);
+    buf_append_str(b, "…");
+    return;
+  }
+  buf_append(b, s, n);
+}
+
+static const char *intent_title(const char *intent) {
+  static const struct { const char *intent, *title; } titles[] = {
+      {"cost", "Cutting the cost of your LLM calls"},
+      {"latency", "Making your LLM calls faster"},
+      {"model_selection", "Choosing a model"},
+      {"caching", "Caching repeated prompts"},
+      {"usage_report", "Your LLM usage report"},
+      {"data_upload_help", "Sending your workload data to agentd"},
+      {"general", "What agentd can help with"},
+  };
+  for (size_t i = 0; intent && i < sizeof(titles) / sizeof(titles[0]); i++)
+    if (strcmp(intent, titles[i].intent) == 0) return titles[i].title;
+  return "Answer";
+}
+
+/* "data_helper" → "Data helper". */
+static void put_agent_title(buf_t *b, const char *name) {
+  for (size_t i = 0; name[i] && i < 64; i++) {
+    char c = name[i] == '_' ? ' ' : name[i];
+    if (i == 0) c = (char)toupper((unsigned char)c);
+    buf_append(b, &c, 1);
+  }
+}
+
+static void put_scalar(buf_t *b, const json_t *v) {
+  if (json_is_string(v)) put_str(b, json_string_value(v), FACT_STR_MAX);
+  else if (json_is_integer(v)) buf_appendf(b, "%lld", (long long)json_integer_value(v));
+  else if (json_is_real(v)) buf_appendf(b, "%.6g", json_real_value(v));
+  else if (json_is_true(v)) buf_append_str(b, "yes");
+  else if (json_is_false(v)) buf_append_str(b, "no");
+  else if (json_is_null(v)) buf_append_str(b, "n/a");
+  else {
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (s) {
+      buf_append_str(b, "`");
+      put_str(b, s, FACT_STR_MAX);
+      buf_append_str(b, "`");
+      free(s);
+    }
+  }
+}
+
+/* One agent's result as a bullet list: its "summary" first, then the other
+ * members (arrays of scalars joined, nested values compact). */
+static void put_finding(buf_t *b, const char *name, const json_t *res) {
+  buf_append_str(b, "\n### ");
+  put_agent_title(b, name);
+  buf_append_str(b, " agent\n\n");
+  const char *summary = json_is_object(res) ? json_string_value(json_object_get(res, "summary")) : NULL;
+  if (summary) {
+    put_str(b, summary, FACT_STR_MAX);
+    buf_append_str(b, "\n\n");
+  }
+  if (!json_is_object(res)) {
+    buf_append_str(b, "- result: ");
+    put_scalar(b, res);
+    buf_append_str(b, "\n");
+    return;
+  }
+  const char *key;
+  const json_t *v;
+  int shown = 0;
+  json_object_foreach((json_t *)res, key, v) {
+    if (strcmp(key, "summary") == 0) continue;
+    if (++shown > 20) break;
+    buf_append_str(b, "- ");
+    put_str(b, key, 64);
+    buf_append_str(b, ": ");
+    if (json_is_array(v)) {
+      size_t i;
+      const json_t *e;
+      if (json_array_size(v) == 0) buf_append_str(b, "none");
+      json_array_foreach(v, i, e) {
+        if (i >= 10) {
+          buf_appendf(b, " (+%zu more)", json_array_size(v) - 10);
+          break;
+        }
+        if (i) buf_append_str(b, ", ");
+        put_scalar(b, e);
+      }
+    } else {
+      put_scalar(b, v);
+    }
+    buf_append_str(b, "\n");
+  }
+}
+
+static void put_string_list(buf_t *b, const json_t *arr) {
+  size_t i;
+  const json_t *e;
+  json_array_foreach(arr, i, e) {
+    if (!json_is_string(e)) continue;
+    buf_append_str(b, "- ");
+    put_str(b, json_string_value(e), FACT_STR_MAX);
+    buf_append_str(b, "\n");
+  }
+}
+
+static void put_joined(buf_t *b, const json_t *arr, const char *quote, const char *conj) {
+  size_t i;
+  const json_t *e;
+  json_array_foreach(arr, i, e) {
+    if (!json_is_string(e)) continue;
+    if (i) buf_append_str(b, i + 1 == json_array_size(arr) ? conj : ", ");
+    buf_append_str(b, quote);
+    put_str(b, json_string_value(e), 64);
+    buf_append_str(b, quote);
+  }
+}
+
+/* Facts (written by agents/reporting.c):
+ *   {"request", "intent"?, "confidence"?, "reasoning"?, "keywords"?:[…],
+ *    "findings"?:{agent: result}, "unavailable_agents"?:[…],
+ *    "guidance"?:{"capabilities":[…], "upload":{"endpoint","formats":[…],
+ *                 "required_fields":[…], "optional_fields":[…], "example",
+ *                 "notes":[…]}}} */
+static void render(buf_t *b, const json_t *facts) {
+  const char *intent = json_string_value(json_object_get(facts, "intent"));
+  buf_appendf(b, "## %s\n\n", intent_title(intent));
+
+  if (intent) {
+    const json_t *conf = json_object_get(facts, "confidence");
+    buf_appendf(b, "**What triage found:** this is a **%s** request", intent);
+    if (json_is_number(conf)) buf_appendf(b, " (confidence %.2f)", json_number_value(conf));
+    buf_append_str(b, ".");
+    const char *why = json_string_value(json_object_get(facts, "reasoning"));
+    if (why) {
+      buf_append_str(b, " ");
+      put_str(b, why, FACT_STR_MAX);
+    }
+    buf_append_str(b, "\n");
+  }
+
+  const json_t *findings = json_object_get(facts, "findings");
+  size_t nfind = json_is_object(findings) ? json_object_size(findings) : 0;
+  if (nfind) {
+    const char *name;
+    const json_t *res;
+    json_object_foreach((json_t *)findings, name, res) put_finding(b, name, res);
+  }
+
+  const json_t *unavailable = json_object_get(facts, "unavailable_agents");
+  if (!nfind && json_array_size(unavailable) > 0) {
+    buf_append_str(b, "\nNo analysis of your call records ran for this request: the ");
+    put_joined(b, unavailable, "`", " and ");
+    buf_append_str(b, json_array_size(unavailable) > 1 ? " agents that would do it are" : " agent that would do it is");
+    buf_append_str(b, " not enabled in this build of agentd.\n");
+  }
+
+  const json_t *guidance = json_object_get(facts, "guidance");
+  if (json_is_object(guidance)) {
+    const json_t *caps = json_object_get(guidance, "capabilities");
+    if (json_array_size(caps) > 0) {
+      buf_append_str(b, "\n### What agentd can do for this request\n\n");
+      put_string_list(b, caps);
+    }
+    const json_t *up = json_object_get(guidance, "upload");
+    if (json_is_object(up)) {
+      const char *endpoint = json_string_value(json_object_get(up, "endpoint"));
+      buf_append_str(b, "\n### What data to upload\n\n");
+      buf_appendf(b, "Send your LLM call records to `%s`", endpoint ? endpoint : "POST /api/workloads");
+      const json_t *formats = json_object_get(up, "formats");
+      if (json_array_size(formats) > 0) {
+        buf_append_str(b, " as ");
+        put_joined(b, formats, "", " or ");
+      }
+      buf_append_str(b, ", one record per LLM call.\n\n");
+      const json_t *req = json_object_get(up, "required_fields");
+      if (json_array_size(req) > 0) {
+        buf_append_str(b, "- Required fields: ");
+        put_joined(b, req, "`", " and ");
+        buf_append_str(b, "\n");
+      }
+      const json_t *opt = json_object_get(up, "optional_fields");
+      if (json_array_size(opt) > 0) {
+        buf_append_str(b, "- Optional fields: ");
+        put_joined(b, opt, "`", " and ");
+        buf_append_str(b, "\n");
+      }
+      put_string_list(b, json_object_get(up, "notes"));
+      const char *example = json_string_value(json_object_get(up, "example"));
+      if (example) {
+        buf_append_str(b, "\nExample (JSONL, one line per call):\n\n```json\n");
+        put_str(b, example, 1000);
+        buf_append_str(b, "\n```\n");
+      }
+    }
+  }
+}
+
+static int builtin_compose(llm_t *l, const char *user_request, const json_t *facts, llm_delta_cb cb,
+                           void *cb_arg, char **text_out) {
+  if (text_out) *text_out = NULL;
+  if (!json_is_object(facts)) return ERR(AGD_EBAD_REQUEST);
+  buf_t b;
+  buf_init(&b, 0);
+  render(&b, facts);
+  size_t len;
+  char *text = buf_steal(&b, &len);
+  if (!text) {
+    text = strdup("");
+    len = 0;
+    if (!text) abort();
+  }
+  if (cb) {
+    for (size_t off = 0; off < len;) {
+      size_t d = llm_next_delta(text + off, len - off);
+      if (cb(cb_arg, text + off, d) != 0) {
+        free(text);
+        return ERR(AGD_EUNAVAILABLE); /* the caller stopped the stream (cancelled) */
+      }
+      off += d;
+    }
+  }
+  if (text_out) *text_out = text;
+  else free(text);
+  return 0;
+}
+
+static void builtin_close(llm_t *l) { (void)l; /* static instance */ }
+
+static const llm_ops_t builtin_ops = {
+    .name = "builtin",
+    .classify = builtin_classify,
+    .compose = builtin_compose,
+    .close = builtin_close,
+};
+
+static llm_t builtin_instance = {.ops = &builtin_ops};
+
+llm_t *llm_builtin_new(void) { return &builtin_instance; }
