@@ -21,7 +21,9 @@
 #include "build_info.h"
 #include "core/auth.h"
 #include "core/config.h"
+#include "core/events.h"
 #include "core/metrics.h"
+#include "core/runs.h"
 #include "net/net.h"
 #include "store/store.h"
 #include "tools/tool.h"
@@ -74,11 +76,28 @@ static void on_shutdown_done(server_t *s, void *arg) {
   uv_stop(app.loop);
 }
 
+/* A second SIGTERM/SIGINT exits at once, whatever phase shutdown is in (the
+ * loop may no longer run, so this is a plain async-signal-safe handler). */
+static void on_second_signal(int signum) {
+  static const char msg[] = "agentd: second signal: exiting now\n";
+  ssize_t w = write(2, msg, sizeof(msg) - 1);
+  (void)w;
+  _exit(1);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   if (++signals_seen > 1) {
     log_warn("second signal: exiting now");
     _exit(1);
   }
+  uv_signal_stop(&sig_term);
+  uv_signal_stop(&sig_int);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_second_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
   log_info("signal %d: shutting down (grace %.0fs)", signum, app.cfg->shutdown_grace);
   atomic_store(&app.ready, 0);
   server_shutdown(app.srv, app.cfg->shutdown_grace, on_shutdown_done, NULL);
@@ -104,6 +123,7 @@ static int cmd_migrate(const config_t *cfg) {
 
 static int serve(config_t *cfg) {
   char err[512] = "";
+  int rc0;
   app.cfg = cfg;
   app.started_at = time_now();
   g_app = &app;
@@ -132,6 +152,14 @@ static int serve(config_t *cfg) {
   atomic_store(&app.db_ok, 1);
 
   app.loop = uv_default_loop();
+  events_init(app.loop, app.store);
+  rc0 = runs_init(app.loop, app.store, app.llm, cfg);
+  if (rc0 != 0) {
+    fprintf(stderr, "agentd: --database: cannot recover runs: %s\n", agd_err_code(rc0));
+    store_close(app.store);
+    auth_shutdown();
+    return 1;
+  }
   api_register_routes();
   net_callbacks_t cb = {
       .on_request_head = router_on_request_head,
@@ -165,6 +193,8 @@ static int serve(config_t *cfg) {
 
   uv_run(app.loop, UV_RUN_DEFAULT);
 
+  /* Runs still going get the grace period, then are cancelled (agent_stopped). */
+  runs_shutdown(cfg->shutdown_grace);
   /* Drain: close remaining handles, wait for workers' after-callbacks. */
   server_close(app.srv);
   api_health_stop();
@@ -172,6 +202,9 @@ static int serve(config_t *cfg) {
   api_auth_stop();
   uv_close((uv_handle_t *)&sig_term, NULL);
   uv_close((uv_handle_t *)&sig_int, NULL);
+  uv_run(app.loop, UV_RUN_DEFAULT);
+  /* Deliver what runs emitted last (run ends answer waiting requests), then drain again. */
+  events_shutdown();
   uv_run(app.loop, UV_RUN_DEFAULT);
   store_close(app.store);
   auth_shutdown();

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agents/agents_int.h"
 #include "llm/llm.h"
@@ -87,6 +88,20 @@ int agent_cancelled(const agent_ctx_t *ctx) {
   return p->deadline > 0 && time_now() >= p->deadline;
 }
 
+/* The builtin provider's simulated model latency (--llm-latency-ms): wait in
+ * 5 ms slices so a cancel or the deadline takes effect within one slice. */
+static int simulate_latency(agent_ctx_t *ctx) {
+  int ms = ctx->p->step_latency_ms;
+  while (ms > 0) {
+    if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+    int slice = ms < 5 ? ms : 5;
+    struct timespec ts = {0, slice * 1000000L};
+    nanosleep(&ts, NULL);
+    ms -= slice;
+  }
+  return agent_cancelled(ctx) ? AGD_EUNAVAILABLE : 0;
+}
+
 static const char *stop_reason(const agent_ctx_t *ctx) {
   return ctx->p->cancel && atomic_load(ctx->p->cancel) ? "cancelled" : "timeout";
 }
@@ -142,7 +157,7 @@ void agent_fail(agent_ctx_t *ctx, const char *error_code, const char *fmt, ...) 
 }
 
 int agent_think(agent_ctx_t *ctx, const char *fmt, ...) {
-  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  if (simulate_latency(ctx) != 0) return AGD_EUNAVAILABLE;
   char text[2048];
   va_list ap;
   va_start(ap, fmt);
@@ -166,7 +181,7 @@ static int agent_may_call(const agent_ops_t *a, const char *tool) {
 int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_t **result) {
   *result = NULL;
   if (!args) args = json_object();
-  if (agent_cancelled(ctx)) {
+  if (simulate_latency(ctx) != 0) {
     json_decref(args);
     return AGD_EUNAVAILABLE;
   }

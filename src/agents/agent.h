@@ -75,6 +75,8 @@ typedef struct agent_run_params {
   atomic_int *cancel;                       /* set to 1 to cancel; checked at every step */
   double deadline;                          /* epoch seconds; 0 = none (past it: cancelled with reason "timeout") */
   llm_t *llm;                               /* provider for decisions and text */
+  int step_latency_ms;                       /* simulated model latency before each thinking step and tool call
+                                               (--llm-latency-ms); waited in slices that notice cancellation */
   struct store *store;                      /* store_t* for tools that read the caller's data (may be NULL) */
   agent_emit_fn emit;
   agent_persist_fn persist;

@@ -2,6 +2,7 @@
 #include "api/agents_api.h"
 #include "api/app.h"
 #include "api/router.h"
+#include "api/runs_api.h"
 
 app_t *g_app;
 
@@ -10,5 +11,6 @@ void api_register_routes(void) {
   api_ws_register();
   api_threads_register();
   api_auth_register();
+  api_runs_register();
   api_agents_register();
 }

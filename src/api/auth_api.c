@@ -5,16 +5,20 @@
  *
  * Loop thread, except the *_work functions (libuv worker pool via api/job.h:
  * every store call and every argon2 hash/verify runs there) and
- * api_cmd_user_add (main thread, no loop).  Owns the known-users set (loop
- * thread only, bounded).  Passwords are copied into a job, hashed or verified
- * on a worker and wiped there.
+ * api_cmd_user_add (main thread, no loop).  Owns two bounded loop-thread
+ * tables: users (known to exist + the cached /me answer, short TTL) and
+ * recently verified access tokens.  Passwords are copied into a job, hashed or
+ * verified on a worker and wiped there.
  *
  * Logout (SPEC §2 "the access token and its refresh family stop working at
- * once"): an access token carries no refresh family, so logout revokes the
- * access token's jti (memory + store, then open sockets of it close 1008) and
- * EVERY refresh token of the user (store_refresh_revoke_user) — the session's
- * family included; the user's other sessions keep their access tokens until
- * they expire but must log in again to refresh.
+ * once"): every pair we issue (register, login, refresh, dev login) shares one
+ * refresh family, named in both tokens' "fam" claim.  Logout revokes the access
+ * token's jti (memory + store; open sockets of it close 1008) and its family:
+ * the family's refresh tokens in the store, and the family id in the
+ * revocation set (memory + the store's revoked list, so it survives a
+ * restart), which auth_verify() applies to access tokens of the family too.
+ * The user's other sessions keep working.  A token without "fam" (external
+ * issuers) revokes every refresh token of the user instead.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -39,46 +43,190 @@
 
 static const char *const AUTH_PREFIXES[] = {"/auth", "/api/auth", "/api/v1/auth", NULL};
 
-/* ---- users known to exist (loop thread) ------------------------------------
- * A valid token for an unknown sub creates the user row on first use (SPEC §2);
- * remembering the ids seen keeps the common path free of store calls.  Open
- * addressing at load ≤ 1/2; cleared when KNOWN_MAX ids are held. */
-#define KNOWN_MAX 65536
-#define KNOWN_SLOTS (2 * KNOWN_MAX)
+/* ---- users (loop thread) ---------------------------------------------------
+ * One table keyed by user id serves two purposes:
+ *  - users known to exist: a valid token for an unknown sub creates the row on
+ *    first use (SPEC §2, REST hook and WebSocket handshake); remembering the ids
+ *    seen keeps the common path free of store calls;
+ *  - the answer of GET /api/me: the row rendered by user_json() (so the bytes
+ *    are exactly what a fresh read would give), filled on the first read and by
+ *    register, login, refresh, dev login, first use and PATCH /api/users/me.  It
+ *    is served for USER_TTL_MS after it was read, so changes made by other
+ *    instances sharing the database show up; after that a read on a worker
+ *    refreshes it.  A read never replaces a row with a newer updated_at (a GET
+ *    that raced a PATCH).
+ * Open addressing (seeded hash) at load ≤ 1/2, no deletion; everything is
+ * dropped when USERS_MAX ids are held. */
+#define USERS_MAX 65536
+#define USERS_SLOTS (2 * USERS_MAX)
+#define USER_TTL_MS 30000
 
-static char **known;
-static size_t known_n;
+typedef struct user_entry {
+  char *body;         /* malloc'd /me JSON; NULL: only known to exist */
+  size_t body_n;
+  uint64_t loaded_ms; /* uv_now() when body was read */
+  double updated_at;  /* of the row in body */
+  char id[];
+} user_entry_t;
 
-static size_t known_slot(const char *id) {
-  uint64_t h = 1469598103934665603ULL;
-  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 1099511628211ULL;
-  size_t i = (size_t)(h ^ (h >> 29)) & (KNOWN_SLOTS - 1);
-  while (known[i] && strcmp(known[i], id) != 0) i = (i + 1) & (KNOWN_SLOTS - 1);
+static user_entry_t **users;
+static size_t users_n;
+static uint64_t users_seed;
+
+static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed) {
+  uint64_t h = 1469598103934665603ULL ^ seed;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+  return h ^ (h >> 29);
+}
+
+static size_t users_slot(const char *id) {
+  size_t i = (size_t)hash_bytes(id, strlen(id), users_seed) & (USERS_SLOTS - 1);
+  while (users[i] && strcmp(users[i]->id, id) != 0) i = (i + 1) & (USERS_SLOTS - 1);
   return i;
 }
 
-static int known_has(const char *id) { return known && known[known_slot(id)] != NULL; }
+static user_entry_t *users_get(const char *id) { return users ? users[users_slot(id)] : NULL; }
 
-static void known_clear(void) {
-  if (!known) return;
-  for (size_t i = 0; i < KNOWN_SLOTS; i++) {
-    free(known[i]);
-    known[i] = NULL;
+static void users_clear(void) {
+  if (!users) return;
+  for (size_t i = 0; i < USERS_SLOTS; i++) {
+    if (users[i]) free(users[i]->body);
+    free(users[i]);
+    users[i] = NULL;
   }
-  known_n = 0;
+  users_n = 0;
 }
 
-static void known_add(const char *id) {
-  if (!known) {
-    known = calloc(KNOWN_SLOTS, sizeof(*known));
-    if (!known) abort();
+/* The entry of id, added (known to exist, no body) when absent. */
+static user_entry_t *users_add(const char *id) {
+  if (!users) {
+    users = calloc(USERS_SLOTS, sizeof(*users));
+    if (!users) abort();
+    id_random_bytes(&users_seed, sizeof users_seed);
   }
-  if (known[known_slot(id)]) return;
-  if (known_n >= KNOWN_MAX) known_clear();
-  size_t i = known_slot(id);
-  known[i] = strdup(id);
-  if (!known[i]) abort();
-  known_n++;
+  size_t i = users_slot(id);
+  if (users[i]) return users[i];
+  if (users_n >= USERS_MAX) {
+    users_clear();
+    i = users_slot(id);
+  }
+  size_t n = strlen(id);
+  user_entry_t *e = calloc(1, sizeof(*e) + n + 1);
+  if (!e) abort();
+  memcpy(e->id, id, n + 1);
+  users[i] = e;
+  users_n++;
+  return e;
+}
+
+static json_t *user_json(const store_user_t *u);
+
+/* Remember row u (just read or written by the store) as the /me answer. */
+static void users_put(const store_user_t *u) {
+  if (!u->id[0]) return;
+  user_entry_t *e = users_add(u->id);
+  if (e->body && e->updated_at > u->updated_at) return; /* a newer row is already here */
+  json_t *o = user_json(u);
+  char *body = jsonx_dumps(o);
+  json_decref(o);
+  if (!body) abort();
+  free(e->body);
+  e->body = body;
+  e->body_n = strlen(body);
+  e->loaded_ms = uv_now(g_app->loop);
+  e->updated_at = u->updated_at;
+}
+
+/* The cached /me answer of id when fresh, else NULL. */
+static const user_entry_t *users_fresh(const char *id) {
+  const user_entry_t *e = users_get(id);
+  if (!e || !e->body || uv_now(g_app->loop) - e->loaded_ms >= USER_TTL_MS) return NULL;
+  return e;
+}
+
+/* ---- verified access tokens (loop thread) -----------------------------------
+ * auth_verify() costs ~13 µs (two JSON parses, libjwt's own decode and parse,
+ * the HMAC): more than a whole GET /health.  The hook keeps what it needs of the
+ * access tokens it verified, keyed by the exact token text.  A hit needs the
+ * same bytes (constant-time compare), exp not yet reached, and neither the jti
+ * nor the fam revoked at that moment (logout takes effect at once); anything
+ * else goes through auth_verify(), which also gives the precise reason.  The
+ * secret and the issuer rule do not change while the server runs.
+ * Direct-mapped: TOKS_SLOTS entries, a colliding insert replaces the old one;
+ * tokens over TOK_CACHE_MAX bytes are verified every time. */
+#define TOKS_SLOTS 8192
+#define TOK_CACHE_MAX 2048
+
+typedef struct tok_entry {
+  double exp;
+  size_t len;
+  const char *email; /* inside text, after the token */
+  char user_id[ID_MAX];
+  char jti[128];
+  char family[128];
+  char text[]; /* the token, NUL, the email, NUL */
+} tok_entry_t;
+
+static tok_entry_t **toks;
+static uint64_t toks_seed;
+
+static size_t toks_slot(const char *p, size_t n) {
+  size_t tail = n < 48 ? n : 48; /* the signature: HMAC output, well spread */
+  return (size_t)(hash_bytes(p + n - tail, tail, toks_seed) ^ n) & (TOKS_SLOTS - 1);
+}
+
+static const tok_entry_t *toks_get(const char *p, size_t n, double now) {
+  if (!toks || n > TOK_CACHE_MAX) return NULL;
+  const tok_entry_t *e = toks[toks_slot(p, n)];
+  if (!e || e->len != n || !auth_ct_equal(e->text, n, p, n)) return NULL;
+  if (now > e->exp || auth_is_revoked(e->jti, now) || auth_is_revoked(e->family, now)) return NULL;
+  return e;
+}
+
+static void toks_put(const char *p, size_t n, const auth_claims_t *c) {
+  if (n > TOK_CACHE_MAX || strlen(c->user_id) >= ID_MAX) return;
+  if (!toks) {
+    toks = calloc(TOKS_SLOTS, sizeof(*toks));
+    if (!toks) abort();
+    id_random_bytes(&toks_seed, sizeof toks_seed);
+  }
+  size_t en = strlen(c->email);
+  tok_entry_t *e = malloc(sizeof(*e) + n + 1 + en + 1);
+  if (!e) abort();
+  e->exp = c->exp;
+  e->len = n;
+  memcpy(e->text, p, n);
+  e->text[n] = 0;
+  memcpy(e->text + n + 1, c->email, en + 1);
+  e->email = e->text + n + 1;
+  snprintf(e->user_id, sizeof e->user_id, "%.*s", ID_MAX - 1, c->user_id);
+  snprintf(e->jti, sizeof e->jti, "%s", c->jti);
+  snprintf(e->family, sizeof e->family, "%s", c->family);
+  size_t i = toks_slot(p, n);
+  free(toks[i]);
+  toks[i] = e;
+}
+
+static void toks_free(void) {
+  for (size_t i = 0; toks && i < TOKS_SLOTS; i++) free(toks[i]);
+  free(toks);
+  toks = NULL;
+}
+
+/* What the hook leaves in ctx->auth_extra (request pool). */
+typedef struct auth_extra {
+  const char *family; /* the access token's fam, "" when none */
+  int ensured;        /* the WebSocket handshake's user row exists (api_auth_ensure_user) */
+} auth_extra_t;
+
+static auth_extra_t *extra_of(http_req_t *r, route_ctx_t *ctx) {
+  if (!ctx->auth_extra) {
+    auth_extra_t *x = pool_alloc(http_req_pool(r), sizeof(*x));
+    x->family = "";
+    x->ensured = 0;
+    ctx->auth_extra = x;
+  }
+  return ctx->auth_extra;
 }
 
 /* ---- shared helpers ---------------------------------------------------------- */
@@ -156,6 +304,8 @@ typedef struct auth_job {
   char sub[ID_MAX];   /* the caller / token subject */
   char jti[128];      /* token id (refresh, logout) */
   double exp;         /* its expiry */
+  char family[128];   /* logout: the access token's refresh family, "" = none */
+  double family_exp;  /* logout: how long the family must stay revoked */
   char login_key[RATELIMIT_KEY_MAX];
   int reuse;          /* refresh: a spent token came back, its family is revoked */
   store_user_t user;  /* result */
@@ -165,15 +315,15 @@ typedef struct auth_job {
 static void wipe_password(auth_job_t *j) { explicit_bzero(j->password, sizeof j->password); }
 
 /* Worker: issue an access + refresh pair for j->user in `family` (NULL: a new
- * one) and record the refresh token in the store. */
+ * one; both tokens name it in "fam") and record the refresh token in the store. */
 static int issue_pair(auth_job_t *j, const char *family) {
   char fam[ID_MAX];
   if (family && family[0]) snprintf(fam, sizeof fam, "%s", family);
   else id_new(fam, "fam");
   double now = time_now();
   const char *email = j->user.email[0] ? j->user.email : NULL;
-  int rc = auth_issue_access(j->user.id, email, j->user.permissions_json[0] ? j->user.permissions_json : NULL, now,
-                             &j->access);
+  int rc = auth_issue_access(j->user.id, email, j->user.permissions_json[0] ? j->user.permissions_json : NULL, fam,
+                             now, &j->access);
   if (rc != 0) return rc;
   rc = auth_issue_refresh(j->user.id, email, fam, now, &j->refresh);
   if (rc != 0) return rc;
@@ -182,7 +332,7 @@ static int issue_pair(auth_job_t *j, const char *family) {
 
 /* SPEC §2 token answer. */
 static void respond_tokens(http_req_t *r, int status, const auth_job_t *j) {
-  known_add(j->user.id);
+  users_put(&j->user);
   json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:f,s:{s:s,s:s,s:o}}", "access_token", j->access.token, "refresh_token",
                         j->refresh.token, "token_type", "Bearer", "expires_in", g_app->cfg->access_ttl, "expires_at",
                         j->access.exp, "user", "id", j->user.id, "email", j->user.email, "name",
@@ -196,22 +346,47 @@ static void respond_tokens(http_req_t *r, int status, const auth_job_t *j) {
 typedef struct ensure_job {
   char user_id[ID_MAX];
   char email[AUTH_EMAIL_MAX]; /* "" = none usable */
+  store_user_t user;          /* result */
 } ensure_job_t;
 
 static int ensure_work(void *p) {
   ensure_job_t *j = p;
-  return store_user_ensure(g_app->store, j->user_id, j->email[0] ? j->email : NULL, NULL);
+  return store_user_ensure(g_app->store, j->user_id, j->email[0] ? j->email : NULL, &j->user);
 }
 
+/* The user row exists now: the request goes on (router_continue runs the rate
+ * limit and the route's handler — for the WebSocket handshake, h_ws again). */
 static void ensure_done(http_req_t *r, void *p, int rc) {
   ensure_job_t *j = p;
   if (rc == 0) {
-    known_add(j->user_id);
+    users_put(&j->user);
+    if (!http_req_alive(r)) { /* the client left: just free the request */
+      http_respond_error(r, AGD_EUNAVAILABLE, "client went away", NULL);
+      return;
+    }
+    route_ctx_t *ctx = http_req_data(r);
+    extra_of(r, ctx)->ensured = 1;
     router_continue(r);
     return;
   }
   if (rc == AGD_EBAD_REQUEST) http_respond_error(r, AGD_EAUTH_INVALID, "invalid token: unusable sub", NULL);
   else http_respond_error(r, rc, NULL, NULL);
+}
+
+/* Create the row of user_id on a worker unless it is known to exist. */
+static int ensure_user(http_req_t *r, const char *user_id, const char *email) {
+  if (users_get(user_id)) return 0;
+  ensure_job_t *j = job_new(sizeof *j);
+  snprintf(j->user_id, sizeof j->user_id, "%.*s", ID_MAX - 1, user_id);
+  if (email && email[0] && auth_email_normalize(email, j->email) != 0) j->email[0] = 0;
+  job_run(r, j, ensure_work, ensure_done);
+  return ROUTER_AUTH_PENDING;
+}
+
+int api_auth_ensure_user(http_req_t *r, route_ctx_t *ctx, const char *user_id, const char *email) {
+  const auth_extra_t *x = ctx->auth_extra;
+  if (x && x->ensured) return 0;
+  return ensure_user(r, user_id, email);
 }
 
 /* SPEC conventions: REST credentials come from Authorization: Bearer only
@@ -221,29 +396,36 @@ static int auth_hook(http_req_t *r, route_ctx_t *ctx, const char **why) {
   slice_t tok;
   if (!bearer_token(r, &tok)) return AGD_EAUTH_REQUIRED;
   pool_t *pool = http_req_pool(r);
-  auth_claims_t c;
   if (tok.n == 0 || tok.n > AUTH_TOKEN_MAX) {
     *why = "invalid token: malformed";
     return AGD_EAUTH_INVALID;
   }
-  if (auth_verify(tok.p, tok.n, AUTH_ACCESS, time_now(), &c) != 0) {
-    *why = pool_sprintf(pool, "invalid token: %s", c.error ? c.error : "malformed");
-    return AGD_EAUTH_INVALID;
+  double now = time_now();
+  const tok_entry_t *e = toks_get(tok.p, tok.n, now);
+  if (e) {
+    ctx->user_id = pool_strdup(pool, e->user_id);
+    ctx->email = pool_strdup(pool, e->email);
+    ctx->token_jti = pool_strdup(pool, e->jti);
+    ctx->token_exp = e->exp;
+    if (e->family[0]) extra_of(r, ctx)->family = pool_strdup(pool, e->family);
+  } else {
+    auth_claims_t c;
+    if (auth_verify(tok.p, tok.n, AUTH_ACCESS, now, &c) != 0) {
+      *why = pool_sprintf(pool, "invalid token: %s", c.error ? c.error : "malformed");
+      return AGD_EAUTH_INVALID;
+    }
+    if (strlen(c.user_id) >= ID_MAX) {
+      *why = "invalid token: sub too long";
+      return AGD_EAUTH_INVALID;
+    }
+    toks_put(tok.p, tok.n, &c);
+    ctx->user_id = pool_strdup(pool, c.user_id);
+    ctx->email = pool_strdup(pool, c.email);
+    ctx->token_jti = pool_strdup(pool, c.jti);
+    ctx->token_exp = c.exp;
+    if (c.family[0]) extra_of(r, ctx)->family = pool_strdup(pool, c.family);
   }
-  if (strlen(c.user_id) >= ID_MAX) {
-    *why = "invalid token: sub too long";
-    return AGD_EAUTH_INVALID;
-  }
-  ctx->user_id = pool_strdup(pool, c.user_id);
-  ctx->email = pool_strdup(pool, c.email);
-  ctx->token_jti = pool_strdup(pool, c.jti);
-  ctx->token_exp = c.exp;
-  if (known_has(c.user_id)) return 0;
-  ensure_job_t *j = job_new(sizeof *j);
-  snprintf(j->user_id, sizeof j->user_id, "%.*s", ID_MAX - 1, c.user_id);
-  if (c.email[0] && auth_email_normalize(c.email, j->email) != 0) j->email[0] = 0;
-  job_run(r, j, ensure_work, ensure_done);
-  return ROUTER_AUTH_PENDING;
+  return ensure_user(r, ctx->user_id, ctx->email);
 }
 
 /* ---- POST /auth/register ------------------------------------------------- */
@@ -379,9 +561,11 @@ static int refresh_work(void *p) {
   }
   if (rc == AGD_EAUTH_INVALID) {
     if (fam[0]) { /* SPEC §2: reuse revokes the whole family */
+      double until = time_now() + g_app->cfg->refresh_ttl;
       int r2 = store_refresh_revoke_family(s, fam);
+      if (r2 == 0) r2 = store_revoke_access(s, fam, until); /* its access tokens too, across restarts */
       if (r2 != 0) log_warn("auth: revoking refresh family %s: %s", fam, agd_err_code(r2));
-      auth_revoke(fam, time_now() + g_app->cfg->refresh_ttl);
+      auth_revoke(fam, until);
       j->reuse = 1;
     }
     return AGD_EAUTH_INVALID;
@@ -434,9 +618,16 @@ out:
 
 static int logout_work(void *p) {
   auth_job_t *j = p;
+  store_t *s = g_app->store;
   int rc = 0;
-  if (j->jti[0]) rc = store_revoke_access(g_app->store, j->jti, j->exp);
-  int r2 = store_refresh_revoke_user(g_app->store, j->sub);
+  if (j->jti[0]) rc = store_revoke_access(s, j->jti, j->exp);
+  int r2;
+  if (j->family[0]) { /* this session only: its refresh tokens, and its family id (access tokens) */
+    r2 = store_refresh_revoke_family(s, j->family);
+    if (r2 == 0) r2 = store_revoke_access(s, j->family, j->family_exp);
+  } else { /* no fam (another issuer's token): every refresh token of the user */
+    r2 = store_refresh_revoke_user(s, j->sub);
+  }
   return rc != 0 ? rc : r2;
 }
 
@@ -451,14 +642,20 @@ static void logout_done(http_req_t *r, void *p, int rc) {
 static void h_logout(http_req_t *r, route_ctx_t *ctx) {
   double exp = ctx->token_exp > 0 ? ctx->token_exp : time_now() + g_app->cfg->access_ttl;
   const char *jti = ctx->token_jti ? ctx->token_jti : "";
+  const auth_extra_t *x = ctx->auth_extra;
+  const char *fam = x ? x->family : "";
+  double fam_exp = time_now() + g_app->cfg->refresh_ttl; /* no token of the family outlives it */
   if (jti[0]) {
     auth_revoke(jti, exp);     /* REST and new WebSockets refuse it from now on */
     api_ws_revoke_token(jti);  /* open sockets of it close with 1008 */
   }
+  if (fam[0]) auth_revoke(fam, fam_exp); /* the session's refresh and access tokens, at once */
   auth_job_t *j = job_new(sizeof *j);
   snprintf(j->sub, sizeof j->sub, "%s", ctx->user_id);
   snprintf(j->jti, sizeof j->jti, "%s", jti);
   j->exp = exp;
+  snprintf(j->family, sizeof j->family, "%s", fam);
+  j->family_exp = fam_exp;
   job_run(r, j, logout_work, logout_done);
 }
 
@@ -474,10 +671,19 @@ static void me_done(http_req_t *r, void *p, int rc) {
   auth_job_t *j = p;
   if (rc == AGD_ENOT_FOUND) http_respond_error(r, rc, "user not found", NULL);
   else if (rc != 0) http_respond_error(r, rc, NULL, NULL);
-  else http_respond_json(r, 200, user_json(&j->user));
+  else {
+    users_put(&j->user);
+    http_respond_json(r, 200, user_json(&j->user));
+  }
 }
 
+/* Answered from the users table while fresh (no worker round trip), else read. */
 static void h_me(http_req_t *r, route_ctx_t *ctx) {
+  const user_entry_t *e = users_fresh(ctx->user_id);
+  if (e) {
+    http_respond(r, 200, "application/json", e->body, e->body_n);
+    return;
+  }
   auth_job_t *j = job_new(sizeof *j);
   snprintf(j->sub, sizeof j->sub, "%s", ctx->user_id);
   job_run(r, j, me_work, me_done);
@@ -611,9 +817,10 @@ void api_auth_start(uv_loop_t *loop) { api_limits_start(loop); }
 
 void api_auth_stop(void) {
   api_limits_stop();
-  known_clear();
-  free(known);
-  known = NULL;
+  users_clear();
+  free(users);
+  users = NULL;
+  toks_free();
 }
 
 /* ---- agentd user add EMAIL (SPEC §10) ------------------------------------------ */

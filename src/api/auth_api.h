@@ -2,7 +2,8 @@
  * rate limits (api/limits.c, SPEC §9) offer other modules.
  *
  * auth_api.c: /auth/… routes (also under /api/auth and /api/v1/auth), /api/me,
- * /api/users/me, the router's authentication hook, and `agentd user add`.
+ * /api/users/me, the router's authentication hook, create-on-first-use of a
+ * token's user for the WebSocket handshake, and `agentd user add`.
  * limits.c: the router's rate-limit hook for /api/… (per user, per IP when
  * anonymous) and the failed-login limit (per email+IP).
  * Thread: everything here runs on the loop thread, except api_cmd_user_add
@@ -16,8 +17,20 @@
 #include <uv.h>
 
 #include "api/app.h"
+#include "api/router.h"
 #include "core/ratelimit.h"
 #include "net/net.h"
+
+/* SPEC §2 create-on-first-use for a route that authenticates by itself (the
+ * WebSocket handshake: ROUTE_PUBLIC, so the router's hook does not run).
+ * user_id: the verified token's sub (< ID_MAX bytes), email: its email claim
+ * ("" or NULL: none; normalised here, unusable ones ignored).
+ * 0: the user row exists — go on now.  ROUTER_AUTH_PENDING: the row is being
+ * created on a worker; the caller returns without answering.  Once it exists
+ * the route's handler runs again through router_continue(r) (same request and
+ * ctx; this call then answers 0), or, if the client left or the store failed,
+ * the request has been answered with an error.  Loop thread. */
+int api_auth_ensure_user(http_req_t *r, route_ctx_t *ctx, const char *user_id, const char *email);
 
 /* SPEC §9 default for failed logins: 5 per minute per email+IP. */
 #define API_LOGIN_FAIL_BURST 5

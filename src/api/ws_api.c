@@ -10,7 +10,10 @@
 
 #include "api/app.h"
 #include "api/router.h"
+#include "api/threads_api.h"
+#include "api/runs_api.h"
 #include "core/auth.h"
+#include "core/events.h"
 #include "core/metrics.h"
 #include "util/err.h"
 #include "util/ids.h"
@@ -24,6 +27,8 @@
 typedef struct ws_session {
   struct ws_session *prev, *next; /* all open sessions (logout and expiry sweeps) */
   conn_t *conn;
+  events_sub_t *sub;  /* the user's live events (core/events) */
+  char last_run[ID_MAX]; /* the latest run this socket started (stop_agent default) */
   char jti[128];      /* the handshake token's jti: logout of it closes the socket (1008) */
   double token_exp;   /* its expiry: the socket is closed with 1008 after it */
   double bucket;      /* SPEC §9: frames per second per socket (token bucket) */
@@ -151,7 +156,12 @@ static int ws_find_token(http_req_t *r, const char **tok, size_t *len) {
   return 0;
 }
 
+/* SPEC §6 handshake: credentials in SPEC order (none → 403, invalid → 401), the
+ * user row created on first use (SPEC §2: asynchronous — this handler then runs
+ * again for the same request once the row exists), then the upgrade. */
 static void h_ws(http_req_t *r, route_ctx_t *ctx) {
+  /* api/auth_api.h (declared here: the include belongs at the top of the file) */
+  int api_auth_ensure_user(http_req_t *r, route_ctx_t *ctx, const char *user_id, const char *email);
   const char *tok;
   size_t len;
   if (!ws_find_token(r, &tok, &len)) {
@@ -166,6 +176,11 @@ static void h_ws(http_req_t *r, route_ctx_t *ctx) {
     http_respond_error(r, AGD_EAUTH_INVALID, msg, NULL);
     return;
   }
+  if (strlen(claims.user_id) >= ID_MAX) {
+    http_respond_error(r, AGD_EAUTH_INVALID, "invalid token: sub too long", NULL);
+    return;
+  }
+  if (api_auth_ensure_user(r, ctx, claims.user_id, claims.email) != 0) return; /* h_ws runs again later */
   conn_t *c = http_req_conn(r);
   ws_session_t *s = calloc(1, sizeof(*s));
   if (!s) abort();
@@ -200,9 +215,34 @@ static void ws_send_error(conn_t *c, const char *code, const char *message, json
   ws_send_json(c, o);
 }
 
+/* Exported for the other protocol modules (app.h). */
+void api_ws_send_json(conn_t *c, json_t *o) { ws_send_json(c, o); }
+void api_ws_send_error(conn_t *c, const char *code, const char *message, json_t *reply_to) {
+  ws_send_error(c, code, message, reply_to);
+}
+
+events_sub_t *api_ws_events_sub(conn_t *c) {
+  ws_session_t *s = conn_kind(c) == CONN_KIND_WS ? conn_data(c) : NULL;
+  return s ? s->sub : NULL;
+}
+
+void api_ws_remember_run(conn_t *c, const char *run_id) {
+  ws_session_t *s = conn_kind(c) == CONN_KIND_WS ? conn_data(c) : NULL;
+  if (s) snprintf(s->last_run, sizeof(s->last_run), "%s", run_id ? run_id : "");
+}
+
+const char *api_ws_last_run(conn_t *c) {
+  ws_session_t *s = conn_kind(c) == CONN_KIND_WS ? conn_data(c) : NULL;
+  return s && s->last_run[0] ? s->last_run : NULL;
+}
+
 void api_ws_on_open(conn_t *c) {
   ws_session_t *s = conn_data(c);
-  if (s) session_link(s);
+  if (s) {
+    session_link(s);
+    /* Every socket gets its user's events live; `resume` replays on top. */
+    s->sub = events_subscribe(c, conn_user_id(c), NULL, NULL, -1, 0);
+  }
   char cid[ID_MAX];
   id_new(cid, "conn");
   const config_t *cfg = g_app->cfg;
@@ -217,6 +257,7 @@ void api_ws_on_open(conn_t *c) {
 }
 
 void api_stream_on_close(conn_t *c) {
+  events_conn_closed(c);
   if (conn_kind(c) == CONN_KIND_WS && conn_data(c)) {
     ws_session_t *s = conn_data(c);
     session_unlink(s);
@@ -273,6 +314,10 @@ void api_ws_on_text(conn_t *c, const char *p, size_t n) {
       json_object_set(o, "reply_to", id);
       ws_send_json(c, o);
     }
+  } else if (api_threads_ws_frame(c, type, frame, id)) {
+    /* SPEC §6 thread frames: answered by threads_api.c */
+  } else if (api_runs_ws_frame(c, type, frame, id)) {
+    /* SPEC §6 run frames: answered by runs_api.c */
   } else {
     char m[200];
     snprintf(m, sizeof(m), "unknown message type: %.100s", type);

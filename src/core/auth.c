@@ -316,10 +316,11 @@ static int issue(auth_kind_t kind, const char *user_id, const char *email, const
   json_object_set_new(c, "iss", json_string(g_auth.issuer));
   json_object_set_new(c, "type", json_string(kind_name(kind)));
   json_object_set_new(c, "token_type", json_string(kind_name(kind)));
-  if (kind == AUTH_REFRESH) json_object_set_new(c, "fam", json_string(family));
+  int has_fam = family && *family;
+  if (has_fam) json_object_set_new(c, "fam", json_string(family));
   /* json_string() answers NULL for invalid UTF-8; set_new then fails and the
    * claim is missing — refuse rather than issue a token without it. */
-  size_t want = 7 + (email ? 1 : 0) + (perm_arr ? 1 : 0) + (kind == AUTH_REFRESH ? 1 : 0);
+  size_t want = 7 + (email ? 1 : 0) + (perm_arr ? 1 : 0) + (has_fam ? 1 : 0);
   if (json_object_size(c) != want) {
     json_decref(c);
     out->jti[0] = '\0';
@@ -349,9 +350,9 @@ static int issue(auth_kind_t kind, const char *user_id, const char *email, const
 }
 
 int auth_issue_access(const char *user_id, const char *email, const char *permissions_json,
-                      double now, auth_token_t *out)
+                      const char *family_id, double now, auth_token_t *out)
 {
-  return issue(AUTH_ACCESS, user_id, email, permissions_json, NULL, now, out);
+  return issue(AUTH_ACCESS, user_id, email, permissions_json, family_id, now, out);
 }
 
 int auth_issue_refresh(const char *user_id, const char *email, const char *family_id, double now,
@@ -564,8 +565,7 @@ int auth_verify(const char *token, size_t len, auth_kind_t expected, double now,
     free(s);
   }
 
-  if ((out->jti[0] && auth_is_revoked(out->jti, now)) ||
-      (expected == AUTH_REFRESH && out->family[0] && auth_is_revoked(out->family, now))) {
+  if ((out->jti[0] && auth_is_revoked(out->jti, now)) || (out->family[0] && auth_is_revoked(out->family, now))) {
     rc = reject(out, "revoked");
     goto done;
   }

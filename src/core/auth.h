@@ -53,7 +53,7 @@ typedef struct auth_claims {
   char user_id[256];                     /* sub */
   char email[AUTH_EMAIL_MAX];            /* email, may be "" */
   char jti[128];                         /* jti, may be "" */
-  char family[128];                      /* fam (refresh tokens), may be "" */
+  char family[128];                      /* fam (refresh tokens; access tokens we issue), may be "" */
   char issuer[256];                      /* iss, may be "" */
   double iat, exp;                       /* epoch seconds */
   char permissions_json[AUTH_PERMS_MAX]; /* compact JSON array; "[]" when absent or not an array */
@@ -82,13 +82,16 @@ int auth_secret_load_or_create(const char *data_dir, char **secret_out, size_t *
                                char *err, size_t cap);
 
 /* Issue an access token for user_id (required) / email (may be NULL: no claim)
- * with permissions_json, a JSON array string (NULL → []).  now: epoch seconds.
+ * with permissions_json, a JSON array string (NULL → []).  family_id: the
+ * refresh family (login session) the token belongs to, put in a "fam" claim so
+ * logout can end just that session (SPEC §2); NULL or "" → no "fam" claim.
+ * now: epoch seconds.
  * Claims: sub, email, permissions, iat, exp = now + access_ttl, jti, iss,
- * type = token_type = "access".  0; AGD_EBAD_REQUEST for a missing user_id or a
+ * type = token_type = "access", fam.  0; AGD_EBAD_REQUEST for a missing user_id or a
  * permissions string that is not a JSON array; AGD_ETOO_LARGE if the token
  * would not fit out->token; AGD_EINTERNAL if libjwt fails. */
 int auth_issue_access(const char *user_id, const char *email, const char *permissions_json,
-                      double now, auth_token_t *out);
+                      const char *family_id, double now, auth_token_t *out);
 /* Same for a refresh token: exp = now + refresh_ttl, type = token_type =
  * "refresh", plus "fam": family_id (required: the single-use chain it belongs to). */
 int auth_issue_refresh(const char *user_id, const char *email, const char *family_id,
@@ -102,8 +105,9 @@ int auth_issue_refresh(const char *user_id, const char *email, const char *famil
  * SPEC §2: only HS256 (header checked before and after libjwt's decode);
  * at most AUTH_TOKEN_MAX bytes and exactly 3 segments; exp, sub, iat required;
  * nbf checked when present; type/token_type, when present, must name `expected`;
- * aud is ignored; iss compared only with enforce_issuer.  A token whose jti
- * (or, for refresh tokens, whose fam) is in the revocation set is "revoked".
+ * aud is ignored; iss compared only with enforce_issuer.  A token (access or
+ * refresh) whose jti or fam is in the revocation set is "revoked": revoking a
+ * family ends the whole login session, its access tokens included.
  * Does not allocate beyond libjwt/jansson's parse of this one token. */
 int auth_verify(const char *token, size_t len, auth_kind_t expected, double now,
                 auth_claims_t *out);

@@ -115,6 +115,8 @@ static const opt_t OPTS[] = {
   {"ws-idle-timeout", "AGENTD_WS_IDLE_TIMEOUT", K_SECS, OFF(ws_idle_timeout), 0, 86400, false, "SECS", "90",
    "WebSocket closed after this long without traffic"},
   {"sse-heartbeat", "AGENTD_SSE_HEARTBEAT", K_SECS, OFF(sse_heartbeat), 0, 86400, false, "SECS", "15", "SSE comment heartbeat period"},
+  {"llm-latency-ms", "AGENTD_LLM_LATENCY_MS", K_INT, OFF(llm_latency_ms), 0, 600000, false, "MS", "0",
+   "builtin provider: simulated model latency per agent step (demos, tests)"},
   {"shutdown-grace", "AGENTD_SHUTDOWN_GRACE", K_SECS, OFF(shutdown_grace), 0, 86400, false, "SECS", "10",
    "runs may finish for this long on SIGTERM"},
 };

@@ -35,6 +35,7 @@ typedef struct config {
   int max_runs;              /* --max-runs / AGENTD_MAX_RUNS, 256 */
   int run_timeout;           /* --run-timeout / AGENTD_RUN_TIMEOUT, 300 s */
   char *llm_provider;        /* --llm / LLM_PROVIDER, "builtin" | "openai" */
+  int llm_latency_ms;        /* --llm-latency-ms / AGENTD_LLM_LATENCY_MS, 0: builtin provider's simulated latency per step */
   char *mcp_config;          /* --mcp-config / AGENTD_MCP_CONFIG, NULL */
   char *tls_cert;            /* --tls-cert / AGENTD_TLS_CERT, NULL */
   char *tls_key;             /* --tls-key / AGENTD_TLS_KEY, NULL */

@@ -44,9 +44,9 @@ static size_t utf8_floor(const char *p, size_t k) {
 }
 
 size_t llm_next_delta(const char *p, size_t n) {
-  /* Whole words (with their leading whitespace) until the delta has ≥ 12
+  /* Whole words (with their leading whitespace) until the delta has ≥ 48
    * bytes, never past LLM_DELTA_MAX; a single longer word is cut. */
-  enum { MIN_DELTA = 12 };
+  enum { MIN_DELTA = 48 };
   size_t i = 0;
   if (n == 0) return 0;
   for (;;) {

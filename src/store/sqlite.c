@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 
 #include "store/store_int.h"
 #include "util/err.h"
+#include "util/ids.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -49,11 +51,54 @@ enum {
   Q_REVOKE_ACCESS,
   Q_REVOKED_LOAD,
   Q_REVOKED_PURGE,
+  Q_BEGIN_READ,
+  Q_SAVEPOINT,
+  Q_RELEASE,
+  Q_ROLLBACK_TO,
+  Q_THR_INSERT,
+  Q_THR_GET,
+  Q_THR_LIST,
+  Q_THR_COUNT,
+  Q_THR_UPDATE,
+  Q_THR_ARCHIVE,
+  Q_THR_DELETE,
+  Q_THR_TOUCH,
+  Q_THR_UNCOUNT,
+  Q_MSG_INSERT,
+  Q_MSG_GET,
+  Q_MSG_LOCATE,
+  Q_MSG_DELETE,
+  Q_MSG_LIST_THREAD,
+  Q_MSG_LIST_THREAD_DESC,
+  Q_MSG_LIST_BEFORE,
+  Q_MSG_LIST_USER,
+  Q_MSG_COUNT_USER,
+  Q_RUN_INSERT,
+  Q_RUN_STATUS,
+  Q_RUN_GET,
+  Q_RUN_LIST,
+  Q_RUN_FAIL_INFLIGHT,
+  Q_EV_INSERT,
+  Q_EV_SEQ_SET,
+  Q_EV_SEQ_GET,
+  Q_EV_LIST,
+  Q_EV_LIST_RUN,
   Q__COUNT
 };
 
 #define USER_COLS \
   "id, email, name, coalesce(password_hash, ''), plan_tier, permissions, created_at, updated_at"
+
+#define THREAD_COLS "id, title, metadata, status, created_at, updated_at, message_count"
+#define MESSAGE_COLS "seq, id, thread_id, role, content, coalesce(run_id, ''), metadata, created_at"
+/* ?N as metadata: kept only when it is a JSON object, else NULL (the NOT NULL constraint
+ * turns that into AGD_EVALIDATION).  CASE evaluates lazily: json_type never sees bad JSON. */
+#define META_OBJ(n) "CASE WHEN json_valid(" n ") THEN CASE WHEN json_type(" n ") = 'object' THEN " n " END END"
+
+#define RUN_COLS                                                                                  \
+  "r.id, coalesce(r.thread_id, ''), r.agent, r.status, r.created_at, coalesce(r.started_at, 0),"   \
+  " coalesce(r.completed_at, 0), r.input, r.result, r.error,"                                      \
+  " (SELECT count(*) FROM events e WHERE e.run_id = r.id)"
 
 static const char *const sq_sql[Q__COUNT] = {
   [Q_BEGIN] = "BEGIN IMMEDIATE",
@@ -89,6 +134,64 @@ static const char *const sq_sql[Q__COUNT] = {
                       " expires_at = max(expires_at, excluded.expires_at)",
   [Q_REVOKED_LOAD] = "SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > ?1",
   [Q_REVOKED_PURGE] = "DELETE FROM revoked_tokens WHERE expires_at <= ?1",
+  [Q_BEGIN_READ] = "BEGIN",
+  [Q_SAVEPOINT] = "SAVEPOINT item",
+  [Q_RELEASE] = "RELEASE item",
+  [Q_ROLLBACK_TO] = "ROLLBACK TO item",
+  [Q_THR_INSERT] = "INSERT INTO threads(id, user_id, title, metadata, status, created_at, updated_at,"
+                   " message_count) VALUES (?1, ?2, ?3, " META_OBJ("?4") ", 'active', ?5, ?5, 0)",
+  [Q_THR_GET] = "SELECT " THREAD_COLS " FROM threads WHERE id = ?1 AND user_id = ?2",
+  [Q_THR_LIST] = "SELECT " THREAD_COLS " FROM threads WHERE user_id = ?1 AND (?2 OR status = 'active')"
+                 " ORDER BY updated_at DESC, rowid LIMIT ?3 OFFSET ?4", /* the index's order: no sort */
+  [Q_THR_COUNT] = "SELECT count(*) FROM threads WHERE user_id = ?1 AND (?2 OR status = 'active')",
+  [Q_THR_UPDATE] = "UPDATE threads SET title = CASE WHEN ?3 THEN ?4 ELSE title END,"
+                   " metadata = CASE WHEN ?5 IS NULL THEN metadata ELSE " META_OBJ("?5") " END,"
+                   " updated_at = ?6 WHERE id = ?1 AND user_id = ?2",
+  [Q_THR_ARCHIVE] = "UPDATE threads SET status = 'archived',"
+                    " updated_at = CASE WHEN status = 'archived' THEN updated_at ELSE ?3 END"
+                    " WHERE id = ?1 AND user_id = ?2",
+  [Q_THR_DELETE] = "DELETE FROM threads WHERE id = ?1 AND user_id = ?2",
+  [Q_THR_TOUCH] = "UPDATE threads SET updated_at = max(updated_at, ?3), message_count = message_count + 1"
+                  " WHERE id = ?1 AND user_id = ?2",
+  [Q_THR_UNCOUNT] = "UPDATE threads SET message_count = max(message_count - 1, 0) WHERE id = ?1",
+  [Q_MSG_INSERT] = "INSERT INTO messages(id, thread_id, user_id, role, content, run_id, metadata,"
+                   " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, " META_OBJ("?7") ", ?8)",
+  [Q_MSG_GET] = "SELECT " MESSAGE_COLS " FROM messages WHERE id = ?1 AND user_id = ?2",
+  [Q_MSG_LOCATE] = "SELECT seq, thread_id FROM messages WHERE id = ?1 AND user_id = ?2",
+  [Q_MSG_DELETE] = "DELETE FROM messages WHERE seq = ?1",
+  [Q_MSG_LIST_THREAD] = "SELECT " MESSAGE_COLS " FROM messages WHERE thread_id = ?1 AND user_id = ?2"
+                        " ORDER BY seq LIMIT ?3 OFFSET ?4",
+  [Q_MSG_LIST_THREAD_DESC] = "SELECT " MESSAGE_COLS " FROM messages WHERE thread_id = ?1 AND user_id = ?2"
+                             " ORDER BY seq DESC LIMIT ?3 OFFSET ?4",
+  [Q_MSG_LIST_BEFORE] = "SELECT " MESSAGE_COLS " FROM messages WHERE thread_id = ?1 AND user_id = ?2"
+                        " AND seq < ?3 ORDER BY seq DESC LIMIT ?4",
+  [Q_MSG_LIST_USER] = "SELECT " MESSAGE_COLS " FROM messages WHERE user_id = ?1"
+                      " ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
+  [Q_MSG_COUNT_USER] = "SELECT count(*) FROM messages WHERE user_id = ?1",
+  [Q_RUN_INSERT] = "INSERT INTO runs(id, user_id, thread_id, agent, status, input, created_at)"
+                   " SELECT ?1, ?2, ?3, ?4, 'queued', ?5, ?6 WHERE EXISTS"
+                   " (SELECT 1 FROM threads WHERE id = ?3 AND user_id = ?2)",
+  [Q_RUN_STATUS] = "UPDATE runs SET status = ?3, started_at = coalesce(?4, started_at),"
+                   " completed_at = coalesce(?5, completed_at), result = coalesce(?6, result),"
+                   " error = coalesce(?7, error) WHERE id = ?1 AND user_id = ?2",
+  [Q_RUN_GET] = "SELECT " RUN_COLS " FROM runs r WHERE r.id = ?1 AND r.user_id = ?2",
+  [Q_RUN_LIST] = "SELECT " RUN_COLS ", count(*) OVER () FROM runs r WHERE r.user_id = ?1"
+                 " AND (?2 IS NULL OR r.thread_id = ?2)"
+                 " AND (?3 = 0 OR r.status IN ('queued', 'running'))"
+                 " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?4 OFFSET ?5",
+  [Q_RUN_FAIL_INFLIGHT] = "UPDATE runs SET status = 'failed', completed_at = ?1, error ="
+                          " '{\"error_code\":\"INTERRUPTED\",\"error_message\":"
+                          "\"the server stopped while this run was in flight\"}'"
+                          " WHERE status IN ('queued', 'running')",
+  [Q_EV_INSERT] = "INSERT INTO events(user_id, seq, run_id, thread_id, type, agent_name, created_at, body)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+  [Q_EV_SEQ_SET] = "INSERT INTO event_seq(user_id, last_seq) VALUES (?1, ?2)"
+                   " ON CONFLICT(user_id) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+  [Q_EV_SEQ_GET] = "SELECT last_seq FROM event_seq WHERE user_id = ?1",
+  [Q_EV_LIST] = "SELECT seq, type, body FROM events WHERE user_id = ?1 AND seq > ?2"
+                " AND (?4 IS NULL OR thread_id = ?4) ORDER BY seq LIMIT ?5",
+  [Q_EV_LIST_RUN] = "SELECT seq, type, body FROM events WHERE user_id = ?1 AND seq > ?2 AND run_id = ?3"
+                    " AND (?4 IS NULL OR thread_id = ?4) ORDER BY seq LIMIT ?5",
 };
 
 /* ---- store and per-thread connections ------------------------------------------------ */
@@ -434,6 +537,10 @@ int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap) {
     store__errf(err, cap, "the SQLite library was built without thread support");
     return ERR(AGD_EINTERNAL);
   }
+  /* No global allocation statistics: they put one process-wide mutex on every SQLite
+   * malloc, which the worker threads' connections would contend on.  Only possible
+   * before SQLite initialises (SQLITE_MISUSE afterwards: harmless). */
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   int e = make_parent_dirs(path, err, cap);
   if (e) return e;
 
@@ -715,6 +822,682 @@ static int sq_revoked_purge(store_t *s, double now) {
   return tx_end(c, e);
 }
 
+/* ---- threads and messages ------------------------------------------------------------ */
+
+/* malloc'd copy of a text column; NULL for SQL NULL. */
+static char *col_dup(sqlite3_stmt *st, int i) {
+  if (sqlite3_column_type(st, i) == SQLITE_NULL) return NULL;
+  const unsigned char *p = sqlite3_column_text(st, i);
+  size_t n = (size_t)sqlite3_column_bytes(st, i);
+  char *d = malloc(n + 1);
+  if (!d) abort();
+  if (n) memcpy(d, p, n);
+  d[n] = '\0';
+  return d;
+}
+
+static char *xstrdup(const char *p) {
+  char *d = strdup(p);
+  if (!d) abort();
+  return d;
+}
+
+static void row_thread(sqlite3_stmt *st, store_thread_t *t) {
+  memset(t, 0, sizeof *t);
+  col_copy(st, 0, t->id, sizeof t->id);
+  t->title = col_dup(st, 1);
+  t->metadata = col_dup(st, 2);
+  if (!t->metadata) t->metadata = xstrdup("{}");
+  col_copy(st, 3, t->status, sizeof t->status);
+  t->created_at = sqlite3_column_double(st, 4);
+  t->updated_at = sqlite3_column_double(st, 5);
+  t->message_count = (long)sqlite3_column_int64(st, 6);
+}
+
+static void row_message(sqlite3_stmt *st, store_message_t *m) {
+  memset(m, 0, sizeof *m);
+  m->seq = sqlite3_column_int64(st, 0);
+  col_copy(st, 1, m->id, sizeof m->id);
+  col_copy(st, 2, m->thread_id, sizeof m->thread_id);
+  col_copy(st, 3, m->role, sizeof m->role);
+  m->content = col_dup(st, 4);
+  if (!m->content) m->content = xstrdup("");
+  col_copy(st, 5, m->run_id, sizeof m->run_id);
+  m->metadata = col_dup(st, 6);
+  if (!m->metadata) m->metadata = xstrdup("{}");
+  m->created_at = sqlite3_column_double(st, 7);
+}
+
+static int tx_begin_read(sq_conn_t *c) {
+  sqlite3_stmt *st = q(c, Q_BEGIN_READ);
+  return st ? q_run(c, st, "begin read") : ERR(AGD_EINTERNAL);
+}
+
+/* One thread of the user into out (Q_THR_GET). */
+static int thread_lookup(sq_conn_t *c, const char *user_id, const char *thread_id, store_thread_t *out) {
+  sqlite3_stmt *st = q(c, Q_THR_GET);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, thread_id);
+  bind_text(st, 2, user_id);
+  int rc = sqlite3_step(st);
+  int e = 0;
+  if (rc == SQLITE_ROW) row_thread(st, out);
+  else if (rc == SQLITE_DONE) e = AGD_ENOT_FOUND;
+  else e = SQ_FAIL(c, rc, "thread get");
+  q_done(st);
+  return e;
+}
+
+/* Step st (bound by the caller) to the end, appending at most max messages to out. */
+static int collect_messages(sq_conn_t *c, sqlite3_stmt *st, size_t max, store_message_list_t *out,
+                            const char *what) {
+  size_t cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (out->n == max) {
+      out->has_more = 1;
+      continue; /* the query fetched one row more than a page: there is more */
+    }
+    if (out->n == cap) {
+      cap = cap ? cap * 2 : 16;
+      store_message_t *p = realloc(out->items, cap * sizeof *p);
+      if (!p) abort();
+      out->items = p;
+    }
+    row_message(st, &out->items[out->n++]);
+  }
+  int e = rc == SQLITE_DONE ? 0 : SQ_FAIL(c, rc, what);
+  q_done(st);
+  return e;
+}
+
+static int count_query(sq_conn_t *c, sqlite3_stmt *st, long *n, const char *what) {
+  int rc = sqlite3_step(st);
+  int e = 0;
+  if (rc == SQLITE_ROW) *n = (long)sqlite3_column_int64(st, 0);
+  else e = SQ_FAIL(c, rc, what);
+  q_done(st);
+  return e;
+}
+
+/* Insert a thread row with a fresh id (into id_out). */
+static int thread_insert(sq_conn_t *c, const char *user_id, const char *title, const char *metadata,
+                         double now, char id_out[ID_MAX]) {
+  sqlite3_stmt *st = q(c, Q_THR_INSERT);
+  if (!st) return ERR(AGD_EINTERNAL);
+  id_new(id_out, "thr");
+  bind_text(st, 1, id_out);
+  bind_text(st, 2, user_id);
+  if (title) bind_text(st, 3, title);
+  else sqlite3_bind_null(st, 3);
+  bind_text(st, 4, metadata ? metadata : "{}");
+  sqlite3_bind_double(st, 5, now);
+  return q_run(c, st, "thread insert");
+}
+
+static int sq_thread_create(store_t *s, const char *user_id, const char *title, const char *metadata,
+                            store_thread_t *out) {
+  CONN(s, c);
+  char id[ID_MAX];
+  double now = time_now();
+  int e = thread_insert(c, user_id, title, metadata, now, id);
+  if (e) return e;
+  memset(out, 0, sizeof *out);
+  memcpy(out->id, id, sizeof id);
+  out->title = title ? xstrdup(title) : NULL;
+  out->metadata = xstrdup(metadata ? metadata : "{}");
+  snprintf(out->status, sizeof out->status, "active");
+  out->created_at = out->updated_at = now;
+  return 0;
+}
+
+static int sq_thread_get(store_t *s, const char *user_id, const char *thread_id, store_thread_t *out) {
+  CONN(s, c);
+  return thread_lookup(c, user_id, thread_id, out);
+}
+
+static int sq_thread_list(store_t *s, const char *user_id, int include_archived, int limit, long offset,
+                          store_thread_list_t *out) {
+  CONN(s, c);
+  int e = tx_begin_read(c);
+  if (e) return e;
+  sqlite3_stmt *st = q(c, Q_THR_COUNT);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  bind_text(st, 1, user_id);
+  sqlite3_bind_int(st, 2, include_archived);
+  e = count_query(c, st, &out->total, "thread count");
+  if (!e && offset < out->total) {
+    st = q(c, Q_THR_LIST);
+    if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+    bind_text(st, 1, user_id);
+    sqlite3_bind_int(st, 2, include_archived);
+    sqlite3_bind_int(st, 3, limit);
+    sqlite3_bind_int64(st, 4, offset);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      if (out->n == cap) {
+        cap = cap ? cap * 2 : 16;
+        store_thread_t *p = realloc(out->items, cap * sizeof *p);
+        if (!p) abort();
+        out->items = p;
+      }
+      row_thread(st, &out->items[out->n++]);
+    }
+    if (rc != SQLITE_DONE) e = SQ_FAIL(c, rc, "thread list");
+    q_done(st);
+  }
+  e = tx_end(c, e);
+  if (e) store_thread_list_dispose(out);
+  return e;
+}
+
+static int sq_thread_update(store_t *s, const char *user_id, const char *thread_id, int set_title,
+                            const char *title, const char *metadata, store_thread_t *out) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  sqlite3_stmt *st = q(c, Q_THR_UPDATE);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  bind_text(st, 1, thread_id);
+  bind_text(st, 2, user_id);
+  sqlite3_bind_int(st, 3, set_title);
+  if (title) bind_text(st, 4, title);
+  else sqlite3_bind_null(st, 4);
+  if (metadata) bind_text(st, 5, metadata);
+  else sqlite3_bind_null(st, 5);
+  sqlite3_bind_double(st, 6, time_now());
+  e = q_run(c, st, "thread update");
+  if (!e && sqlite3_changes(c->db) == 0) e = AGD_ENOT_FOUND;
+  if (!e) e = thread_lookup(c, user_id, thread_id, out);
+  e = tx_end(c, e);
+  if (e) store_thread_dispose(out);
+  return e;
+}
+
+/* One UPDATE/DELETE keyed by (thread id, user id); AGD_ENOT_FOUND when no row matched. */
+static int thread_change(store_t *s, int qid, const char *user_id, const char *thread_id, const char *what) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, qid);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, thread_id);
+  bind_text(st, 2, user_id);
+  if (qid == Q_THR_ARCHIVE) sqlite3_bind_double(st, 3, time_now());
+  int e = q_run(c, st, what);
+  if (!e && sqlite3_changes(c->db) == 0) e = AGD_ENOT_FOUND;
+  return e;
+}
+
+static int sq_thread_archive(store_t *s, const char *user_id, const char *thread_id) {
+  return thread_change(s, Q_THR_ARCHIVE, user_id, thread_id, "thread archive");
+}
+
+static int sq_thread_delete(store_t *s, const char *user_id, const char *thread_id) {
+  /* ON DELETE CASCADE removes the messages (and runs, events) with the thread. */
+  return thread_change(s, Q_THR_DELETE, user_id, thread_id, "thread delete");
+}
+
+/* Store one message inside the caller's write transaction; out is filled on success. */
+static int message_add_tx(sq_conn_t *c, const char *user_id, const store_message_new_t *in, double now,
+                          store_message_t *out) {
+  char thread_id[ID_MAX];
+  int e;
+  if (in->thread_id) {
+    snprintf(thread_id, sizeof thread_id, "%s", in->thread_id);
+  } else {
+    e = thread_insert(c, user_id, in->new_thread_title, NULL, now, thread_id);
+    if (e) return e;
+  }
+  /* The ownership check and the thread's bookkeeping in one statement. */
+  sqlite3_stmt *st = q(c, Q_THR_TOUCH);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, thread_id);
+  bind_text(st, 2, user_id);
+  sqlite3_bind_double(st, 3, now);
+  e = q_run(c, st, "thread touch");
+  if (!e && sqlite3_changes(c->db) == 0) e = AGD_ENOT_FOUND;
+  if (e) return e;
+
+  char id[ID_MAX];
+  id_new(id, "msg");
+  st = q(c, Q_MSG_INSERT);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, id);
+  bind_text(st, 2, thread_id);
+  bind_text(st, 3, user_id);
+  bind_text(st, 4, in->role);
+  bind_text(st, 5, in->content);
+  if (in->run_id && in->run_id[0]) bind_text(st, 6, in->run_id);
+  else sqlite3_bind_null(st, 6);
+  bind_text(st, 7, in->metadata ? in->metadata : "{}");
+  sqlite3_bind_double(st, 8, now);
+  e = q_run(c, st, "message insert");
+  if (e) return e;
+  memset(out, 0, sizeof *out);
+  out->seq = sqlite3_last_insert_rowid(c->db);
+  memcpy(out->id, id, sizeof id);
+  memcpy(out->thread_id, thread_id, sizeof thread_id);
+  snprintf(out->role, sizeof out->role, "%s", in->role);
+  out->content = xstrdup(in->content);
+  if (in->run_id) snprintf(out->run_id, sizeof out->run_id, "%s", in->run_id);
+  out->metadata = xstrdup(in->metadata ? in->metadata : "{}");
+  out->created_at = now;
+  return 0;
+}
+
+static int sq_message_add(store_t *s, const char *user_id, const store_message_new_t *in,
+                          store_message_t *out) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  e = tx_end(c, message_add_tx(c, user_id, in, time_now(), out));
+  if (e) store_message_dispose(out);
+  return e;
+}
+
+/* Run a statement that returns nothing (savepoints). */
+static int run0(sq_conn_t *c, int qid, const char *what) {
+  sqlite3_stmt *st = q(c, qid);
+  return st ? q_run(c, st, what) : ERR(AGD_EINTERNAL);
+}
+
+/* Group commit: the items share one write transaction; each has a savepoint so a
+ * failed item leaves nothing behind while the others are kept. */
+static int sq_message_add_batch(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
+                                store_message_t out[], int rcs[]) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  double now = time_now();
+  for (size_t i = 0; i < n && !e; i++) {
+    if (rcs[i]) continue; /* refused by store.c */
+    e = run0(c, Q_SAVEPOINT, "savepoint");
+    if (e) break;
+    rcs[i] = message_add_tx(c, user_ids[i], &in[i], now, &out[i]);
+    if (rcs[i] == AGD_EUNAVAILABLE || rcs[i] == AGD_EINTERNAL) e = rcs[i]; /* the database, not the item */
+    else if (rcs[i]) e = run0(c, Q_ROLLBACK_TO, "rollback to");
+    if (!e) e = run0(c, Q_RELEASE, "release");
+  }
+  e = tx_end(c, e);
+  if (e) {
+    for (size_t i = 0; i < n; i++) {
+      store_message_dispose(&out[i]);
+      if (rcs[i] == 0) rcs[i] = e;
+    }
+  }
+  return e;
+}
+
+static int sq_message_get(store_t *s, const char *user_id, const char *message_id, store_message_t *out) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_MSG_GET);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, message_id);
+  bind_text(st, 2, user_id);
+  int rc = sqlite3_step(st);
+  int e = 0;
+  if (rc == SQLITE_ROW) row_message(st, out);
+  else if (rc == SQLITE_DONE) e = AGD_ENOT_FOUND;
+  else e = SQ_FAIL(c, rc, "message get");
+  q_done(st);
+  return e;
+}
+
+/* seq and thread of a message of the user. */
+static int message_locate(sq_conn_t *c, const char *user_id, const char *message_id, long long *seq,
+                          char thread_id[ID_MAX]) {
+  sqlite3_stmt *st = q(c, Q_MSG_LOCATE);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, message_id);
+  bind_text(st, 2, user_id);
+  int rc = sqlite3_step(st);
+  int e = 0;
+  if (rc == SQLITE_ROW) {
+    *seq = sqlite3_column_int64(st, 0);
+    col_copy(st, 1, thread_id, ID_MAX);
+  } else if (rc == SQLITE_DONE) {
+    e = AGD_ENOT_FOUND;
+  } else {
+    e = SQ_FAIL(c, rc, "message locate");
+  }
+  q_done(st);
+  return e;
+}
+
+static int sq_message_delete(store_t *s, const char *user_id, const char *message_id) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  long long seq = 0;
+  char thread_id[ID_MAX];
+  e = message_locate(c, user_id, message_id, &seq, thread_id);
+  if (e) return tx_end(c, e);
+  sqlite3_stmt *st = q(c, Q_MSG_DELETE);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  sqlite3_bind_int64(st, 1, seq);
+  e = q_run(c, st, "message delete");
+  if (!e) {
+    st = q(c, Q_THR_UNCOUNT);
+    if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+    bind_text(st, 1, thread_id);
+    e = q_run(c, st, "thread uncount");
+  }
+  return tx_end(c, e);
+}
+
+/* Page of a thread's messages (ascending or descending); total from the thread row. */
+static int thread_page(sq_conn_t *c, const char *user_id, const char *thread_id, int qid, int limit,
+                       long offset, store_message_list_t *out) {
+  store_thread_t t;
+  int e = thread_lookup(c, user_id, thread_id, &t);
+  if (e) return e;
+  out->total = t.message_count;
+  store_thread_dispose(&t);
+  if (offset >= out->total) return 0;
+  sqlite3_stmt *st = q(c, qid);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, thread_id);
+  bind_text(st, 2, user_id);
+  sqlite3_bind_int(st, 3, limit);
+  sqlite3_bind_int64(st, 4, offset);
+  e = collect_messages(c, st, (size_t)limit, out, "message list");
+  out->has_more = offset + (long)out->n < out->total;
+  return e;
+}
+
+static int sq_message_list(store_t *s, const char *user_id, const char *thread_id, int limit, long offset,
+                           store_message_list_t *out) {
+  CONN(s, c);
+  int e = tx_begin_read(c);
+  if (e) return e;
+  e = tx_end(c, thread_page(c, user_id, thread_id, Q_MSG_LIST_THREAD, limit, offset, out));
+  if (e) store_message_list_dispose(out);
+  return e;
+}
+
+static int sq_message_history(store_t *s, const char *user_id, const char *thread_id, const char *before_id,
+                              int limit, store_message_list_t *out) {
+  CONN(s, c);
+  int e = tx_begin_read(c);
+  if (e) return e;
+  store_thread_t t;
+  e = thread_lookup(c, user_id, thread_id, &t);
+  if (!e) store_thread_dispose(&t);
+  long long before = INT64_MAX;
+  if (!e && before_id) {
+    char tid[ID_MAX];
+    e = message_locate(c, user_id, before_id, &before, tid);
+    if (!e && strcmp(tid, thread_id) != 0) e = AGD_ENOT_FOUND; /* not a message of this thread */
+  }
+  if (!e) {
+    sqlite3_stmt *st = q(c, Q_MSG_LIST_BEFORE);
+    if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+    bind_text(st, 1, thread_id);
+    bind_text(st, 2, user_id);
+    sqlite3_bind_int64(st, 3, before);
+    sqlite3_bind_int(st, 4, limit + 1); /* one more tells whether older ones remain */
+    e = collect_messages(c, st, (size_t)limit, out, "message history");
+  }
+  e = tx_end(c, e);
+  if (e) {
+    store_message_list_dispose(out);
+    return e;
+  }
+  for (size_t i = 0, j = out->n; i + 1 < j; i++, j--) { /* newest-first → oldest first */
+    store_message_t tmp = out->items[i];
+    out->items[i] = out->items[j - 1];
+    out->items[j - 1] = tmp;
+  }
+  out->total = -1;
+  return 0;
+}
+
+static int sq_message_list_user(store_t *s, const char *user_id, const char *thread_id, int limit,
+                                long offset, store_message_list_t *out) {
+  CONN(s, c);
+  int e = tx_begin_read(c);
+  if (e) return e;
+  if (thread_id) {
+    e = thread_page(c, user_id, thread_id, Q_MSG_LIST_THREAD_DESC, limit, offset, out);
+  } else {
+    sqlite3_stmt *st = q(c, Q_MSG_COUNT_USER);
+    if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+    bind_text(st, 1, user_id);
+    e = count_query(c, st, &out->total, "message count");
+    if (!e && offset < out->total) {
+      st = q(c, Q_MSG_LIST_USER);
+      if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+      bind_text(st, 1, user_id);
+      sqlite3_bind_int(st, 2, limit);
+      sqlite3_bind_int64(st, 3, offset);
+      e = collect_messages(c, st, (size_t)limit, out, "message list user");
+    }
+    out->has_more = offset + (long)out->n < out->total;
+  }
+  e = tx_end(c, e);
+  if (e) store_message_list_dispose(out);
+  return e;
+}
+
+/* ---- runs and events ------------------------------------------------------------------ */
+
+static void row_run(sqlite3_stmt *st, store_run_t *r) {
+  memset(r, 0, sizeof *r);
+  col_copy(st, 0, r->id, sizeof r->id);
+  col_copy(st, 1, r->thread_id, sizeof r->thread_id);
+  col_copy(st, 2, r->agent, sizeof r->agent);
+  col_copy(st, 3, r->status, sizeof r->status);
+  r->created_at = sqlite3_column_double(st, 4);
+  r->started_at = sqlite3_column_double(st, 5);
+  r->completed_at = sqlite3_column_double(st, 6);
+  r->input = col_dup(st, 7);
+  if (!r->input) r->input = xstrdup("");
+  r->result = col_dup(st, 8);
+  r->error = col_dup(st, 9);
+  r->event_count = (long)sqlite3_column_int64(st, 10);
+}
+
+static int sq_run_create(store_t *s, const char *user_id, const char *run_id, const char *thread_id,
+                         const char *agent, const char *input, double created_at) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_RUN_INSERT);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, user_id);
+  bind_text(st, 3, thread_id);
+  bind_text(st, 4, agent);
+  bind_text(st, 5, input);
+  sqlite3_bind_double(st, 6, created_at);
+  int e = q_run(c, st, "run insert");
+  if (!e && sqlite3_changes(c->db) == 0) e = AGD_ENOT_FOUND; /* not the caller's thread */
+  return e;
+}
+
+static int sq_run_set_status(store_t *s, const char *user_id, const char *run_id, const char *status,
+                             double started_at, double completed_at, const char *result_json,
+                             const char *error_json) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_RUN_STATUS);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, user_id);
+  bind_text(st, 3, status);
+  if (started_at > 0) sqlite3_bind_double(st, 4, started_at);
+  else sqlite3_bind_null(st, 4);
+  if (completed_at > 0) sqlite3_bind_double(st, 5, completed_at);
+  else sqlite3_bind_null(st, 5);
+  if (result_json) bind_text(st, 6, result_json);
+  else sqlite3_bind_null(st, 6);
+  if (error_json) bind_text(st, 7, error_json);
+  else sqlite3_bind_null(st, 7);
+  int e = q_run(c, st, "run status");
+  if (!e && sqlite3_changes(c->db) == 0) e = AGD_ENOT_FOUND;
+  return e;
+}
+
+static int sq_run_get(store_t *s, const char *user_id, const char *run_id, store_run_t *out) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_RUN_GET);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, run_id);
+  bind_text(st, 2, user_id);
+  int rc = sqlite3_step(st);
+  int e = 0;
+  if (rc == SQLITE_ROW) row_run(st, out);
+  else if (rc == SQLITE_DONE) e = AGD_ENOT_FOUND;
+  else e = SQ_FAIL(c, rc, "run get");
+  q_done(st);
+  return e;
+}
+
+static int sq_run_list(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit,
+                       long offset, store_run_list_t *out) {
+  CONN(s, c);
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = q(c, Q_RUN_LIST);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, user_id);
+  if (thread_id) bind_text(st, 2, thread_id);
+  else sqlite3_bind_null(st, 2);
+  sqlite3_bind_int(st, 3, active_only);
+  sqlite3_bind_int(st, 4, limit);
+  sqlite3_bind_int64(st, 5, offset);
+  size_t cap = 0;
+  int rc, e = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (out->n == cap) {
+      cap = cap ? cap * 2 : 16;
+      out->items = realloc(out->items, cap * sizeof *out->items);
+      if (!out->items) abort();
+    }
+    row_run(st, &out->items[out->n++]);
+    out->total = (long)sqlite3_column_int64(st, 11);
+  }
+  if (rc != SQLITE_DONE) e = SQ_FAIL(c, rc, "run list");
+  q_done(st);
+  if (e) store_run_list_dispose(out);
+  return e;
+}
+
+static int sq_runs_fail_inflight(store_t *s, double now, long *n) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_RUN_FAIL_INFLIGHT);
+  if (!st) return ERR(AGD_EINTERNAL);
+  sqlite3_bind_double(st, 1, now);
+  int e = q_run(c, st, "runs fail inflight");
+  if (n) *n = e ? 0 : (long)sqlite3_changes(c->db);
+  return e;
+}
+
+/* Insert one event and move its user's seq counter (inside the caller's transaction). */
+static int event_insert(sq_conn_t *c, const store_event_t *ev) {
+  sqlite3_stmt *st = q(c, Q_EV_INSERT);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, ev->user_id);
+  sqlite3_bind_int64(st, 2, ev->seq);
+  if (ev->run_id && ev->run_id[0]) bind_text(st, 3, ev->run_id);
+  else sqlite3_bind_null(st, 3);
+  if (ev->thread_id && ev->thread_id[0]) bind_text(st, 4, ev->thread_id);
+  else sqlite3_bind_null(st, 4);
+  bind_text(st, 5, ev->type);
+  if (ev->agent_name && ev->agent_name[0]) bind_text(st, 6, ev->agent_name);
+  else sqlite3_bind_null(st, 6);
+  sqlite3_bind_double(st, 7, ev->created_at);
+  bind_text(st, 8, ev->json);
+  int e = q_run(c, st, "event insert");
+  if (e) return e;
+  st = q(c, Q_EV_SEQ_SET);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, ev->user_id);
+  sqlite3_bind_int64(st, 2, ev->seq);
+  return q_run(c, st, "event seq");
+}
+
+static int sq_event_append(store_t *s, const store_event_t *ev) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  return tx_end(c, event_insert(c, ev));
+}
+
+/* Group commit: the whole batch in one transaction.  When a row fails (its run
+ * or thread was deleted meanwhile) the batch is redone with a savepoint per row,
+ * so one bad row does not cost the others. */
+static int sq_event_append_batch(store_t *s, const store_event_t *evs, size_t n) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  for (size_t i = 0; i < n && !e; i++) e = event_insert(c, &evs[i]);
+  if (e == 0) return tx_end(c, 0);
+  tx_rollback(c);
+  if (e == AGD_EUNAVAILABLE || e == AGD_EINTERNAL) return e;
+  e = tx_begin(c);
+  if (e) return e;
+  size_t failed = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (sqlite3_exec(c->db, "SAVEPOINT ev", NULL, NULL, NULL) != SQLITE_OK) return tx_end(c, ERR(AGD_EINTERNAL));
+    if (event_insert(c, &evs[i]) != 0) {
+      failed++;
+      sqlite3_exec(c->db, "ROLLBACK TO ev", NULL, NULL, NULL);
+    }
+    sqlite3_exec(c->db, "RELEASE ev", NULL, NULL, NULL);
+  }
+  e = tx_end(c, 0);
+  if (e) return e;
+  return failed == n ? AGD_ENOT_FOUND : 0;
+}
+
+static int sq_event_last_seq(store_t *s, const char *user_id, int64_t *out) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_EV_SEQ_GET);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, user_id);
+  int rc = sqlite3_step(st);
+  int e = 0;
+  *out = 0;
+  if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+  else if (rc != SQLITE_DONE) e = SQ_FAIL(c, rc, "event seq get");
+  q_done(st);
+  return e;
+}
+
+static int sq_event_list(store_t *s, const char *user_id, int64_t after_seq, const char *run_id,
+                         const char *thread_id, int limit, store_event_list_t *out) {
+  CONN(s, c);
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = q(c, run_id ? Q_EV_LIST_RUN : Q_EV_LIST);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, user_id);
+  sqlite3_bind_int64(st, 2, after_seq);
+  if (run_id) bind_text(st, 3, run_id);
+  else sqlite3_bind_null(st, 3);
+  if (thread_id) bind_text(st, 4, thread_id);
+  else sqlite3_bind_null(st, 4);
+  sqlite3_bind_int(st, 5, limit + 1);
+  size_t cap = 0;
+  int rc, e = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (out->n == (size_t)limit) {
+      out->has_more = 1;
+      continue;
+    }
+    if (out->n == cap) {
+      cap = cap ? cap * 2 : 32;
+      out->items = realloc(out->items, cap * sizeof *out->items);
+      if (!out->items) abort();
+    }
+    store_event_row_t *row = &out->items[out->n++];
+    row->seq = sqlite3_column_int64(st, 0);
+    col_copy(st, 1, row->type, sizeof row->type);
+    row->json = col_dup(st, 2);
+    if (!row->json) row->json = xstrdup("{}");
+  }
+  if (rc != SQLITE_DONE) e = SQ_FAIL(c, rc, "event list");
+  q_done(st);
+  if (e) store_event_list_free(out);
+  return e;
+}
+
 static const store_ops_t sq_ops = {
   .kind = "sqlite",
   .close = sq_close,
@@ -733,4 +1516,26 @@ static const store_ops_t sq_ops = {
   .revoke_access = sq_revoke_access,
   .revoked_load = sq_revoked_load,
   .revoked_purge = sq_revoked_purge,
+  .thread_create = sq_thread_create,
+  .thread_get = sq_thread_get,
+  .thread_list = sq_thread_list,
+  .thread_update = sq_thread_update,
+  .thread_archive = sq_thread_archive,
+  .thread_delete = sq_thread_delete,
+  .message_add = sq_message_add,
+  .message_add_batch = sq_message_add_batch,
+  .message_get = sq_message_get,
+  .message_delete = sq_message_delete,
+  .message_list = sq_message_list,
+  .message_history = sq_message_history,
+  .message_list_user = sq_message_list_user,
+  .run_create = sq_run_create,
+  .run_set_status = sq_run_set_status,
+  .run_get = sq_run_get,
+  .run_list = sq_run_list,
+  .runs_fail_inflight = sq_runs_fail_inflight,
+  .event_append = sq_event_append,
+  .event_append_batch = sq_event_append_batch,
+  .event_last_seq = sq_event_last_seq,
+  .event_list = sq_event_list,
 };

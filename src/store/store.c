@@ -252,10 +252,8 @@ int store_thread_delete(store_t *s, const char *user_id, const char *thread_id) 
   return s->ops->thread_delete(s, user_id, thread_id);
 }
 
-int store_message_add(store_t *s, const char *user_id, const store_message_new_t *in,
-                      store_message_t *out) {
-  if (!out || !in) return ERR(AGD_EINTERNAL);
-  memset(out, 0, sizeof *out);
+/* The argument checks of store_message_add (out already zeroed). */
+static int message_new_check(const char *user_id, const store_message_new_t *in) {
   if (!fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (in->thread_id && !fits(in->thread_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (!in->role || !in->content || !opt_fits(in->content, STORE_CONTENT_MAX) ||
@@ -263,6 +261,28 @@ int store_message_add(store_t *s, const char *user_id, const store_message_new_t
       (in->run_id && !fits0(in->run_id, ID_MAX)))
     return AGD_EBAD_REQUEST;
   if (strnlen(in->role, 16) >= 16) return AGD_EVALIDATION;
+  return 0;
+}
+
+int store_message_add_batch(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
+                            store_message_t out[], int rcs[]) {
+  if (n == 0) return 0;
+  if (!user_ids || !in || !out || !rcs) return ERR(AGD_EINTERNAL);
+  size_t ok = 0;
+  for (size_t i = 0; i < n; i++) {
+    memset(&out[i], 0, sizeof out[i]);
+    rcs[i] = message_new_check(user_ids[i], &in[i]);
+    ok += rcs[i] == 0;
+  }
+  return ok ? s->ops->message_add_batch(s, n, user_ids, in, out, rcs) : 0;
+}
+
+int store_message_add(store_t *s, const char *user_id, const store_message_new_t *in,
+                      store_message_t *out) {
+  if (!out || !in) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  int rc = message_new_check(user_id, in);
+  if (rc) return rc;
   return s->ops->message_add(s, user_id, in, out);
 }
 
@@ -307,4 +327,105 @@ int store_message_list_user(store_t *s, const char *user_id, const char *thread_
   if (thread_id && !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (!fits(user_id, ID_MAX)) return thread_id ? AGD_ENOT_FOUND : 0;
   return s->ops->message_list_user(s, user_id, thread_id, limit, offset, out);
+}
+
+/* ---- runs and events ---- */
+
+void store_run_dispose(store_run_t *r) {
+  if (!r) return;
+  free(r->input);
+  free(r->result);
+  free(r->error);
+  r->input = r->result = r->error = NULL;
+}
+
+void store_run_list_dispose(store_run_list_t *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->n; i++) store_run_dispose(&l->items[i]);
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}
+
+void store_event_list_free(store_event_list_t *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->n; i++) free(l->items[i].json);
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}
+
+static int status_ok(const char *st) {
+  static const char *const ok[] = {"queued", "running", "completed", "failed", "cancelled", NULL};
+  for (const char *const *p = ok; st && *p; p++)
+    if (strcmp(st, *p) == 0) return 1;
+  return 0;
+}
+
+int store_run_create(store_t *s, const char *user_id, const char *run_id, const char *thread_id, const char *agent,
+                     const char *input, double created_at) {
+  if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
+  if (!agent || !agent[0] || strlen(agent) >= 32 || !input) return AGD_EBAD_REQUEST;
+  return s->ops->run_create(s, user_id, run_id, thread_id, agent, input, created_at);
+}
+
+int store_run_set_status(store_t *s, const char *user_id, const char *run_id, const char *status, double started_at,
+                         double completed_at, const char *result_json, const char *error_json) {
+  if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX)) return AGD_ENOT_FOUND;
+  if (!status_ok(status)) return AGD_EBAD_REQUEST;
+  return s->ops->run_set_status(s, user_id, run_id, status, started_at, completed_at, result_json, error_json);
+}
+
+int store_run_get(store_t *s, const char *user_id, const char *run_id, store_run_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->run_get(s, user_id, run_id, out);
+}
+
+int store_run_list(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit, long offset,
+                   store_run_list_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!page_ok(limit, offset)) return AGD_EBAD_REQUEST;
+  if (!fits(user_id, ID_MAX) || (thread_id && !fits(thread_id, ID_MAX))) return AGD_ENOT_FOUND;
+  return s->ops->run_list(s, user_id, thread_id, active_only, limit, offset, out);
+}
+
+int store_runs_fail_inflight(store_t *s, double now, long *n) { return s->ops->runs_fail_inflight(s, now, n); }
+
+int store_event_append(store_t *s, const store_event_t *ev) {
+  if (!ev || !fits(ev->user_id, ID_MAX) || ev->seq <= 0 || !ev->type || !ev->json) return AGD_EBAD_REQUEST;
+  if ((ev->run_id && ev->run_id[0] && !fits(ev->run_id, ID_MAX)) ||
+      (ev->thread_id && ev->thread_id[0] && !fits(ev->thread_id, ID_MAX)))
+    return AGD_EBAD_REQUEST;
+  return s->ops->event_append(s, ev);
+}
+
+int store_event_append_batch(store_t *s, const store_event_t *evs, size_t n) {
+  if (n == 0) return 0;
+  if (!evs) return AGD_EBAD_REQUEST;
+  for (size_t i = 0; i < n; i++) {
+    const store_event_t *ev = &evs[i];
+    if (!fits(ev->user_id, ID_MAX) || ev->seq <= 0 || !ev->type || !ev->json) return AGD_EBAD_REQUEST;
+    if ((ev->run_id && ev->run_id[0] && !fits(ev->run_id, ID_MAX)) ||
+        (ev->thread_id && ev->thread_id[0] && !fits(ev->thread_id, ID_MAX)))
+      return AGD_EBAD_REQUEST;
+  }
+  return s->ops->event_append_batch(s, evs, n);
+}
+
+int store_event_last_seq(store_t *s, const char *user_id, int64_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  *out = 0;
+  if (!fits(user_id, ID_MAX)) return AGD_EBAD_REQUEST;
+  return s->ops->event_last_seq(s, user_id, out);
+}
+
+int store_event_list(store_t *s, const char *user_id, int64_t after_seq, const char *run_id, const char *thread_id,
+                     int limit, store_event_list_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (limit < 1 || limit > 1000 || after_seq < 0) return AGD_EBAD_REQUEST;
+  if (!fits(user_id, ID_MAX)) return 0;
+  if ((run_id && !fits(run_id, ID_MAX)) || (thread_id && !fits(thread_id, ID_MAX))) return 0;
+  return s->ops->event_list(s, user_id, after_seq, run_id, thread_id, limit, out);
 }

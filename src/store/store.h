@@ -17,6 +17,7 @@
 #define AGD_STORE_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/ids.h" /* ID_MAX */
 
@@ -236,6 +237,15 @@ typedef struct store_message_new {
 int store_message_add(store_t *s, const char *user_id, const store_message_new_t *in,
                       store_message_t *out);
 
+/* Group commit: append n messages in ONE write transaction (much cheaper per message
+ * than n calls).  Item i is stored as store_message_add(s, user_ids[i], &in[i], &out[i])
+ * would, in array order, and rcs[i] gets its result; a failed item leaves nothing behind
+ * and does not affect the others (out[i] is then zeroed).  Returns 0 when the transaction
+ * committed (see rcs), or an error of the database itself (AGD_EUNAVAILABLE,
+ * AGD_EINTERNAL): then nothing was stored and every rcs[i] is non-zero. */
+int store_message_add_batch(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
+                            store_message_t out[], int rcs[]);
+
 /* One message of the caller.  AGD_ENOT_FOUND otherwise. */
 int store_message_get(store_t *s, const char *user_id, const char *message_id, store_message_t *out);
 
@@ -261,5 +271,78 @@ int store_message_history(store_t *s, const char *user_id, const char *thread_id
  * is not the caller's thread. */
 int store_message_list_user(store_t *s, const char *user_id, const char *thread_id, int limit,
                             long offset, store_message_list_t *out);
+
+/* ---- runs and events (SPEC §4, §5) ----------------------------------------------------- */
+
+typedef struct store_run {
+  char id[ID_MAX];        /* "run_…" */
+  char thread_id[ID_MAX];
+  char agent[32];
+  char status[16];        /* queued|running|completed|failed|cancelled */
+  double created_at, started_at, completed_at; /* 0 when not yet */
+  char *input;            /* malloc'd */
+  char *result;           /* JSON text or NULL */
+  char *error;            /* JSON text or NULL */
+  long event_count;
+} store_run_t;
+
+typedef struct store_run_list {
+  store_run_t *items;
+  size_t n;
+  long total;
+} store_run_list_t;
+
+void store_run_dispose(store_run_t *r);
+void store_run_list_dispose(store_run_list_t *l);
+
+/* Insert a run (status queued) of user_id in thread_id (the caller's, else AGD_ENOT_FOUND). */
+int store_run_create(store_t *s, const char *user_id, const char *run_id, const char *thread_id, const char *agent,
+                     const char *input, double created_at);
+/* Set status; started_at/completed_at > 0 are written, 0 keeps the old value; result/error JSON
+ * texts (NULL keeps).  AGD_ENOT_FOUND for a run that is not the caller's. */
+int store_run_set_status(store_t *s, const char *user_id, const char *run_id, const char *status, double started_at,
+                         double completed_at, const char *result_json, const char *error_json);
+int store_run_get(store_t *s, const char *user_id, const char *run_id, store_run_t *out);
+/* The caller's runs, newest first: of one thread (thread_id non-NULL) and/or only queued/running
+ * (active_only).  limit 1..STORE_PAGE_MAX. */
+int store_run_list(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit, long offset,
+                   store_run_list_t *out);
+/* At start: every run left queued/running becomes failed with an INTERRUPTED error. *n gets how many. */
+int store_runs_fail_inflight(store_t *s, double now, long *n);
+
+/* One event to store (all strings borrowed; run_id/thread_id/agent_name may be NULL). */
+typedef struct store_event {
+  const char *user_id;
+  int64_t seq;
+  const char *run_id, *thread_id, *type, *agent_name;
+  double created_at;
+  const char *json;       /* the wire form (SPEC §5) */
+} store_event_t;
+
+typedef struct store_event_row {
+  int64_t seq;
+  char type[24];
+  char *json;             /* malloc'd */
+} store_event_row_t;
+
+typedef struct store_event_list {
+  store_event_row_t *items;
+  size_t n;
+  int has_more;
+} store_event_list_t;
+
+void store_event_list_free(store_event_list_t *l);
+/* Append; the user's seq counter moves to ev->seq in the same transaction (a seq never
+ * repeats, even after the events of a deleted thread are gone).  AGD_ECONFLICT on a seq
+ * already used. */
+int store_event_append(store_t *s, const store_event_t *ev);
+/* Append n events in one transaction (group commit); same rules as store_event_append. */
+int store_event_append_batch(store_t *s, const store_event_t *evs, size_t n);
+/* The user's highest seq ever assigned (0 when none). */
+int store_event_last_seq(store_t *s, const char *user_id, int64_t *out);
+/* The caller's events with seq > after_seq, oldest first, optionally of one run / thread;
+ * at most limit (1..1000); has_more when more exist. */
+int store_event_list(store_t *s, const char *user_id, int64_t after_seq, const char *run_id, const char *thread_id,
+                     int limit, store_event_list_t *out);
 
 #endif

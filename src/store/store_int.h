@@ -54,6 +54,9 @@ typedef struct store_ops {
   int (*thread_delete)(store_t *s, const char *user_id, const char *thread_id);
   int (*message_add)(store_t *s, const char *user_id, const store_message_new_t *in,
                      store_message_t *out);
+  /* rcs[i] != 0 on entry: the item was refused by store.c, skip it */
+  int (*message_add_batch)(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
+                           store_message_t out[], int rcs[]);
   int (*message_get)(store_t *s, const char *user_id, const char *message_id, store_message_t *out);
   int (*message_delete)(store_t *s, const char *user_id, const char *message_id);
   int (*message_list)(store_t *s, const char *user_id, const char *thread_id, int limit, long offset,
@@ -62,6 +65,21 @@ typedef struct store_ops {
                          int limit, store_message_list_t *out);
   int (*message_list_user)(store_t *s, const char *user_id, const char *thread_id, int limit,
                            long offset, store_message_list_t *out);
+
+  /* runs and events (arguments checked by store.c) */
+  int (*run_create)(store_t *s, const char *user_id, const char *run_id, const char *thread_id, const char *agent,
+                    const char *input, double created_at);
+  int (*run_set_status)(store_t *s, const char *user_id, const char *run_id, const char *status, double started_at,
+                        double completed_at, const char *result_json, const char *error_json);
+  int (*run_get)(store_t *s, const char *user_id, const char *run_id, store_run_t *out);
+  int (*run_list)(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit, long offset,
+                  store_run_list_t *out);
+  int (*runs_fail_inflight)(store_t *s, double now, long *n);
+  int (*event_append)(store_t *s, const store_event_t *ev);
+  int (*event_append_batch)(store_t *s, const store_event_t *evs, size_t n);
+  int (*event_last_seq)(store_t *s, const char *user_id, int64_t *out);
+  int (*event_list)(store_t *s, const char *user_id, int64_t after_seq, const char *run_id, const char *thread_id,
+                    int limit, store_event_list_t *out);
 } store_ops_t;
 
 /* The part every backend shares; backends embed it first (container-of by cast). */

@@ -8,6 +8,7 @@ the many requests of this module from one IP are never throttled.
 import asyncio
 import json
 import secrets
+import signal
 import time
 
 import pytest
@@ -165,6 +166,8 @@ def test_issued_claims(server):
     assert a["type"] == a["token_type"] == "access" and a["email"] == email
     assert isinstance(a["permissions"], list)
     assert r["type"] == r["token_type"] == "refresh"
+    # both tokens of a pair name the same refresh family (per-session logout)
+    assert isinstance(a.get("fam"), str) and a["fam"].startswith("fam_") and a["fam"] == r["fam"], (a, r)
     assert 1790 <= a["exp"] - a["iat"] <= 1810
     header = json.loads(__import__("base64").urlsafe_b64decode(j["access_token"].split(".")[0] + "=="))
     assert header["alg"] == "HS256"
@@ -287,7 +290,7 @@ def test_refresh_rotation_and_reuse(server, prefix):
     check_token_response(j2, j["user"]["email"])
     r2 = j2["refresh_token"]
     assert r2 != r1 and j2["access_token"] != j["access_token"]
-    assert jwt_claims(r2)["fam"] == jwt_claims(r1)["fam"]
+    assert jwt_claims(r2)["fam"] == jwt_claims(r1)["fam"] == jwt_claims(j2["access_token"])["fam"]
     assert call(server, "GET", "/api/me", token=j2["access_token"]).status == 200
     # reuse of the spent token: 401, and the whole family dies (the sibling r2 too)
     check_envelope(call(server, "POST", prefix + "/refresh", {"refresh_token": r1}), "AUTH_INVALID", 401)
@@ -331,6 +334,9 @@ def test_logout(server, prefix):
     tok, uid = j["access_token"], j["user"]["id"]
     # a second session of the same user, kept open through the logout of the first
     other = login(server, j["user"]["email"]).json()
+    assert jwt_claims(other["access_token"])["fam"] != jwt_claims(tok)["fam"]
+    # the token has been used (and verified) before the logout
+    assert call(server, "GET", "/api/me", token=tok).status == 200
 
     async def go():
         ws = await ws_connect(server, token=tok)
@@ -360,8 +366,64 @@ def test_logout(server, prefix):
             await ws_connect(server, token=tok)
         assert ei.value.status_code == 401
     run(handshake())
+    # the second session keeps working: its access token, and its refresh token
+    r = call(server, "GET", "/api/me", token=other["access_token"])
+    assert r.status == 200 and r.json()["id"] == uid, r
+    r = call(server, "POST", "/auth/refresh", {"refresh_token": other["refresh_token"]})
+    assert r.status == 200, r
+    assert call(server, "GET", "/api/me", token=r.json()["access_token"]).status == 200
     # logging in again works
     assert login(server, j["user"]["email"]).status == 200
+
+
+def test_logout_ends_the_whole_session(server):
+    """Logout with a refreshed access token also stops the session's earlier
+    access token (same family) and its latest refresh token."""
+    _, j = register(server)
+    r = call(server, "POST", "/auth/refresh", {"refresh_token": j["refresh_token"]})
+    assert r.status == 200, r
+    j2 = r.json()
+    for t in (j["access_token"], j2["access_token"]):
+        assert call(server, "GET", "/api/me", token=t).status == 200
+    assert call(server, "POST", "/auth/logout", token=j2["access_token"]).status == 200
+    for t in (j["access_token"], j2["access_token"]):
+        check_envelope(call(server, "GET", "/api/me", token=t), "AUTH_INVALID", 401)
+    check_envelope(call(server, "POST", "/auth/refresh", {"refresh_token": j2["refresh_token"]}), "AUTH_INVALID", 401)
+
+
+def test_session_logout_survives_restart(server_factory):
+    """The session's family stays revoked across a restart: its earlier access
+    token (issued before a refresh) stays refused."""
+    srv = server_factory()
+    _, j = register(srv)
+    r = call(srv, "POST", "/auth/refresh", {"refresh_token": j["refresh_token"]})
+    assert r.status == 200, r
+    other = login(srv, j["user"]["email"]).json()
+    assert call(srv, "POST", "/auth/logout", token=r.json()["access_token"]).status == 200
+    srv.stop(signal.SIGKILL)
+    srv.start()
+    check_envelope(call(srv, "GET", "/api/me", token=j["access_token"]), "AUTH_INVALID", 401)
+    check_envelope(call(srv, "GET", "/api/me", token=r.json()["access_token"]), "AUTH_INVALID", 401)
+    check_envelope(call(srv, "POST", "/auth/refresh", {"refresh_token": r.json()["refresh_token"]}),
+                   "AUTH_INVALID", 401)
+    assert call(srv, "GET", "/api/me", token=other["access_token"]).status == 200
+    assert call(srv, "POST", "/auth/refresh", {"refresh_token": other["refresh_token"]}).status == 200
+
+
+def test_logout_without_family_revokes_every_refresh_token(server):
+    """A token from another issuer (no fam claim) cannot name its session: its
+    logout stops every refresh token of the user, as before."""
+    _, j = register(server)
+    uid = j["user"]["id"]
+    ext = server.token(sub=uid)
+    assert "fam" not in jwt_claims(ext)
+    assert call(server, "GET", "/api/me", token=ext).status == 200
+    assert call(server, "POST", "/auth/logout", token=ext).status == 200
+    check_envelope(call(server, "GET", "/api/me", token=ext), "AUTH_INVALID", 401)
+    # the user's own access token was not the one logged out
+    assert call(server, "GET", "/api/me", token=j["access_token"]).status == 200
+    # but its refresh token is dead (and presenting it revokes its family, as a reuse does)
+    check_envelope(call(server, "POST", "/auth/refresh", {"refresh_token": j["refresh_token"]}), "AUTH_INVALID", 401)
 
 
 def test_logout_requires_bearer(server):
@@ -444,6 +506,88 @@ def test_ws_token_places(server, where):
         finally:
             await ws.close()
     run(go())
+
+
+def test_ws_first_use_creates_user(server):
+    """SPEC §2 create-on-first-use on the WebSocket handshake: a sub never seen
+    before connects by WebSocket first; the user row exists before any REST call."""
+    sub = "usr_wsfirst_" + secrets.token_hex(8)
+    email = "WS.%s@Example.test" % sub[-6:]
+    tok = server.token(sub=sub, email=email)
+    t0 = time.time()
+
+    async def go():
+        ws = await ws_connect(server, token=tok)
+        try:
+            check_welcome(await recv_json(ws), sub)
+        finally:
+            await ws.close()
+    run(go())
+    time.sleep(0.3)
+    t_rest = time.time()
+    r = call(server, "GET", "/api/me", token=tok)
+    assert r.status == 200, r
+    u = r.json()
+    assert u["id"] == sub and u["email"] == email.lower(), u
+    assert t0 - 2 <= u["created_at"] < t_rest, (t0, u["created_at"], t_rest)
+    # the other credential places on a fresh sub too, and concurrent first handshakes
+    subs = ["usr_wsfirst_" + secrets.token_hex(8) for _ in range(3)]
+
+    async def many():
+        socks = await asyncio.gather(
+            ws_connect(server, subprotocols=["jwt." + b64url(server.token(sub=subs[0]))]),
+            websockets.connect(server.ws_base + "/ws?token=" + server.token(sub=subs[1]), open_timeout=10,
+                               ping_interval=None),
+            *[ws_connect(server, token=server.token(sub=subs[2])) for _ in range(3)])
+        try:
+            for ws, s in zip(socks, subs[:2] + [subs[2]] * 3):
+                check_welcome(await recv_json(ws), s)
+        finally:
+            for ws in socks:
+                await ws.close()
+    run(many())
+    for s in subs:
+        r = call(server, "GET", "/api/users/me", token=server.token(sub=s))
+        assert r.status == 200 and r.json()["id"] == s, r
+
+
+def test_ws_first_use_rejects_keep_their_order(server):
+    """No credentials: 403; a bad token: 401 (the user is never created); an
+    unusable sub (too long): 401."""
+    async def status(**kw):
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as ei:
+            await ws_connect(server, **kw)
+        return ei.value.status_code
+    sub = "usr_wsbad_" + secrets.token_hex(8)
+    assert run(status()) == 403
+    assert run(status(token=server.token(sub=sub, sign_secret="z" * 48))) == 401
+    long_sub = server.token(sub="usr_" + "u" * 96)  # fits the token, not a user id
+    assert run(status(token=long_sub)) == 401
+    check_envelope(call(server, "GET", "/api/me", token=long_sub), "AUTH_INVALID", 401)
+    # the bad token's sub was not created: a good token of it is a first use now
+    time.sleep(0.05)
+    t = time.time()
+    r = call(server, "GET", "/api/me", token=server.token(sub=sub))
+    assert r.status == 200 and r.json()["created_at"] >= t - 0.01, (t, r)
+
+
+def test_me_answers_stay_consistent(server):
+    """/api/me is served from a short-lived cache: same bytes as a fresh read,
+    and PATCH, register and login show at once."""
+    email, j = register(server, name="Ada")
+    tok = j["access_token"]
+    bodies = [call(server, "GET", p, token=tok).body for p in ME_PATHS]
+    assert len(set(bodies)) == 1, bodies
+    me = json.loads(bodies[0])
+    assert me["name"] == "Ada" and set(me) >= {"id", "email", "name", "created_at", "permissions", "plan_tier"}, me
+    r = call(server, "PATCH", "/api/users/me", {"name": "Ada L."}, token=tok)
+    assert r.status == 200, r
+    for p in ME_PATHS:
+        r2 = call(server, "GET", p, token=tok)
+        assert r2.status == 200 and r2.body == r.body, (r2, r)
+    # a new session of the same user sees the same row
+    tok2 = login(server, email).json()["access_token"]
+    assert call(server, "GET", "/api/me", token=tok2).body == r.body
 
 
 def test_ws_jwt_auth_echo(server):

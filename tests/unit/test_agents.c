@@ -102,7 +102,7 @@ static void check_deltas(const json_t *evs, const char *content) {
   for (size_t i = 0; i < json_array_size(evs); i++) {
     if (strcmp(ev_type(evs, i), "partial_result") != 0) continue;
     const char *d = json_string_value(json_object_get(ev_data(evs, i), "content"));
-    cr_assert(strlen(d) > 0 && strlen(d) <= 64, "delta of %zu bytes", strlen(d));
+    cr_assert(strlen(d) > 0 && strlen(d) <= LLM_DELTA_MAX, "delta of %zu bytes", strlen(d));
     cr_assert(len + strlen(d) < cap + 65536);
     memcpy(joined + len, d, strlen(d));
     len += strlen(d);

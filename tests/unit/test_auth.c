@@ -77,7 +77,7 @@ static void payload_with(char *out, const char *extra)
 Test(auth, round_trip_access)
 {
   auth_token_t t;
-  cr_assert_eq(auth_issue_access("usr_42", "a@b.co", "[\"read\",\"write\"]", NOW + 0.7, &t), 0);
+  cr_assert_eq(auth_issue_access("usr_42", "a@b.co", "[\"read\",\"write\"]", NULL, NOW + 0.7, &t), 0);
   cr_assert_eq(strncmp(t.jti, "jti_", 4), 0);
   cr_assert_float_eq(t.exp, NOW + AUTH_DEFAULT_ACCESS_TTL, 1e-9);
   auth_claims_t c;
@@ -117,20 +117,82 @@ Test(auth, round_trip_refresh_and_defaults)
   cr_assert_str_eq(c.email, "");
   cr_assert_str_eq(c.permissions_json, "[]");
   /* access token without permissions gets [] */
-  cr_assert_eq(auth_issue_access("usr_1", NULL, NULL, NOW, &t), 0);
+  cr_assert_eq(auth_issue_access("usr_1", NULL, NULL, NULL, NOW, &t), 0);
   cr_assert_eq(verify_str(t.token, AUTH_ACCESS, NOW, &c), 0);
   cr_assert_str_eq(c.permissions_json, "[]");
+}
+
+/* SPEC §2 logout: access tokens carry their refresh family ("fam") */
+Test(auth, access_token_family)
+{
+  auth_token_t t;
+  auth_claims_t c;
+  cr_assert_eq(auth_issue_access("usr_7", "s@e.ss", NULL, "fam_sess1", NOW, &t), 0);
+  cr_assert_eq(verify_str(t.token, AUTH_ACCESS, NOW, &c), 0, "%s", c.error);
+  cr_assert_str_eq(c.family, "fam_sess1");
+  jwt_t *j = NULL;
+  cr_assert_eq(jwt_decode(&j, t.token, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
+  cr_assert_str_eq(jwt_get_grant(j, "fam"), "fam_sess1");
+  cr_assert_str_eq(jwt_get_grant(j, "type"), "access");
+  jwt_free(j);
+  /* NULL or "" family: no fam claim at all (as before) */
+  const char *none[] = {NULL, ""};
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(auth_issue_access("usr_7", NULL, NULL, none[i], NOW, &t), 0);
+    cr_assert_eq(verify_str(t.token, AUTH_ACCESS, NOW, &c), 0);
+    cr_assert_str_eq(c.family, "");
+    j = NULL;
+    cr_assert_eq(jwt_decode(&j, t.token, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
+    cr_assert_null(jwt_get_grant(j, "fam"));
+    jwt_free(j);
+  }
+  /* a family that is not valid UTF-8 is refused, never silently dropped */
+  cr_assert_eq(auth_issue_access("usr_7", NULL, NULL, "fam_\xff", NOW, &t), AGD_EBAD_REQUEST);
+  /* a refresh token still requires its family */
+  cr_assert_eq(auth_issue_refresh("usr_7", NULL, "", NOW, &t), AGD_EBAD_REQUEST);
+}
+
+/* Revoking a family (logout, refresh reuse) ends that session's access and
+ * refresh tokens, and only that session's. */
+Test(auth, family_revocation_is_per_session)
+{
+  auth_token_t a1, r1, a1b, a2, r2, ext;
+  auth_claims_t c;
+  cr_assert_eq(auth_issue_access("usr_1", NULL, NULL, "fam_one", NOW, &a1), 0);
+  cr_assert_eq(auth_issue_refresh("usr_1", NULL, "fam_one", NOW, &r1), 0);
+  cr_assert_eq(auth_issue_access("usr_1", NULL, NULL, "fam_one", NOW + 1, &a1b), 0); /* after a refresh */
+  cr_assert_eq(auth_issue_access("usr_1", NULL, NULL, "fam_two", NOW, &a2), 0);
+  cr_assert_eq(auth_issue_refresh("usr_1", NULL, "fam_two", NOW, &r2), 0);
+  cr_assert_eq(auth_issue_access("usr_1", NULL, NULL, NULL, NOW, &ext), 0);
+  auth_revoke("fam_one", NOW + AUTH_DEFAULT_REFRESH_TTL);
+  cr_assert_eq(verify_str(a1.token, AUTH_ACCESS, NOW + 2, &c), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(c.error, "revoked");
+  cr_assert_eq(verify_str(a1b.token, AUTH_ACCESS, NOW + 2, &c), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(c.error, "revoked");
+  cr_assert_eq(verify_str(r1.token, AUTH_REFRESH, NOW + 2, &c), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(c.error, "revoked");
+  /* the other session and a token without fam keep working */
+  cr_assert_eq(verify_str(a2.token, AUTH_ACCESS, NOW + 2, &c), 0, "%s", c.error);
+  cr_assert_str_eq(c.family, "fam_two");
+  cr_assert_eq(verify_str(r2.token, AUTH_REFRESH, NOW + 2, &c), 0, "%s", c.error);
+  cr_assert_eq(verify_str(ext.token, AUTH_ACCESS, NOW + 2, &c), 0, "%s", c.error);
+  /* a crafted (external) access token with a revoked fam is refused too */
+  char p[512], tok[2048];
+  payload_with(p, "\"fam\":\"fam_one\"");
+  craft(tok, HS256_HDR, p, EVP_sha256());
+  cr_assert_eq(verify_str(tok, AUTH_ACCESS, NOW, &c), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(c.error, "revoked");
 }
 
 Test(auth, issue_rejects_bad_input)
 {
   auth_token_t t;
-  cr_assert_eq(auth_issue_access(NULL, NULL, NULL, NOW, &t), AGD_EBAD_REQUEST);
-  cr_assert_eq(auth_issue_access("", NULL, NULL, NOW, &t), AGD_EBAD_REQUEST);
-  cr_assert_eq(auth_issue_access("u", NULL, "{\"a\":1}", NOW, &t), AGD_EBAD_REQUEST);
-  cr_assert_eq(auth_issue_access("u", NULL, "[", NOW, &t), AGD_EBAD_REQUEST);
+  cr_assert_eq(auth_issue_access(NULL, NULL, NULL, NULL, NOW, &t), AGD_EBAD_REQUEST);
+  cr_assert_eq(auth_issue_access("", NULL, NULL, NULL, NOW, &t), AGD_EBAD_REQUEST);
+  cr_assert_eq(auth_issue_access("u", NULL, "{\"a\":1}", NULL, NOW, &t), AGD_EBAD_REQUEST);
+  cr_assert_eq(auth_issue_access("u", NULL, "[", NULL, NOW, &t), AGD_EBAD_REQUEST);
   cr_assert_eq(auth_issue_refresh("u", NULL, NULL, NOW, &t), AGD_EBAD_REQUEST);
-  cr_assert_eq(auth_issue_access("u\xff", NULL, NULL, NOW, &t), AGD_EBAD_REQUEST);
+  cr_assert_eq(auth_issue_access("u\xff", NULL, NULL, NULL, NOW, &t), AGD_EBAD_REQUEST);
 }
 
 Test(auth, init_rejects_short_secret)
@@ -151,7 +213,7 @@ Test(auth, init_rejects_short_secret)
 Test(auth, tampered_signature)
 {
   auth_token_t t;
-  auth_issue_access("usr_1", NULL, NULL, NOW, &t);
+  auth_issue_access("usr_1", NULL, NULL, NULL, NOW, &t);
   auth_claims_t c;
   size_t n = strlen(t.token);
   t.token[n - 2] = t.token[n - 2] == 'A' ? 'B' : 'A';
@@ -248,7 +310,7 @@ Test(auth, shape_limits)
   cr_assert_str_eq(c.error, "malformed");
 
   auth_token_t t;
-  auth_issue_access("usr_1", NULL, NULL, NOW, &t);
+  auth_issue_access("usr_1", NULL, NULL, NULL, NOW, &t);
   char tok[4096];
   snprintf(tok, sizeof tok, "%s.x", t.token); /* 4 segments */
   cr_assert_eq(verify_str(tok, AUTH_ACCESS, NOW, &c), AGD_EAUTH_INVALID);
@@ -324,7 +386,7 @@ Test(auth, expiry_with_leeway)
 
   /* issued tokens expire after their ttl + leeway */
   auth_token_t t;
-  auth_issue_access("u", NULL, NULL, NOW, &t);
+  auth_issue_access("u", NULL, NULL, NULL, NOW, &t);
   cr_assert_eq(verify_str(t.token, AUTH_ACCESS, t.exp + 29, &c), 0);
   cr_assert_eq(verify_str(t.token, AUTH_ACCESS, t.exp + 31, &c), AGD_EAUTH_INVALID);
   cr_assert_str_eq(c.error, "expired");
@@ -398,7 +460,7 @@ Test(auth, token_type)
   auth_issue_refresh("usr_1", "x@y.zz", "fam_1", NOW, &t);
   cr_assert_eq(verify_str(t.token, AUTH_ACCESS, NOW, &c), AGD_EAUTH_INVALID);
   cr_assert_str_eq(c.error, "wrong token type");
-  auth_issue_access("usr_1", NULL, NULL, NOW, &t);
+  auth_issue_access("usr_1", NULL, NULL, NULL, NOW, &t);
   cr_assert_eq(verify_str(t.token, AUTH_REFRESH, NOW, &c), AGD_EAUTH_INVALID);
   cr_assert_str_eq(c.error, "wrong token type");
 
@@ -444,7 +506,7 @@ Test(auth, issuer_enforcement)
   craft(tok, HS256_HDR, p, EVP_sha256());
   cr_assert_eq(verify_str(tok, AUTH_ACCESS, NOW, &c), 0);
   auth_token_t t;
-  auth_issue_access("u", NULL, NULL, NOW, &t);
+  auth_issue_access("u", NULL, NULL, NULL, NOW, &t);
   cr_assert_eq(verify_str(t.token, AUTH_ACCESS, NOW, &c), 0);
   cr_assert_str_eq(c.issuer, "agentd-test");
 }
@@ -453,7 +515,7 @@ Test(auth, revocation)
 {
   auth_token_t t;
   auth_claims_t c;
-  auth_issue_access("usr_1", NULL, NULL, NOW, &t);
+  auth_issue_access("usr_1", NULL, NULL, NULL, NOW, &t);
   cr_assert_eq(auth_is_revoked(t.jti, NOW), 0);
   auth_revoke(t.jti, t.exp);
   cr_assert_eq(auth_is_revoked(t.jti, NOW), 1);

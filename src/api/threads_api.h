@@ -1,0 +1,56 @@
+/* api/threads_api.h — threads and messages: the REST routes of SPEC §3 and the thread
+ * frames of the WebSocket protocol (SPEC §6: switch_thread, get_thread_history,
+ * create_thread, rename_thread, delete_thread, list_threads).
+ *
+ * Loop thread.  Handlers validate on the loop; store_* calls run on libuv's worker pool in
+ * batches (at most 2 in flight; a batch takes every waiting job, and consecutive message
+ * posts share one transaction: group commit), where the answer's JSON text is built too;
+ * the loop only sends it.  A WebSocket job holds the connection's id, never the conn_t*,
+ * and drops its reply when the socket is gone.
+ */
+#ifndef AGD_API_THREADS_API_H
+#define AGD_API_THREADS_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "net/net.h"
+
+/* Largest message content, in characters (Unicode code points): over it is 413
+ * PAYLOAD_TOO_LARGE whose details name the field "content". */
+#define THREADS_CONTENT_MAX_CHARS 100000
+/* Largest thread title, in characters (over: 422). */
+#define THREADS_TITLE_MAX_CHARS 500
+/* A title made from a message's first words has at most this many characters,
+ * the "…" included. */
+#define THREADS_AUTO_TITLE_CHARS 60
+
+/* Register the routes of SPEC §3 (main thread, before the loop runs). */
+void api_threads_register(void);
+
+/* The WebSocket protocol (ws_api.c) offers every client frame here first.  Returns 1
+ * when `type` is a thread frame (it is then answered, now or later, with a reply frame
+ * carrying "reply_to": id when id is non-NULL, or an error frame), 0 when it is not
+ * ours.  frame and id are borrowed for the call. */
+int api_threads_ws_frame(conn_t *c, const char *type, json_t *frame, json_t *id);
+
+/* Hook for agent runs (the runs module sets it at start; NULL until then): POST
+ * /api/threads/{id}/messages with "run": true stores the message, then calls it on the
+ * loop thread to start a run and answer r with 202 {"message": Message, "run": Run}
+ * (or an error).  `message` (the Message JSON) is borrowed for the call: json_incref it
+ * to keep it.  While the hook is NULL such a request is answered 503 UNAVAILABLE and
+ * nothing is stored. */
+typedef void (*threads_run_start_fn)(http_req_t *r, const char *user_id, json_t *message);
+extern threads_run_start_fn threads_run_starter;
+
+/* The title of a thread created for a first message: its first words, whitespace
+ * runs collapsed to one space, at most THREADS_AUTO_TITLE_CHARS characters; when cut
+ * (at a word boundary, or inside a single over-long word) "…" ends it.  content is
+ * valid UTF-8.  out gets a NUL-terminated string (cap ≥ 256 bytes always suffices).
+ * Returns out.  Any thread. */
+char *threads_title_from(const char *content, char *out, size_t cap);
+
+/* Number of code points of valid UTF-8 p[0..n). Any thread. */
+size_t threads_utf8_chars(const char *p, size_t n);
+
+#endif

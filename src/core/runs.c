@@ -1,0 +1,369 @@
+/* core/runs.c — see runs.h.
+ *
+ * State shared with run threads lives under `mu`: the FIFO queue, the list of
+ * active runs (queued or running), per-user counts.  A run's end is announced
+ * to the loop through core/events (events_post_run_end), so it arrives after
+ * the run's last event; watchers (waiting HTTP requests) are called there and
+ * the run is freed there.
+ */
+#include "core/runs.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agents/agent.h"
+#include "core/events.h"
+#include "core/metrics.h"
+#include "core/ratelimit.h"
+#include "util/err.h"
+#include "util/jsonx.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+typedef struct watcher {
+  struct watcher *next;
+  run_done_cb cb;
+  void *arg;
+} watcher_t;
+
+typedef struct run {
+  struct run *qnext;            /* FIFO queue link (mu) */
+  struct run *prev, *next;      /* active list (mu) */
+  char id[ID_MAX], user_id[ID_MAX], thread_id[ID_MAX], agent[32];
+  char *input;
+  json_t *context;
+  atomic_int cancel;
+  double deadline;
+  double submitted_at;
+  int started;                  /* mu */
+  watcher_t *watchers;          /* loop thread only */
+  /* outcome, written by the run thread before the end is posted */
+  char status[16];
+  char *response;
+} run_t;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;      /* queue not empty / shutting down */
+static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER; /* a run ended */
+static run_t *q_head, *q_tail;
+static run_t active = {.prev = &active, .next = &active};
+static size_t n_active, n_threads, n_idle;
+static pthread_t *threads;
+static size_t threads_cap;
+static int shutting_down;
+static int initialised;
+
+static store_t *g_store;
+static llm_t *g_llm;
+static const config_t *g_cfg;
+static ratelimit_t *start_rate; /* SPEC §9: 3 runs started per second per user */
+
+/* ---- per-user counts (mu) ---- */
+
+static size_t user_active_locked(const char *user_id) {
+  size_t n = 0;
+  for (run_t *r = active.next; r != &active; r = r->next)
+    if (strcmp(r->user_id, user_id) == 0) n++;
+  return n;
+}
+
+int runs_user_can_start(const char *user_id) {
+  if (g_cfg->rate_per_s <= 0) return 1;
+  pthread_mutex_lock(&mu);
+  size_t n = user_active_locked(user_id);
+  pthread_mutex_unlock(&mu);
+  return n < RUNS_PER_USER_DEFAULT;
+}
+
+/* ---- the emitter the agents use ---- */
+
+static int run_emit(void *arg, event_type_t type, const char *agent_name, json_t *data) {
+  run_t *r = arg;
+  int64_t seq = events_emit(r->user_id, r->id, r->thread_id, agent_name, type, data, 0);
+  return seq > 0 ? 0 : (int)seq;
+}
+
+static int run_persist(void *arg, const char *content, char *message_id) {
+  run_t *r = arg;
+  store_message_new_t m = {0};
+  m.thread_id = r->thread_id;
+  m.role = "assistant";
+  m.content = content;
+  m.run_id = r->id;
+  store_message_t out;
+  memset(&out, 0, sizeof(out));
+  int rc = store_message_add(g_store, r->user_id, &m, &out);
+  if (rc == 0) snprintf(message_id, ID_MAX, "%s", out.id);
+  store_message_dispose(&out);
+  return rc;
+}
+
+/* ---- the end of a run, on the loop ---- */
+
+static void on_run_end(void *arg) {
+  run_t *r = arg;
+  for (watcher_t *w = r->watchers, *n; w; w = n) {
+    n = w->next;
+    w->cb(w->arg, r->id, r->status, r->response);
+    free(w);
+  }
+  free(r->input);
+  free(r->response);
+  json_decref(r->context);
+  free(r);
+}
+
+static char *json_text(json_t *v) {
+  if (!v) return NULL;
+  char *s = jsonx_dumps(v);
+  return s;
+}
+
+static void run_execute(run_t *r) {
+  const agent_ops_t *ops = agent_find(r->agent);
+  double now = time_now();
+  json_t *result = NULL, *error = NULL;
+  char *response = NULL;
+  int rc;
+  if (!ops) {
+    rc = AGD_EVALIDATION;
+    error = json_pack("{s:s,s:s}", "error_message", "unknown agent", "error_code", "VALIDATION_ERROR");
+    run_emit(r, EV_AGENT_ERROR, r->agent, json_pack("{s:s,s:s,s:s}", "agent_name", r->agent, "error_message",
+                                                     "unknown agent", "error_code", "VALIDATION_ERROR"));
+  } else if (atomic_load(&r->cancel)) {
+    rc = AGD_EUNAVAILABLE;
+    run_emit(r, EV_AGENT_STOPPED, r->agent, json_pack("{s:s}", "reason", "cancelled"));
+  } else {
+    store_run_set_status(g_store, r->user_id, r->id, "running", now, 0, NULL, NULL);
+    agent_run_params_t p = {
+        .run_id = r->id,
+        .user_id = r->user_id,
+        .thread_id = r->thread_id,
+        .input = r->input,
+        .context = r->context,
+        .cancel = &r->cancel,
+        .deadline = r->deadline,
+        .llm = g_llm,
+        .store = g_store,
+        .step_latency_ms = strcmp(g_cfg->llm_provider, "builtin") == 0 ? g_cfg->llm_latency_ms : 0,
+        .emit = run_emit,
+        .persist = run_persist,
+        .emit_arg = r,
+    };
+    rc = agent_run_top(ops, &p, &result, &response, &error);
+  }
+  const char *status = rc == 0 ? "completed" : (rc == AGD_EUNAVAILABLE || rc == AGD_ETIMEOUT) ? "cancelled" : "failed";
+  if (rc == AGD_ETIMEOUT && !error)
+    error = json_pack("{s:s,s:s}", "error_message", "run exceeded its deadline", "error_code", "TIMEOUT");
+  if (rc != 0 && rc != AGD_EUNAVAILABLE && rc != AGD_ETIMEOUT && !error)
+    error = json_pack("{s:s,s:s}", "error_message", "agent failed", "error_code", agd_err_code(rc));
+  char *rj = json_text(result), *ej = json_text(error);
+  int src = store_run_set_status(g_store, r->user_id, r->id, status, 0, time_now(), rj, ej);
+  if (src != 0) log_warn("runs: cannot store the end of %s: %s", r->id, agd_err_code(src));
+  free(rj);
+  free(ej);
+  json_decref(result);
+  json_decref(error);
+  snprintf(r->status, sizeof(r->status), "%s", status);
+  r->response = response;
+  metrics_add("agentd_runs_total", rc == 0 ? "state=\"completed\"" : rc == AGD_EUNAVAILABLE || rc == AGD_ETIMEOUT ? "state=\"cancelled\"" : "state=\"failed\"", 1);
+}
+
+static void *run_thread(void *arg) {
+  pthread_mutex_lock(&mu);
+  for (;;) {
+    while (!q_head && !shutting_down) {
+      n_idle++;
+      pthread_cond_wait(&cv, &mu);
+      n_idle--;
+    }
+    if (!q_head) break; /* shutting down and nothing left */
+    run_t *r = q_head;
+    q_head = r->qnext;
+    if (!q_head) q_tail = NULL;
+    r->started = 1;
+    pthread_mutex_unlock(&mu);
+
+    run_execute(r);
+
+    pthread_mutex_lock(&mu);
+    r->prev->next = r->next;
+    r->next->prev = r->prev;
+    n_active--;
+    pthread_cond_broadcast(&idle_cv);
+    /* Announce the end after the run's events (same per-user order). */
+    char uid[ID_MAX], rid[ID_MAX];
+    snprintf(uid, sizeof(uid), "%s", r->user_id);
+    snprintf(rid, sizeof(rid), "%s", r->id);
+    pthread_mutex_unlock(&mu);
+    events_post_run_end(uid, rid, on_run_end, r);
+    pthread_mutex_lock(&mu);
+  }
+  pthread_mutex_unlock(&mu);
+  return NULL;
+}
+
+/* mu held. */
+static void spawn_thread_locked(void) {
+  if (n_threads >= (size_t)g_cfg->max_runs) return;
+  if (n_threads == threads_cap) {
+    threads_cap = threads_cap ? threads_cap * 2 : 16;
+    threads = realloc(threads, threads_cap * sizeof(*threads));
+    if (!threads) abort();
+  }
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 1024 * 1024);
+  if (pthread_create(&threads[n_threads], &attr, run_thread, NULL) == 0) n_threads++;
+  else log_warn("runs: cannot start a run thread");
+  pthread_attr_destroy(&attr);
+}
+
+int runs_submit(const run_request_t *req, run_done_cb done, void *done_arg) {
+  if (!initialised || shutting_down) return AGD_EUNAVAILABLE;
+  double now = time_now();
+  if (g_cfg->rate_per_s > 0) {
+    ratelimit_info_t info;
+    if (!ratelimit_try_take(start_rate, req->user_id, now, &info)) return AGD_ERATE_LIMITED;
+  }
+  run_t *r = calloc(1, sizeof(*r));
+  if (!r) abort();
+  snprintf(r->id, sizeof(r->id), "%s", req->run_id);
+  snprintf(r->user_id, sizeof(r->user_id), "%s", req->user_id);
+  snprintf(r->thread_id, sizeof(r->thread_id), "%s", req->thread_id ? req->thread_id : "");
+  snprintf(r->agent, sizeof(r->agent), "%s", req->agent ? req->agent : "supervisor");
+  r->input = strdup(req->input ? req->input : "");
+  r->context = req->context ? json_deep_copy(req->context) : NULL;
+  r->submitted_at = now;
+  r->deadline = g_cfg->run_timeout > 0 ? now + g_cfg->run_timeout : 0;
+  if (done) {
+    watcher_t *w = calloc(1, sizeof(*w));
+    if (!w) abort();
+    w->cb = done;
+    w->arg = done_arg;
+    r->watchers = w;
+  }
+  pthread_mutex_lock(&mu);
+  if (g_cfg->rate_per_s > 0 && user_active_locked(r->user_id) >= RUNS_PER_USER_DEFAULT) {
+    pthread_mutex_unlock(&mu);
+    free(r->watchers);
+    free(r->input);
+    json_decref(r->context);
+    free(r);
+    return AGD_ERATE_LIMITED;
+  }
+  r->prev = active.prev;
+  r->next = &active;
+  active.prev->next = r;
+  active.prev = r;
+  n_active++;
+  if (q_tail) q_tail->qnext = r;
+  else q_head = r;
+  q_tail = r;
+  if (n_idle == 0) spawn_thread_locked();
+  pthread_cond_signal(&cv);
+  pthread_mutex_unlock(&mu);
+  metrics_add("agentd_runs_started_total", NULL, 1);
+  return 0;
+}
+
+static run_t *find_active_locked(const char *user_id, const char *run_id) {
+  for (run_t *r = active.next; r != &active; r = r->next)
+    if (strcmp(r->id, run_id) == 0 && strcmp(r->user_id, user_id) == 0) return r;
+  return NULL;
+}
+
+int runs_cancel(const char *user_id, const char *run_id) {
+  pthread_mutex_lock(&mu);
+  run_t *r = find_active_locked(user_id, run_id);
+  if (r) atomic_store(&r->cancel, 1);
+  pthread_mutex_unlock(&mu);
+  return r ? 0 : AGD_ENOT_FOUND;
+}
+
+int runs_watch(const char *user_id, const char *run_id, run_done_cb cb, void *arg) {
+  /* Runs are freed on the loop thread (on_run_end), so a run found active here
+   * stays valid for the rest of this call. */
+  pthread_mutex_lock(&mu);
+  run_t *r = find_active_locked(user_id, run_id);
+  pthread_mutex_unlock(&mu);
+  if (!r) {
+    /* It may have ended but its end not yet reached the loop: look there too. */
+    return AGD_ENOT_FOUND;
+  }
+  watcher_t *w = calloc(1, sizeof(*w));
+  if (!w) abort();
+  w->cb = cb;
+  w->arg = arg;
+  w->next = r->watchers;
+  r->watchers = w;
+  return 0;
+}
+
+int runs_latest_active(const char *user_id, char *run_id_out, size_t cap) {
+  int found = 0;
+  pthread_mutex_lock(&mu);
+  for (run_t *r = active.prev; r != &active; r = r->prev)
+    if (strcmp(r->user_id, user_id) == 0) {
+      snprintf(run_id_out, cap, "%s", r->id);
+      found = 1;
+      break;
+    }
+  pthread_mutex_unlock(&mu);
+  return found;
+}
+
+size_t runs_active_count(void) {
+  pthread_mutex_lock(&mu);
+  size_t n = n_active;
+  pthread_mutex_unlock(&mu);
+  return n;
+}
+
+static double gauge_active(void *arg) { return (double)runs_active_count(); }
+
+int runs_init(uv_loop_t *loop, store_t *store, llm_t *llm, const config_t *cfg) {
+  g_store = store;
+  g_llm = llm;
+  g_cfg = cfg;
+  start_rate = ratelimit_new(3, 3, 100000);
+  /* SPEC §4: runs in flight when the server stopped are failed, never left running. */
+  long n = 0;
+  int rc = store_runs_fail_inflight(store, time_now(), &n);
+  if (rc != 0) return rc;
+  if (n > 0) log_warn("runs: %ld run(s) were in flight at the last stop; marked failed", n);
+  metrics_gauge_fn_register("agentd_runs_active", NULL, "Runs queued or running", gauge_active, NULL);
+  shutting_down = 0;
+  initialised = 1;
+  return 0;
+}
+
+void runs_shutdown(double grace_s) {
+  if (!initialised) return;
+  pthread_mutex_lock(&mu);
+  shutting_down = 1;
+  pthread_cond_broadcast(&cv);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += (time_t)grace_s;
+  while (n_active > 0) {
+    if (pthread_cond_timedwait(&idle_cv, &mu, &until) != 0) break;
+  }
+  if (n_active > 0) {
+    log_warn("runs: %zu run(s) still going after %.0fs: cancelling", n_active, grace_s);
+    for (run_t *r = active.next; r != &active; r = r->next) atomic_store(&r->cancel, 1);
+  }
+  size_t nt = n_threads;
+  pthread_mutex_unlock(&mu);
+  for (size_t i = 0; i < nt; i++) pthread_join(threads[i], NULL);
+  free(threads);
+  threads = NULL;
+  n_threads = threads_cap = 0;
+  ratelimit_free(start_rate);
+  start_rate = NULL;
+  initialised = 0;
+}
