@@ -54,6 +54,15 @@ struct http_req {
   int gone;             /* the connection closed before the answer */
   void (*handover)(conn_t *c, const char *rest, size_t n); /* set by http__handover(): gets the bytes past the request */
   buf_t resp_hdrs;      /* extra response header lines */
+  /* Streamed body (http_req_stream_body): chunks go to chunk_fn instead of `body`. */
+  http_chunk_fn chunk_fn;
+  void (*chunk_abort)(void *arg);
+  void *chunk_arg;
+  size_t chunk_bytes;
+  size_t body_total;    /* bytes of body received so far (streamed or not) */
+  int chunk_inflight;   /* chunk_fn has a chunk it has not finished with */
+  int last_delivered;   /* the final chunk went out */
+  int stream_done;      /* ... and was consumed: the handler may run */
   const char *route_label;
   void *data;
   uint64_t start_ns;
@@ -94,6 +103,12 @@ static http_req_t *req_new(conn_t *c) {
 
 static void req_free(http_req_t *r) {
   conn_t *c = r->conn;
+  if (r->chunk_inflight) {
+    r->gone = 1; /* a worker still reads its chunk: freed in http_req_chunk_done() */
+    return;
+  }
+  /* A streamed body that never reached its handler: let its owner clean up. */
+  if (r->chunk_fn && !r->stream_done && r->chunk_abort) r->chunk_abort(r->chunk_arg);
   pool_clear(&r->pool);
   buf_dispose(&r->url);
   buf_dispose(&r->hdrs);
@@ -344,14 +359,60 @@ static int on_headers_complete(llhttp_t *p) {
   return 0;
 }
 
+static void http__deliver_chunk(http_req_t *r, int last);
+
 static int on_body(llhttp_t *p, const char *at, size_t n) {
-  http_req_t *r = ((conn_t *)p->data)->http->req;
-  if (r->body.len + n > r->body_limit) {
+  conn_t *c = p->data;
+  http_req_t *r = c->http->req;
+  if (r->body_total + n > r->body_limit) {
     r->early_err = AGD_ETOO_LARGE;
     return -1;
   }
+  r->body_total += n;
   buf_append(&r->body, at, n);
+  if (r->chunk_fn) {
+    if (!r->chunk_inflight && r->body.len >= r->chunk_bytes) http__deliver_chunk(r, 0);
+    /* Backpressure: the consumer is behind, stop reading the socket. */
+    if (r->body.len >= 2 * r->chunk_bytes) conn__read_stop(c);
+  }
   return 0;
+}
+
+/* Hand the buffered body bytes to the stream's consumer. */
+static void http__deliver_chunk(http_req_t *r, int last) {
+  size_t n = 0;
+  char *data = buf_steal(&r->body, &n);
+  r->chunk_inflight = 1;
+  if (last) r->last_delivered = 1;
+  r->chunk_fn(r, data, n, last, r->chunk_arg);
+}
+
+void http_req_stream_body(http_req_t *r, size_t chunk_bytes, http_chunk_fn fn, void (*abort_fn)(void *arg),
+                          void *arg) {
+  r->chunk_fn = fn;
+  r->chunk_abort = abort_fn;
+  r->chunk_arg = arg;
+  r->chunk_bytes = chunk_bytes ? chunk_bytes : 1024 * 1024;
+}
+
+void http_req_chunk_done(http_req_t *r) {
+  conn_t *c = r->conn;
+  r->chunk_inflight = 0;
+  if (r->gone) {
+    req_free(r);
+    return;
+  }
+  if (r->last_delivered) {
+    r->stream_done = 1;
+    if (c->http && !c->http->in_pump) http__pump(c);
+    return;
+  }
+  if (r->state == REQ_HANDLING) {
+    http__deliver_chunk(r, 1);
+    return;
+  }
+  if (r->body.len >= r->chunk_bytes) http__deliver_chunk(r, 0);
+  if (!r->chunk_inflight || r->body.len < 2 * r->chunk_bytes) conn__read_start(c);
 }
 
 static int on_message_complete(llhttp_t *p) {
@@ -472,6 +533,11 @@ static void http__pump(conn_t *c) {
     http_req_t *r = h->req;
     if (r && r->state == REQ_HANDLING) {
       if (r->dispatched) break; /* waiting for an async answer */
+      if (r->chunk_fn && !r->early_err && !r->stream_done) {
+        /* A streamed body: the handler runs once the last chunk is consumed. */
+        if (!r->chunk_inflight && !r->last_delivered) http__deliver_chunk(r, 1);
+        if (!r->stream_done) break;
+      }
       http__dispatch(r);
       if (r == h->req && r->handover) {
         /* ws_upgrade()/sse_start() answered: the connection changes protocol. */

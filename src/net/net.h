@@ -102,6 +102,17 @@ void *http_req_data(const http_req_t *r);
  * AGD_EUNSUPPORTED_MEDIA (explicit non-JSON Content-Type), AGD_EBAD_REQUEST
  * (malformed; msg says where), AGD_ETOO_LARGE (depth).  msg may be NULL. */
 int http_req_json(http_req_t *r, json_t **out, char *msg, size_t msg_cap);
+/* Streamed bodies (ingest routes): instead of buffering the whole body, hand
+ * it to fn in chunks of at least chunk_bytes (the last one may be smaller,
+ * last = 1).  fn owns `data` (free() it) and must call http_req_chunk_done(r)
+ * once it has consumed it — typically from a worker job's done callback; no
+ * other chunk comes before that, and reading the socket pauses while two
+ * chunks are waiting.  The route's handler runs after the last chunk was
+ * consumed.  If the request dies before that (client gone), abort_fn(arg) runs
+ * so the consumer can free its state.  Call from on_request_head. */
+typedef void (*http_chunk_fn)(http_req_t *r, char *data, size_t n, int last, void *arg);
+void http_req_stream_body(http_req_t *r, size_t chunk_bytes, http_chunk_fn fn, void (*abort_fn)(void *arg), void *arg);
+void http_req_chunk_done(http_req_t *r);
 /* 1 while the client is still connected (false after it dropped). */
 int http_req_alive(const http_req_t *r);
 
