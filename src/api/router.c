@@ -19,6 +19,7 @@ typedef struct route {
   unsigned methods;
   unsigned flags;
   route_handler_fn fn;
+  route_begin_fn begin;     /* streamed body routes */
   int n_segs;
   char *segs[ROUTER_MAX_SEGS]; /* literal, or "{name}" */
   int n_literals;
@@ -58,6 +59,12 @@ void router_add(const char *pattern, unsigned methods, route_handler_fn fn, unsi
   rt->methods = methods;
   rt->fn = fn;
   rt->flags = flags;
+}
+
+void router_add_stream(const char *pattern, unsigned methods, route_begin_fn begin, route_handler_fn fn,
+                       unsigned flags) {
+  router_add(pattern, methods, fn, flags | ROUTE_INGEST);
+  routes[n_routes - 1].begin = begin;
 }
 
 void router_add_prefixed(const char *const *prefixes, const char *suffix, unsigned methods, route_handler_fn fn,
@@ -153,6 +160,10 @@ long router_on_request_head(http_req_t *r) {
     http_req_set_route_label(r, rt->pattern);
   }
   http_req_set_data(r, ctx);
+  if (rt && rt->begin) {
+    int rc = rt->begin(r, ctx);
+    if (rc < 0) return rc;
+  }
   if (rt && (rt->flags & ROUTE_INGEST)) return (long)server_config(conn_server(http_req_conn(r)))->max_ingest_bytes;
   return 0;
 }

@@ -52,6 +52,15 @@ typedef int (*router_limit_fn)(http_req_t *r, route_ctx_t *ctx);
  * non-empty segment.  methods: HTTP_M_* mask (GET implies HEAD).  The same
  * pattern may be registered several times with different methods. */
 void router_add(const char *pattern, unsigned methods, route_handler_fn fn, unsigned flags);
+/* A route whose body is streamed (net.h http_req_stream_body): `begin` runs when
+ * the headers are complete, before any body byte is read.  It must
+ * authenticate the request itself (the shared auth check runs only at dispatch)
+ * and call http_req_stream_body(); it returns 0, or a negative AGD_E* to answer
+ * at once without reading the body (401, 415, …).  `fn` runs after the last
+ * chunk was consumed.  Body limit: cfg->max_ingest_bytes. */
+typedef int (*route_begin_fn)(http_req_t *r, route_ctx_t *ctx);
+void router_add_stream(const char *pattern, unsigned methods, route_begin_fn begin, route_handler_fn fn,
+                       unsigned flags);
 /* Mount the same handler under several prefixes, e.g. router_add_prefixed(
  * (const char*[]){"/auth", "/api/auth", "/api/v1/auth", NULL}, "/login", …). */
 void router_add_prefixed(const char *const *prefixes, const char *suffix, unsigned methods, route_handler_fn fn,
