@@ -11,6 +11,7 @@
 #include "api/app.h"
 #include "api/router.h"
 #include "api/threads_api.h"
+#include "api/auth_api.h"
 #include "api/runs_api.h"
 #include "core/auth.h"
 #include "core/events.h"
@@ -161,7 +162,6 @@ static int ws_find_token(http_req_t *r, const char **tok, size_t *len) {
  * again for the same request once the row exists), then the upgrade. */
 static void h_ws(http_req_t *r, route_ctx_t *ctx) {
   /* api/auth_api.h (declared here: the include belongs at the top of the file) */
-  int api_auth_ensure_user(http_req_t *r, route_ctx_t *ctx, const char *user_id, const char *email);
   const char *tok;
   size_t len;
   if (!ws_find_token(r, &tok, &len)) {
