@@ -161,6 +161,49 @@ else
   SUMMARY+=("$(printf '%-34s %s' "GET /health" "skipped: wrk not installed")")
 fi
 
+# ---- (a2) reference: nginx on the same machine, same moment ----------------
+# The issue's targets are relative to nginx (one worker, fixed /health); the
+# machine's speed varies, so when nginx is installed it is measured here too.
+if [ "$HAVE_WRK" = 1 ] && command -v nginx >/dev/null 2>&1 && [ "${BENCH_NGINX:-1}" = 1 ]; then
+  NGX="$TMP/nginx"
+  mkdir -p "$NGX/logs"
+  NPORT=$(( PORT + 1 ))
+  body="$(curl -s "$BASE/health" 2>/dev/null | tr -d "'")"
+  cat >"$NGX/nginx.conf" <<NGINXCONF
+worker_processes 1;
+daemon off;
+error_log $NGX/logs/error.log;
+pid $NGX/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$NPORT;
+    location /health { default_type application/json; return 200 '$body'; }
+  }
+}
+NGINXCONF
+  nginx -c "$NGX/nginx.conf" -p "$NGX" >/dev/null 2>&1 &
+  NGX_PID=$!
+  sleep 0.5
+  if kill -0 "$NGX_PID" 2>/dev/null; then
+    cmd=(wrk -t1 -c100 -d"${DURATION}s" "http://127.0.0.1:$NPORT/health")
+    say "(a2) reference: nginx 1 worker, fixed /health body: ${cmd[*]}"
+    out="$TMP/wrk_nginx.txt"
+    "${cmd[@]}" >"$out" 2>&1
+    nrps="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
+    sed 's/^/    /' "$out"
+    SUMMARY+=("$(printf '%-34s %s' "nginx GET /health, 100 conns" "${nrps:-?} req/s (reference)")")
+    COMMANDS+=("nginx -c <tmp>/nginx.conf (1 worker, return 200 <same body>); ${cmd[*]}")
+    JSON_PARTS+=("\"nginx_c100\":{\"req_per_s\":${nrps:-null}}")
+    kill "$NGX_PID" 2>/dev/null
+    wait "$NGX_PID" 2>/dev/null
+    hr
+  else
+    say "(a2) nginx did not start: reference skipped"
+  fi
+fi
+
 # ---- (b) WebSocket: wsload --------------------------------------------------
 if [ -n "$WSLOAD" ]; then
   ws_args=(--host 127.0.0.1 --port "$PORT" --conns "$CONNS" --active "$ACTIVE" --duration "$DURATION"

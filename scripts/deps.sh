@@ -8,7 +8,7 @@ PKGS=(
   libsqlite3-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libssl-dev
   libcriterion-dev
   python3 python3-pytest python3-httpx python3-websockets
-  openssl sqlite3 wrk
+  openssl sqlite3 wrk curl
 )
 if [ "${1:-}" = "--server-deps" ]; then
   PKGS+=(postgresql redis-server)
