@@ -26,9 +26,11 @@
 static const agent_ops_t *const registry[] = {
     &agent_supervisor_ops,
     &agent_triage_ops,
-    /* next issue: &agent_data_ops, &agent_optimization_ops, &agent_actions_ops, */
+    &agent_data_ops,
+    &agent_optimization_ops,
+    &agent_actions_ops,
     &agent_reporting_ops,
-    /* next issue: &agent_data_helper_ops, */
+    &agent_data_helper_ops,
     NULL,
 };
 
@@ -79,6 +81,7 @@ const char *agent_run_id(const agent_ctx_t *ctx) { return ctx->p->run_id; }
 json_t *agent_request_context(const agent_ctx_t *ctx) { return ctx->p->context; }
 llm_t *agent_llm(const agent_ctx_t *ctx) { return ctx->p->llm ? ctx->p->llm : llm_builtin_new(); }
 json_t *agent_prior_results(const agent_ctx_t *ctx) { return ctx->prior; }
+struct store *agent__store(const agent_ctx_t *ctx) { return ctx->p->store; }
 
 /* The cancel flag is never reset and the deadline only passes, so the answer
  * never goes back from 1 to 0. */
@@ -392,4 +395,63 @@ out:
   json_decref(ctx.prior);
   buf_dispose(&ctx.streamed);
   return rc;
+}
+
+/* ---- helpers shared by the built-in agents (agents_int.h) ---- */
+
+int agent__try_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_t **result) {
+  int rc = agent_call_tool(ctx, tool_name, args, result);
+  if (rc == 0) return 0;
+  if (agent_cancelled(ctx) || ctx->emit_rc) {
+    json_decref(*result);
+    *result = NULL;
+    return ctx->emit_rc ? ctx->emit_rc : AGD_EUNAVAILABLE;
+  }
+  if (!*result) *result = json_pack("{s:s}", "error", agd_err_code(rc));
+  return 1;
+}
+
+json_t *agent__window_args(agent_ctx_t *ctx) {
+  json_t *args = json_object();
+  const json_t *c = agent_request_context(ctx);
+  const char *keys[] = {"from", "to"};
+  for (size_t i = 0; i < 2; i++) {
+    const json_t *v = json_object_get(c, keys[i]);
+    if (json_is_number(v) && json_number_value(v) >= 0 && json_number_value(v) < 1e12)
+      json_object_set_new(args, keys[i], json_real(json_number_value(v)));
+  }
+  return args;
+}
+
+json_t *agent__money(double v, int digits) {
+  if (!(v == v) || v > 1e15 || v < -1e15) v = 0; /* NaN or absurd: never into JSON */
+  double scale = 1;
+  for (int i = 0; i < digits; i++) scale *= 10;
+  double r = (double)(long long)(v * scale + (v < 0 ? -0.5 : 0.5)) / scale;
+  return json_real(r == 0 ? 0 : r);
+}
+
+json_t *agent__pick(const json_t *o, const char *paths) {
+  char buf[256];
+  const char *p = paths;
+  while (p && *p) {
+    const char *bar = strchr(p, '|');
+    size_t len = bar ? (size_t)(bar - p) : strlen(p);
+    if (len < sizeof(buf)) {
+      memcpy(buf, p, len);
+      buf[len] = '\0';
+      const json_t *cur = o;
+      char *save = NULL;
+      for (char *k = strtok_r(buf, ".", &save); k && cur; k = strtok_r(NULL, ".", &save))
+        cur = json_is_object(cur) ? json_object_get(cur, k) : NULL;
+      if (cur && !json_is_null(cur)) return (json_t *)cur;
+    }
+    p = bar ? bar + 1 : NULL;
+  }
+  return NULL;
+}
+
+double agent__pick_num(const json_t *o, const char *paths) {
+  const json_t *v = agent__pick(o, paths);
+  return json_is_number(v) ? json_number_value(v) : 0;
 }

@@ -9,6 +9,37 @@
 extern const agent_ops_t agent_supervisor_ops;
 extern const agent_ops_t agent_triage_ops;
 extern const agent_ops_t agent_reporting_ops;
+extern const agent_ops_t agent_data_ops;
+extern const agent_ops_t agent_optimization_ops;
+extern const agent_ops_t agent_actions_ops;
+extern const agent_ops_t agent_data_helper_ops;
+
+/* Records an analysis needs before its numbers mean something (triage routes
+ * to data_helper below it); a usage report needs only one. */
+#define AGENTS_MIN_RECORDS 50
+
+/* The run's store (store_t*; NULL when the run has none, e.g. unit tests). */
+struct store *agent__store(const agent_ctx_t *ctx);
+
+/* Call a tool whose failure the agent can live with: 0 with *result (new
+ * reference) on success; 1 when the tool failed (*result holds {"error"}, the
+ * agent goes on without it); AGD_EUNAVAILABLE when the run was cancelled (or
+ * an event could not be delivered: that error), *result NULL then. */
+int agent__try_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_t **result);
+
+/* The analysis window from the request context {"from","to"} (epoch seconds)
+ * as tool arguments: a new object, empty when the context has none. */
+json_t *agent__window_args(agent_ctx_t *ctx);
+
+/* The first member of o found along one of `paths`, '|'-separated
+ * alternatives of '.'-separated keys ("totals.calls|calls"); borrowed, NULL
+ * when none exists.  Reads analysis results whose optional parts may be absent. */
+json_t *agent__pick(const json_t *o, const char *paths);
+/* agent__pick as a number (0 when absent or not a number). */
+double agent__pick_num(const json_t *o, const char *paths);
+
+/* A JSON number rounded to `digits` decimals (money: 2 or 4). */
+json_t *agent__money(double v, int digits);
 
 /* The agents that analyse a request of this intent, in run order, whether or
  * not they are registered (NULL-terminated; empty for unknown intents). */

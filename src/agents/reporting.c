@@ -1,9 +1,12 @@
 /* agents/reporting.c — the reporting agent (DESIGN.md "The built-in agents"):
  * writes the final markdown answer from what the other agents found
  * (agent_prior_results), through the llm's compose (streamed as
- * partial_result), persists it and emits agent_response.  When no analysis
- * agent ran, the answer says what agentd does for this kind of request and
- * exactly what data to upload.  Runs on a run thread.
+ * partial_result), persists it and emits agent_response.  The answer cites
+ * the numbers the others found (recommendations with their monthly saving,
+ * the plan, top cost drivers, latency percentiles, anomalies).  When no
+ * analysis agent ran, or the analysis found no call records, it says what
+ * agentd does for this kind of request and exactly what data to upload.  Runs
+ * on a run thread.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -104,11 +107,15 @@ static json_t *build_facts(agent_ctx_t *ctx, const json_t *triage) {
     if (strcmp(name, "triage") == 0 || strcmp(name, "reporting") == 0 || strcmp(name, "supervisor") == 0) continue;
     json_object_set(findings, name, res);
   }
+  const json_t *data = json_object_get(findings, "data");
   if (json_object_size(findings) == 0) {
     json_t *missing = json_array();
     for (const char *const *a = triage_chain(intent); *a; a++)
       if (!agent_find(*a)) json_array_append_new(missing, json_string(*a));
     json_object_set_new(facts, "unavailable_agents", missing);
+    json_object_set_new(facts, "guidance", guidance_for(intent));
+  } else if (data && json_is_false(json_object_get(data, "has_data")) && !json_object_get(findings, "data_helper")) {
+    /* The analysis found no records and data_helper did not run: say what to upload. */
     json_object_set_new(facts, "guidance", guidance_for(intent));
   }
   json_object_set_new(facts, "findings", findings);

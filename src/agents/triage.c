@@ -1,8 +1,10 @@
 /* agents/triage.c — the triage agent (DESIGN.md "The built-in agents"):
  * classifies the request through the `classify_request` tool, picks up the
  * topic of earlier turns for a vague follow-up (`thread_context`), judges
- * whether workload data is needed, and chooses the next agents among those
- * registered.  Runs on a run thread.
+ * whether workload data is needed and whether the caller has enough of it
+ * (workloads_count: none → data_helper; fewer than the analysis needs → data,
+ * then data_helper), and chooses the next agents among those registered.
+ * Runs on a run thread.
  */
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "agents/agents_int.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "workloads/workloads.h"
 
 /* Intent → the analytics chain (the agents that answer it), in run order. */
 static const char *const chain_cost[] = {"data", "optimization", "actions", NULL};
@@ -18,6 +21,8 @@ static const char *const chain_model[] = {"data", "optimization", NULL};
 static const char *const chain_caching[] = {"data", "optimization", NULL};
 static const char *const chain_usage[] = {"data", NULL};
 static const char *const chain_upload[] = {"data_helper", NULL};
+static const char *const chain_no_data[] = {"data_helper", NULL};
+static const char *const chain_little_data[] = {"data", "data_helper", NULL};
 static const char *const chain_none[] = {NULL};
 
 static const struct {
@@ -34,6 +39,23 @@ const char *const *triage_chain(const char *intent) {
   for (size_t i = 0; intent && i < sizeof(intents) / sizeof(intents[0]); i++)
     if (strcmp(intents[i].intent, intent) == 0) return intents[i].chain;
   return chain_none;
+}
+
+/* Records the analysis of this intent needs (0: none needed). */
+static long min_records(const char *intent) {
+  if (intent && strcmp(intent, "usage_report") == 0) return 1;
+  return AGENTS_MIN_RECORDS;
+}
+
+/* What the optimization agent should concentrate on. */
+static const char *focus_of(const char *intent) {
+  static const struct { const char *intent, *focus; } f[] = {
+      {"cost", "cost"}, {"latency", "latency"}, {"model_selection", "model"}, {"caching", "caching"},
+      {"usage_report", "usage"},
+  };
+  for (size_t i = 0; intent && i < sizeof(f) / sizeof(f[0]); i++)
+    if (strcmp(f[i].intent, intent) == 0) return f[i].focus;
+  return "general";
 }
 
 static int needs_data(const char *intent) {
@@ -124,15 +146,36 @@ static int triage_run(agent_ctx_t *ctx, json_t **result) {
   }
   if (!intent) intent = "general";
 
+  int nd = needs_data(intent);
+  /* How many records the caller has (unknown without a store, or when the
+   * count fails: then the chain runs and the data agent finds out). */
+  long records = -1;
+  store_t *st = agent__store(ctx);
+  if (st && agent_user_id(ctx) && workloads_count(st, agent_user_id(ctx), NULL, &records) != 0) records = -1;
+  long need = min_records(intent);
+  const char *const *chain = triage_chain(intent);
+  const char *data_note = "";
+  if (nd && records == 0) {
+    chain = chain_no_data;
+    data_note = " You have no call records yet, so data_helper says what to upload.";
+  } else if (nd && records > 0 && records < need) {
+    chain = chain_little_data;
+    data_note = " You have too few call records for this analysis, so data summarises them and data_helper says "
+                "what else to upload.";
+  }
+
   json_t *next = json_array();
   json_t *missing = json_array();
-  for (const char *const *a = triage_chain(intent); *a; a++)
+  for (const char *const *a = chain; *a; a++)
     json_array_append_new(agent_find(*a) ? next : missing, json_string(*a));
-  int nd = needs_data(intent);
 
+  char counted[96] = "";
+  if (records >= 0)
+    snprintf(counted, sizeof(counted), " %ld call record%s on file (%ld needed).", records, records == 1 ? "" : "s",
+             need);
   if (json_array_size(next) > 0)
-    rc = agent_think(ctx, "Intent %s (confidence %.2f). Next: %s%s%s.", intent,
-                     json_number_value(json_object_get(cls, "confidence")),
+    rc = agent_think(ctx, "Intent %s (confidence %.2f).%s%s Next: %s%s%s.", intent,
+                     json_number_value(json_object_get(cls, "confidence")), counted, data_note,
                      json_string_value(json_array_get(next, 0)), json_array_size(next) > 1 ? " and " : "",
                      json_array_size(next) > 1 ? "the agents after it" : "");
   else if (json_array_size(missing) > 0)
@@ -142,16 +185,16 @@ static int triage_run(agent_ctx_t *ctx, json_t **result) {
                      intent, json_number_value(json_object_get(cls, "confidence")),
                      json_string_value(json_array_get(missing, 0)));
   else
-    rc = agent_think(ctx, "Intent %s (confidence %.2f). No analysis is needed; the answer comes straight from "
-                     "reporting.", intent, json_number_value(json_object_get(cls, "confidence")));
+    rc = agent_think(ctx, "Intent %s (confidence %.2f).%s No analysis is needed; the answer comes straight from "
+                     "reporting.", intent, json_number_value(json_object_get(cls, "confidence")), counted);
   json_decref(missing);
   if (rc != 0) {
     json_decref(cls);
     json_decref(next);
     return rc;
   }
-  /* data_sufficient is null: triage does not read workload records; the data
-   * agent judges them when it runs. */
+  /* data_sufficient / records are null when the records could not be counted
+   * (no store): the data agent finds out when it runs. */
   json_t *kw = json_object_get(cls, "keywords");
   const char *reasoning = json_string_value(json_object_get(cls, "reasoning"));
   *result = json_object();
@@ -161,7 +204,10 @@ static int triage_run(agent_ctx_t *ctx, json_t **result) {
   json_object_set_new(*result, "keywords", json_is_array(kw) ? json_incref(kw) : json_array());
   json_object_set_new(*result, "next_agents", next);
   json_object_set_new(*result, "needs_data", json_boolean(nd));
-  json_object_set_new(*result, "data_sufficient", json_null());
+  json_object_set_new(*result, "data_sufficient", records < 0 ? json_null() : json_boolean(records >= need));
+  json_object_set_new(*result, "records", records < 0 ? json_null() : json_integer(records));
+  json_object_set_new(*result, "min_records", json_integer(need));
+  json_object_set_new(*result, "focus", json_string(focus_of(intent)));
   json_decref(cls);
   return 0;
 }

@@ -3,6 +3,7 @@
 #include "api/app.h"
 #include "api/router.h"
 #include "api/runs_api.h"
+#include "api/workloads_api.h"
 
 app_t *g_app;
 
@@ -13,4 +14,5 @@ void api_register_routes(void) {
   api_auth_register();
   api_runs_register();
   api_agents_register();
+  api_workloads_register();
 }

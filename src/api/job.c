@@ -23,6 +23,10 @@ void *job_new(size_t size) {
   return h->user;
 }
 
+void job_discard(void *job) {
+  if (job) free(HDR_OF(job));
+}
+
 static void on_work(uv_work_t *w) {
   job_hdr_t *h = w->data;
   h->rc = h->fn(h->user);

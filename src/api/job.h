@@ -21,6 +21,8 @@ typedef void (*job_done_fn)(http_req_t *r, void *job, int rc);
 
 /* Zeroed memory for the caller's job struct; owned by the job system. */
 void *job_new(size_t size);
+/* Free a job that will not be run (validation failed after job_new). */
+void job_discard(void *job);
 /* Queue it.  r may be NULL for work no request waits for (done gets NULL). */
 void job_run(http_req_t *r, void *job, job_work_fn work, job_done_fn done);
 

@@ -299,6 +299,7 @@ static void start_from_request(http_req_t *r, route_ctx_t *ctx, start_mode_t mod
   if (!j) return;
   if (!runs_user_can_start(ctx->user_id)) {
     start_job_free(j);
+    job_discard(j);
     http_respond_error(r, AGD_ERATE_LIMITED, "too many runs: wait for one to finish", NULL);
     return;
   }
@@ -478,6 +479,7 @@ static void h_status(http_req_t *r, route_ctx_t *ctx) {
   if (http_req_query(r, "run_id", &run_id) && run_id[0]) {
     if (!id_ok(run_id)) {
       run_get_free(j);
+      job_discard(j);
       http_respond_error(r, AGD_ENOT_FOUND, "run not found", NULL);
       return;
     }
@@ -556,6 +558,7 @@ static void h_events(http_req_t *r, route_ctx_t *ctx) {
       filter_param(r, "run_id", j->run_id, sizeof(j->run_id)) ||
       filter_param(r, "thread_id", j->thread_id, sizeof(j->thread_id))) {
     run_get_free(j);
+    job_discard(j);
     return;
   }
   j->mode = 5;

@@ -287,6 +287,235 @@ static void put_joined(buf_t *b, const json_t *arr, const char *quote, const cha
   }
 }
 
+/* ---- the built-in agents' findings (src/agents, docs/agents.md "Agents") ----
+ * Each renderer recognises its agent's result by its fields and returns 0
+ * when the result is not of that shape (then put_finding lists it). */
+
+static double num(const json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
+static const char *str(const json_t *o, const char *key) { return json_string_value(json_object_get(o, key)); }
+
+static void put_money(buf_t *b, double v) {
+  if (v != 0 && v < 0.01 && v > -0.01) buf_appendf(b, "$%.4f", v);
+  else buf_appendf(b, "$%.2f", v);
+}
+
+/* One anomaly: its own description when it has one, else its fields. */
+static void put_anomaly(buf_t *b, const json_t *a) {
+  const char *d = str(a, "description");
+  if (!d) d = str(a, "message");
+  if (!d) d = str(a, "summary");
+  if (d) {
+    put_str(b, d, FACT_STR_MAX);
+    return;
+  }
+  put_scalar(b, a);
+}
+
+static int render_data(buf_t *b, const json_t *res) {
+  if (!json_is_boolean(json_object_get(res, "has_data")) || !json_is_array(json_object_get(res, "top_models")))
+    return 0;
+  buf_append_str(b, "\n### Your usage\n\n");
+  if (json_is_false(json_object_get(res, "has_data"))) {
+    const char *s = str(res, "summary");
+    put_str(b, s ? s : "You have no LLM call records yet.", FACT_STR_MAX);
+    buf_append_str(b, "\n");
+    return 1;
+  }
+  buf_appendf(b, "- **%lld calls**, %lld tokens (%lld prompt, %lld completion), **", (long long)num(res, "calls"),
+              (long long)num(res, "tokens"), (long long)num(res, "prompt_tokens"),
+              (long long)num(res, "completion_tokens"));
+  put_money(b, num(res, "cost_usd"));
+  buf_append_str(b, "** in total");
+  const json_t *period = json_object_get(res, "period");
+  if (num(period, "days") > 0) buf_appendf(b, " over %.1f days", num(period, "days"));
+  buf_append_str(b, "\n");
+  const json_t *lat = json_object_get(res, "latency_ms");
+  buf_appendf(b, "- Latency: p50 %.0f ms, p95 %.0f ms, p99 %.0f ms; error rate %.1f%%\n", num(lat, "p50"),
+              num(lat, "p95"), num(lat, "p99"), 100.0 * num(res, "error_rate"));
+  const json_t *top = json_object_get(res, "top_models");
+  if (json_array_size(top) > 0) {
+    buf_append_str(b, "\n**Top cost drivers**\n\n| Model | Provider | Calls | Cost | Share of cost |\n"
+                      "|---|---|---:|---:|---:|\n");
+    size_t i;
+    const json_t *m;
+    json_array_foreach(top, i, m) {
+      buf_append_str(b, "| ");
+      put_str(b, str(m, "model") ? str(m, "model") : "?", 64);
+      buf_append_str(b, " | ");
+      put_str(b, str(m, "provider") ? str(m, "provider") : "", 32);
+      buf_appendf(b, " | %lld | ", (long long)num(m, "calls"));
+      put_money(b, num(m, "cost_usd"));
+      buf_appendf(b, " | %.0f%% |\n", 100.0 * num(m, "share_of_cost"));
+    }
+  }
+  const json_t *feats = json_object_get(res, "top_features");
+  if (json_array_size(feats) > 0) {
+    buf_append_str(b, "\nBy feature: ");
+    size_t i;
+    const json_t *f;
+    json_array_foreach(feats, i, f) {
+      if (i) buf_append_str(b, ", ");
+      const char *name = str(f, "feature");
+      put_str(b, name && *name ? name : "(none)", 64);
+      buf_append_str(b, " ");
+      put_money(b, num(f, "cost_usd"));
+    }
+    buf_append_str(b, ".\n");
+  }
+  const json_t *anoms = json_object_get(res, "anomalies");
+  if (json_array_size(anoms) > 0) {
+    buf_append_str(b, "\n**Anomalies**\n\n");
+    size_t i;
+    const json_t *a;
+    json_array_foreach(anoms, i, a) {
+      buf_append_str(b, "- ");
+      put_anomaly(b, a);
+      buf_append_str(b, "\n");
+    }
+  } else {
+    buf_append_str(b, "\nNo anomalies: no day stands out from the usual level.\n");
+  }
+  return 1;
+}
+
+static int render_optimization(buf_t *b, const json_t *res) {
+  const json_t *recs = json_object_get(res, "recommendations");
+  if (!json_is_array(recs) || !json_is_number(json_object_get(res, "total_monthly_saving_usd"))) return 0;
+  buf_append_str(b, "\n### Recommendations\n\n");
+  if (json_array_size(recs) == 0) {
+    const char *s = str(res, "summary");
+    put_str(b, s ? s : "No saving worth making was found.", FACT_STR_MAX);
+    buf_append_str(b, "\n");
+    return 1;
+  }
+  buf_append_str(b, "**Estimated saving: about ");
+  put_money(b, num(res, "total_monthly_saving_usd"));
+  buf_appendf(b, " per month** from %zu change%s.\n\n", json_array_size(recs), json_array_size(recs) == 1 ? "" : "s");
+  size_t i;
+  const json_t *r;
+  json_array_foreach(recs, i, r) {
+    buf_appendf(b, "%zu. **", i + 1);
+    put_str(b, str(r, "title") ? str(r, "title") : "?", 200);
+    buf_append_str(b, "** (`");
+    put_str(b, str(r, "kind") ? str(r, "kind") : "other", 32);
+    buf_append_str(b, "`)");
+    double saving = num(r, "monthly_saving_usd");
+    if (saving > 0) {
+      buf_append_str(b, ": saves about ");
+      put_money(b, saving);
+      buf_append_str(b, " per month");
+    }
+    buf_append_str(b, ".");
+    const char *d = str(r, "detail");
+    if (d && *d) {
+      buf_append_str(b, " ");
+      put_str(b, d, FACT_STR_MAX);
+    }
+    buf_append_str(b, "\n");
+  }
+  return 1;
+}
+
+static int render_actions(buf_t *b, const json_t *res) {
+  const json_t *plan = json_object_get(res, "plan");
+  if (!json_is_array(plan)) return 0;
+  buf_append_str(b, "\n### Plan\n\n");
+  size_t i;
+  const json_t *s;
+  json_array_foreach(plan, i, s) {
+    buf_appendf(b, "%zu. ", i + 1);
+    put_str(b, str(s, "action") ? str(s, "action") : "", FACT_STR_MAX);
+    const char *e = str(s, "expected_effect");
+    if (e && *e) {
+      buf_append_str(b, " *Expected effect:* ");
+      put_str(b, e, FACT_STR_MAX);
+    }
+    buf_append_str(b, "\n");
+  }
+  return 1;
+}
+
+static int render_data_helper(buf_t *b, const json_t *res) {
+  if (!json_is_string(json_object_get(res, "example_jsonl")) || !json_is_string(json_object_get(res, "endpoint")))
+    return 0;
+  buf_append_str(b, "\n### What data to upload\n\n");
+  const char *s = str(res, "summary");
+  if (s) {
+    put_str(b, s, FACT_STR_MAX);
+    buf_append_str(b, "\n\n");
+  }
+  buf_append_str(b, "- Endpoint: `");
+  put_str(b, str(res, "endpoint"), 64);
+  buf_append_str(b, "`, one record per LLM call\n");
+  const json_t *formats = json_object_get(res, "formats");
+  if (json_array_size(formats) > 0) {
+    buf_append_str(b, "- Formats: ");
+    size_t i;
+    const json_t *f;
+    json_array_foreach(formats, i, f) {
+      if (i) buf_append_str(b, ", ");
+      if (json_is_string(f)) {
+        put_str(b, json_string_value(f), 64);
+        continue;
+      }
+      put_str(b, str(f, "name") ? str(f, "name") : "?", 32);
+      buf_append_str(b, " (`");
+      put_str(b, str(f, "content_type") ? str(f, "content_type") : "", 64);
+      buf_append_str(b, "`)");
+    }
+    buf_append_str(b, "\n");
+  }
+  const json_t *req = json_object_get(res, "required_fields");
+  if (json_array_size(req) > 0) {
+    buf_append_str(b, "- Required fields: ");
+    put_joined(b, req, "`", " and ");
+    buf_append_str(b, "\n");
+  }
+  const json_t *opt = json_object_get(res, "optional_fields");
+  if (json_array_size(opt) > 0) {
+    buf_append_str(b, "- Optional fields: ");
+    put_joined(b, opt, "`", " and ");
+    buf_append_str(b, "\n");
+  }
+  put_string_list(b, json_object_get(res, "tips"));
+  buf_append_str(b, "\nExample (JSONL, one line per call):\n\n```json\n");
+  put_str(b, str(res, "example_jsonl"), 2000);
+  if (b->len && b->base[b->len - 1] != '\n') buf_append_str(b, "\n");
+  buf_append_str(b, "```\n");
+  const char *curl = str(res, "curl_example");
+  if (curl) {
+    buf_append_str(b, "\n```sh\n");
+    put_str(b, curl, FACT_STR_MAX);
+    buf_append_str(b, "\n```\n");
+  }
+  return 1;
+}
+
+/* The findings, the built-in agents' in reading order (savings first), then the rest. */
+static void put_findings(buf_t *b, const json_t *findings) {
+  static const struct {
+    const char *name;
+    int (*render)(buf_t *b, const json_t *res);
+  } known[] = {{"optimization", render_optimization},
+               {"actions", render_actions},
+               {"data", render_data},
+               {"data_helper", render_data_helper}};
+  size_t nk = sizeof(known) / sizeof(known[0]);
+  int done[sizeof(known) / sizeof(known[0])] = {0};
+  for (size_t k = 0; k < nk; k++) {
+    const json_t *res = json_object_get(findings, known[k].name);
+    if (res && json_is_object(res)) done[k] = known[k].render(b, res);
+  }
+  const char *name;
+  const json_t *res;
+  json_object_foreach((json_t *)findings, name, res) {
+    size_t k = 0;
+    while (k < nk && strcmp(known[k].name, name) != 0) k++;
+    if (k < nk && done[k]) continue;
+    put_finding(b, name, res);
+  }
+}
+
 /* Facts (written by agents/reporting.c):
  *   {"request", "intent"?, "confidence"?, "reasoning"?, "keywords"?:[…],
  *    "findings"?:{agent: result}, "unavailable_agents"?:[…],
@@ -312,11 +541,7 @@ static void render(buf_t *b, const json_t *facts) {
 
   const json_t *findings = json_object_get(facts, "findings");
   size_t nfind = json_is_object(findings) ? json_object_size(findings) : 0;
-  if (nfind) {
-    const char *name;
-    const json_t *res;
-    json_object_foreach((json_t *)findings, name, res) put_finding(b, name, res);
-  }
+  if (nfind) put_findings(b, findings);
 
   const json_t *unavailable = json_object_get(facts, "unavailable_agents");
   if (!nfind && json_array_size(unavailable) > 0) {

@@ -83,6 +83,14 @@ enum {
   Q_EV_SEQ_GET,
   Q_EV_LIST,
   Q_EV_LIST_RUN,
+  Q_WL_OWNER_ENSURE,
+  Q_WL_OWNER_GET,
+  Q_WL_STATE,
+  Q_WL_INSERT,
+  Q_WL_ADVANCE,
+  Q_WL_SCAN,
+  Q_WL_DELETE,
+  Q_WL_BUMP,
   Q__COUNT
 };
 
@@ -192,6 +200,18 @@ static const char *const sq_sql[Q__COUNT] = {
                 " AND (?4 IS NULL OR thread_id = ?4) ORDER BY seq LIMIT ?5",
   [Q_EV_LIST_RUN] = "SELECT seq, type, body FROM events WHERE user_id = ?1 AND seq > ?2 AND run_id = ?3"
                     " AND (?4 IS NULL OR thread_id = ?4) ORDER BY seq LIMIT ?5",
+  [Q_WL_OWNER_ENSURE] = "INSERT OR IGNORE INTO workload_owners(user_id) VALUES (?1)",
+  [Q_WL_OWNER_GET] = "SELECT uid, next_seq, gen FROM workload_owners WHERE user_id = ?1",
+  [Q_WL_STATE] = "SELECT next_seq, gen FROM workload_owners WHERE user_id = ?1",
+  [Q_WL_INSERT] = "INSERT INTO workloads(uid, seq, ts, model, provider, prompt_tokens, completion_tokens,"
+                  " latency_ms, cost_usd, is_error, feature, prompt_hash)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+  [Q_WL_ADVANCE] = "UPDATE workload_owners SET next_seq = ?2 WHERE uid = ?1",
+  [Q_WL_SCAN] = "SELECT w.seq, w.ts, w.model, w.provider, w.prompt_tokens, w.completion_tokens, w.latency_ms,"
+                " w.cost_usd, w.is_error, w.feature, w.prompt_hash FROM workload_owners o"
+                " JOIN workloads w ON w.uid = o.uid WHERE o.user_id = ?1 AND w.seq > ?2 ORDER BY w.seq",
+  [Q_WL_DELETE] = "DELETE FROM workloads WHERE uid = ?1",
+  [Q_WL_BUMP] = "UPDATE workload_owners SET gen = gen + 1 WHERE uid = ?1",
 };
 
 /* ---- store and per-thread connections ------------------------------------------------ */
@@ -1498,6 +1518,158 @@ static int sq_event_list(store_t *s, const char *user_id, int64_t after_seq, con
   return e;
 }
 
+/* ---- workload records ----------------------------------------------------------------- */
+
+/* The owner row of user_id (created when create): uid, next_seq, gen.  AGD_ENOT_FOUND when
+ * absent and !create.  Inside the caller's transaction. */
+static int wl_owner(sq_conn_t *c, const char *user_id, int create, int64_t *uid, int64_t *next_seq, int64_t *gen) {
+  sqlite3_stmt *st;
+  int e;
+  if (create) {
+    st = q(c, Q_WL_OWNER_ENSURE);
+    if (!st) return ERR(AGD_EINTERNAL);
+    bind_text(st, 1, user_id);
+    e = q_run(c, st, "workload owner");
+    if (e) return e;
+  }
+  st = q(c, Q_WL_OWNER_GET);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, user_id);
+  int rc = sqlite3_step(st);
+  e = 0;
+  if (rc == SQLITE_ROW) {
+    *uid = sqlite3_column_int64(st, 0);
+    *next_seq = sqlite3_column_int64(st, 1);
+    *gen = sqlite3_column_int64(st, 2);
+  } else if (rc == SQLITE_DONE) {
+    e = AGD_ENOT_FOUND;
+  } else {
+    e = SQ_FAIL(c, rc, "workload owner get");
+  }
+  q_done(st);
+  return e;
+}
+
+static int sq_workload_insert(store_t *s, const char *user_id, const store_workload_t *recs, size_t n,
+                              int64_t *first_seq, int64_t *gen) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  int64_t uid = 0, next = 1;
+  e = wl_owner(c, user_id, 1, &uid, &next, gen);
+  if (e) return tx_end(c, e);
+  sqlite3_stmt *st = q(c, Q_WL_INSERT);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  for (size_t i = 0; i < n && !e; i++) {
+    const store_workload_t *r = &recs[i];
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, next + (int64_t)i);
+    sqlite3_bind_double(st, 3, r->timestamp);
+    bind_text(st, 4, r->model);
+    bind_text(st, 5, r->provider);
+    sqlite3_bind_int64(st, 6, r->prompt_tokens);
+    sqlite3_bind_int64(st, 7, r->completion_tokens);
+    sqlite3_bind_double(st, 8, r->latency_ms);
+    sqlite3_bind_double(st, 9, r->cost_usd);
+    sqlite3_bind_int(st, 10, r->is_error ? 1 : 0);
+    bind_text(st, 11, r->feature);
+    bind_text(st, 12, r->prompt_hash);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) e = SQ_FAIL(c, rc, "workload insert");
+    sqlite3_reset(st); /* bindings are all rebound next row */
+  }
+  sqlite3_clear_bindings(st);
+  if (!e) {
+    st = q(c, Q_WL_ADVANCE);
+    if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, next + (int64_t)n);
+    e = q_run(c, st, "workload advance");
+  }
+  e = tx_end(c, e);
+  if (!e) *first_seq = next;
+  return e;
+}
+
+static int sq_workload_state(store_t *s, const char *user_id, int64_t *next_seq, int64_t *gen) {
+  CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_WL_STATE);
+  if (!st) return ERR(AGD_EINTERNAL);
+  bind_text(st, 1, user_id);
+  int rc = sqlite3_step(st);
+  int e = 0;
+  if (rc == SQLITE_ROW) {
+    *next_seq = sqlite3_column_int64(st, 0);
+    *gen = sqlite3_column_int64(st, 1);
+  } else if (rc != SQLITE_DONE) {
+    e = SQ_FAIL(c, rc, "workload state");
+  }
+  q_done(st);
+  return e;
+}
+
+/* Copy a text column into a fixed array (the write path keeps values fitting). */
+static void wl_col(sqlite3_stmt *st, int i, char *dst, size_t cap) { col_copy(st, i, dst, cap); }
+
+static int sq_workload_scan(store_t *s, const char *user_id, int64_t after_seq, store_workload_cb cb, void *arg,
+                            int64_t *next_seq, int64_t *gen) {
+  CONN(s, c);
+  int e = tx_begin_read(c);
+  if (e) return e;
+  int64_t uid = 0;
+  e = wl_owner(c, user_id, 0, &uid, next_seq, gen);
+  if (e == AGD_ENOT_FOUND) return tx_end(c, 0); /* never stored anything: state stays 1/0 */
+  if (e) return tx_end(c, e);
+  sqlite3_stmt *st = q(c, Q_WL_SCAN);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  bind_text(st, 1, user_id);
+  sqlite3_bind_int64(st, 2, after_seq);
+  store_workload_t r;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t seq = sqlite3_column_int64(st, 0);
+    r.timestamp = sqlite3_column_double(st, 1);
+    wl_col(st, 2, r.model, sizeof r.model);
+    wl_col(st, 3, r.provider, sizeof r.provider);
+    r.prompt_tokens = sqlite3_column_int64(st, 4);
+    r.completion_tokens = sqlite3_column_int64(st, 5);
+    r.latency_ms = sqlite3_column_double(st, 6);
+    r.cost_usd = sqlite3_column_double(st, 7);
+    r.is_error = sqlite3_column_int(st, 8);
+    wl_col(st, 9, r.feature, sizeof r.feature);
+    wl_col(st, 10, r.prompt_hash, sizeof r.prompt_hash);
+    e = cb(&r, seq, arg);
+    if (e) break;
+  }
+  if (!e && rc != SQLITE_DONE) e = SQ_FAIL(c, rc, "workload scan");
+  q_done(st);
+  tx_rollback(c); /* read only: nothing to commit */
+  return e;
+}
+
+static int sq_workload_delete(store_t *s, const char *user_id, long *deleted, int64_t *next_seq, int64_t *gen) {
+  CONN(s, c);
+  int e = tx_begin(c);
+  if (e) return e;
+  int64_t uid = 0;
+  e = wl_owner(c, user_id, 0, &uid, next_seq, gen);
+  if (e == AGD_ENOT_FOUND) return tx_end(c, 0);
+  if (e) return tx_end(c, e);
+  sqlite3_stmt *st = q(c, Q_WL_DELETE);
+  if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+  sqlite3_bind_int64(st, 1, uid);
+  e = q_run(c, st, "workload delete");
+  if (!e) *deleted = (long)sqlite3_changes(c->db);
+  if (!e) {
+    st = q(c, Q_WL_BUMP);
+    if (!st) return tx_end(c, ERR(AGD_EINTERNAL));
+    sqlite3_bind_int64(st, 1, uid);
+    e = q_run(c, st, "workload generation");
+    if (!e) (*gen)++;
+  }
+  return tx_end(c, e);
+}
+
 static const store_ops_t sq_ops = {
   .kind = "sqlite",
   .close = sq_close,
@@ -1538,4 +1710,8 @@ static const store_ops_t sq_ops = {
   .event_append_batch = sq_event_append_batch,
   .event_last_seq = sq_event_last_seq,
   .event_list = sq_event_list,
+  .workload_insert = sq_workload_insert,
+  .workload_state = sq_workload_state,
+  .workload_scan = sq_workload_scan,
+  .workload_delete = sq_workload_delete,
 };

@@ -429,3 +429,58 @@ int store_event_list(store_t *s, const char *user_id, int64_t after_seq, const c
   if ((run_id && !fits(run_id, ID_MAX)) || (thread_id && !fits(thread_id, ID_MAX))) return 0;
   return s->ops->event_list(s, user_id, after_seq, run_id, thread_id, limit, out);
 }
+
+/* ---- workload records ---- */
+
+static int cstr_fits(const char *s, size_t cap) { return memchr(s, '\0', cap) != NULL; }
+
+static int wl_rec_ok(const store_workload_t *r) {
+  if (!cstr_fits(r->model, sizeof r->model) || !cstr_fits(r->provider, sizeof r->provider) ||
+      !cstr_fits(r->feature, sizeof r->feature) || !cstr_fits(r->prompt_hash, sizeof r->prompt_hash))
+    return 0;
+  if (!r->model[0] || !r->provider[0]) return 0;
+  /* !(x >= 0) also catches NaN */
+  if (!(r->timestamp >= 0) || !(r->latency_ms >= 0) || !(r->cost_usd >= 0)) return 0;
+  if (r->timestamp > 1e12 || r->latency_ms > 1e15 || r->cost_usd > 1e15) return 0;
+  return r->prompt_tokens >= 0 && r->completion_tokens >= 0;
+}
+
+int store_workload_insert(store_t *s, const char *user_id, const store_workload_t *recs, size_t n,
+                          int64_t *first_seq, int64_t *gen) {
+  if (!fits(user_id, ID_MAX) || !recs || n == 0 || n > STORE_WL_BATCH_MAX) return AGD_EBAD_REQUEST;
+  for (size_t i = 0; i < n; i++)
+    if (!wl_rec_ok(&recs[i])) return AGD_EBAD_REQUEST;
+  int64_t fs = 0, g = 0;
+  int rc = s->ops->workload_insert(s, user_id, recs, n, &fs, &g);
+  if (first_seq) *first_seq = fs;
+  if (gen) *gen = g;
+  return rc;
+}
+
+int store_workload_state(store_t *s, const char *user_id, int64_t *next_seq, int64_t *gen) {
+  int64_t ns = 1, g = 0;
+  int rc = fits(user_id, ID_MAX) ? s->ops->workload_state(s, user_id, &ns, &g) : AGD_EBAD_REQUEST;
+  if (next_seq) *next_seq = ns;
+  if (gen) *gen = g;
+  return rc;
+}
+
+int store_workload_scan(store_t *s, const char *user_id, int64_t after_seq, store_workload_cb cb, void *arg,
+                        int64_t *next_seq, int64_t *gen) {
+  if (!fits(user_id, ID_MAX) || !cb || after_seq < 0) return AGD_EBAD_REQUEST;
+  int64_t ns = 1, g = 0;
+  int rc = s->ops->workload_scan(s, user_id, after_seq, cb, arg, &ns, &g);
+  if (next_seq) *next_seq = ns;
+  if (gen) *gen = g;
+  return rc;
+}
+
+int store_workload_delete(store_t *s, const char *user_id, long *deleted, int64_t *next_seq, int64_t *gen) {
+  long d = 0;
+  int64_t ns = 1, g = 0;
+  int rc = fits(user_id, ID_MAX) ? s->ops->workload_delete(s, user_id, &d, &ns, &g) : AGD_EBAD_REQUEST;
+  if (deleted) *deleted = d;
+  if (next_seq) *next_seq = ns;
+  if (gen) *gen = g;
+  return rc;
+}

@@ -345,4 +345,54 @@ int store_event_last_seq(store_t *s, const char *user_id, int64_t *out);
 int store_event_list(store_t *s, const char *user_id, int64_t after_seq, const char *run_id, const char *thread_id,
                      int limit, store_event_list_t *out);
 
+/* ---- workload records (SPEC §8) ---------------------------------------------------------- */
+/* A user's LLM call records.  Each user has a sequence (seq: 1, 2, … in insertion
+ * order, never reused, not even after a delete) and a generation (bumped by every
+ * delete), so a reader that cached the rows up to some seq can fetch only what is new
+ * and notice a delete (workloads/ keeps such a cache). */
+
+#define STORE_WL_MODEL_MAX 64    /* bytes of model, NUL included */
+#define STORE_WL_PROVIDER_MAX 32
+#define STORE_WL_FEATURE_MAX 64
+#define STORE_WL_HASH_MAX 80
+#define STORE_WL_BATCH_MAX 100000 /* records per store_workload_insert call */
+
+/* One record, in caller memory (workloads.h names it workload_rec_t).  Strings are
+ * NUL-terminated within their arrays; feature / prompt_hash "" when absent. */
+typedef struct store_workload {
+  double timestamp;            /* epoch seconds */
+  char model[STORE_WL_MODEL_MAX];
+  char provider[STORE_WL_PROVIDER_MAX];
+  long long prompt_tokens;     /* >= 0 */
+  long long completion_tokens; /* >= 0 */
+  double latency_ms;           /* >= 0 */
+  double cost_usd;             /* >= 0; computed from the price table when the record had none */
+  int is_error;                /* status "error" */
+  char feature[STORE_WL_FEATURE_MAX];
+  char prompt_hash[STORE_WL_HASH_MAX];
+} store_workload_t;
+
+/* Append n (1..STORE_WL_BATCH_MAX) records of user_id in ONE transaction: recs[i] gets
+ * seq *first_seq + i.  *first_seq and *gen (the user's generation) may be NULL.
+ * AGD_EBAD_REQUEST for n out of range, a string that does not fit its array, a
+ * negative or non-finite number. */
+int store_workload_insert(store_t *s, const char *user_id, const store_workload_t *recs, size_t n,
+                          int64_t *first_seq, int64_t *gen);
+
+/* The user's next seq (1 when the user never stored a record) and generation (0). */
+int store_workload_state(store_t *s, const char *user_id, int64_t *next_seq, int64_t *gen);
+
+/* Call cb(rec, seq, arg) for every record of user_id with seq > after_seq, in seq order,
+ * inside one read transaction; *next_seq and *gen (may be NULL) get the state of that
+ * same snapshot.  cb runs on the calling thread, rec is borrowed for the call, cb must
+ * not call into the store; a non-zero return from cb stops the scan and is returned. */
+typedef int (*store_workload_cb)(const store_workload_t *rec, int64_t seq, void *arg);
+int store_workload_scan(store_t *s, const char *user_id, int64_t after_seq, store_workload_cb cb, void *arg,
+                        int64_t *next_seq, int64_t *gen);
+
+/* Delete every record of user_id and bump its generation, in one transaction.
+ * *deleted gets how many rows went; *next_seq / *gen the state afterwards (all may
+ * be NULL).  0 with *deleted = 0 for a user without records. */
+int store_workload_delete(store_t *s, const char *user_id, long *deleted, int64_t *next_seq, int64_t *gen);
+
 #endif

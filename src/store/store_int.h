@@ -80,6 +80,15 @@ typedef struct store_ops {
   int (*event_last_seq)(store_t *s, const char *user_id, int64_t *out);
   int (*event_list)(store_t *s, const char *user_id, int64_t after_seq, const char *run_id, const char *thread_id,
                     int limit, store_event_list_t *out);
+
+  /* workload records (arguments checked by store.c: user id fits ID_MAX, 1 <= n <=
+   * STORE_WL_BATCH_MAX, record strings fit, numbers finite and >= 0) */
+  int (*workload_insert)(store_t *s, const char *user_id, const store_workload_t *recs, size_t n,
+                         int64_t *first_seq, int64_t *gen);
+  int (*workload_state)(store_t *s, const char *user_id, int64_t *next_seq, int64_t *gen);
+  int (*workload_scan)(store_t *s, const char *user_id, int64_t after_seq, store_workload_cb cb, void *arg,
+                       int64_t *next_seq, int64_t *gen);
+  int (*workload_delete)(store_t *s, const char *user_id, long *deleted, int64_t *next_seq, int64_t *gen);
 } store_ops_t;
 
 /* The part every backend shares; backends embed it first (container-of by cast). */

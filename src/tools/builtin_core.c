@@ -2,6 +2,7 @@
  *   classify_request {"text"}              → the llm's classification of a request
  *   calculator       {"expression"}        → safe arithmetic (agents use it for cost math)
  *   thread_context   {"thread_id","limit"?} → the caller's latest messages of one thread
+ * and, from builtin_workloads.c, the workload tools (registered here too).
  * Reentrant: any thread (run threads, workers).  thread_context blocks on the
  * store, so it is never called on the loop thread.
  */
@@ -287,8 +288,12 @@ static const tool_t tool_thread_context = {
     .call = context_call,
 };
 
+/* The workload tools live in builtin_workloads.c. */
+void tools__register_workloads(void);
+
 void tools_register_builtin(void) {
   tool_register(&tool_classify);
   tool_register(&tool_calculator);
   tool_register(&tool_thread_context);
+  tools__register_workloads();
 }

@@ -72,7 +72,8 @@ static int jsonx__on_chunk(const char *p, size_t n, void *data) {
   return 0;
 }
 
-#define JSONX_DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER)
+/* 15 significant digits: 0.95 prints as 0.95, not 0.94999999999999996. */
+#define JSONX_DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
 
 int jsonx_append(buf_t *b, const json_t *v) {
   size_t len0 = b->len;

@@ -16,21 +16,14 @@
 
 #include "store/store.h"
 
-/* One LLM call record (SPEC §8). */
-typedef struct workload_rec {
-  double timestamp;            /* epoch seconds */
-  char model[64];
-  char provider[32];
-  long long prompt_tokens;
-  long long completion_tokens;
-  double latency_ms;
-  double cost_usd;             /* computed from the price table when the record had none */
-  int is_error;                /* status "error" */
-  char feature[64];            /* "" when absent */
-  char prompt_hash[80];        /* "" when absent */
-} workload_rec_t;
+/* One LLM call record (SPEC §8): the store's row type (store.h store_workload_t):
+ *   double timestamp (epoch s); char model[64], provider[32]; long long prompt_tokens,
+ *   completion_tokens; double latency_ms, cost_usd (computed from the price table when
+ *   the record had none); int is_error (status "error"); char feature[64] ("" when
+ *   absent), prompt_hash[80] ("" when absent). */
+typedef store_workload_t workload_rec_t;
 
-/* A time window; 0 means open on that side. */
+/* A time window, inclusive on both sides (from <= timestamp <= to); 0 means open on that side. */
 typedef struct workload_window {
   double from, to;
 } workload_window_t;
@@ -57,5 +50,65 @@ int workloads_cache_opportunities(store_t *s, const char *user_id, const json_t 
 int workloads_model_recommendations(store_t *s, const char *user_id, const json_t *args, json_t **out);
 int workloads_batch_opportunities(store_t *s, const char *user_id, const json_t *args, json_t **out);
 int workloads_anomalies(store_t *s, const char *user_id, const json_t *args, json_t **out);
+
+/* ---- records: ingest, delete, synthetic data (worker threads) ---- */
+
+/* Store n records of user_id (batched in transactions of WORKLOADS_TX_RECORDS) and keep
+ * the user's in-memory cache up to date.  Records must be valid (workloads_rec_from_json
+ * or the ingest parser made them).  *inserted (may be NULL) counts what was stored. */
+#define WORKLOADS_TX_RECORDS 5000
+int workloads_insert(store_t *s, const char *user_id, const workload_rec_t *recs, size_t n, long *inserted);
+/* Delete every record of user_id; *deleted gets how many. */
+int workloads_delete(store_t *s, const char *user_id, long *deleted);
+
+/* Validate one JSON record (SPEC §8 fields) into *out, computing cost_usd from the
+ * price table when absent.  0, or -1 with a one-line reason in err (cap bytes):
+ * "missing field: model", "wrong type: prompt_tokens must be a non-negative integer",
+ * "negative number: latency_ms", "bad timestamp: …", "bad status: …",
+ * "unknown model for pricing: X; give cost_usd", … */
+int workloads_rec_from_json(const json_t *obj, workload_rec_t *out, char *err, size_t cap);
+
+/* Parse a time given as epoch seconds ("1718000000", "1718000000.5") or ISO 8601
+ * ("2025-06-01", "2025-06-01T12:00:00Z", "…T12:00:00.250+02:00").  0 or -1. */
+int workloads_parse_time(const char *s, double *out);
+
+/* Streaming ingest of one upload (POST /api/workloads): feed the body in pieces of
+ * any size, in order, from one thread at a time (a worker job per chunk).  Records
+ * are stored as they are parsed (transactions of WORKLOADS_TX_RECORDS); bad ones are
+ * collected with their line (JSON array: element index from 1) and reason. */
+typedef enum { WORKLOADS_FMT_JSON = 0, WORKLOADS_FMT_JSONL, WORKLOADS_FMT_CSV } workloads_format_t;
+#define WORKLOADS_REJECTED_MAX 1000 /* rejected entries listed; rejected_total counts all */
+#define WORKLOADS_RECORD_MAX (1u << 20) /* bytes of one record / line */
+typedef struct workloads_ingest workloads_ingest_t;
+/* user_id and s are copied / borrowed for the ingest's life. */
+workloads_ingest_t *workloads_ingest_new(store_t *s, const char *user_id, workloads_format_t fmt);
+/* Consume n bytes; last = 1 on the final piece (n may be 0), which flushes everything.
+ * 0; a fatal error of the whole upload (not a JSON array, CSV header without the
+ * required columns) or of the store makes this and later calls return it (negative
+ * AGD_E*) and workloads_ingest_error() tells why; later input is skipped. */
+int workloads_ingest_feed(workloads_ingest_t *in, const char *data, size_t n, int last);
+/* The fatal error's code (0: none) and message (static or owned by in). */
+int workloads_ingest_error(const workloads_ingest_t *in, const char **msg);
+/* {"inserted","rejected":[{"line","error"}],"rejected_total"} (new reference). */
+json_t *workloads_ingest_result(const workloads_ingest_t *in);
+void workloads_ingest_free(workloads_ingest_t *in); /* NULL is a no-op */
+
+/* Generate n (1..WORKLOADS_SYNTHETIC_MAX) realistic records for user_id from seed
+ * (same seed, same UTC day → same records): the 30 days before today 00:00 UTC,
+ * several providers/models/features, a diurnal and weekly pattern, heavy-tailed
+ * latency, repeated prompts, some errors, one traffic spike day.  Stored as
+ * workloads_insert does. */
+#define WORKLOADS_SYNTHETIC_MAX 1000000
+int workloads_synthetic(store_t *s, const char *user_id, long n, unsigned long long seed, long *inserted);
+
+/* ---- the per-user in-memory cache (see docs/agents.md "Tool results") ---- */
+
+/* Bytes the cache may hold across users (default 256 MiB); least recently used users
+ * are dropped past it.  Any thread. */
+void workloads_cache_set_limit(size_t bytes);
+/* Drop everything cached (shutdown, tests).  No other workloads_* call may run. */
+void workloads_cache_clear(void);
+/* Bytes currently cached (metrics, tests). */
+size_t workloads_cache_bytes(void);
 
 #endif

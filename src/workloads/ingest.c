@@ -1,0 +1,766 @@
+/* workloads/ingest.c — record validation and the streaming parsers of POST
+ * /api/workloads (SPEC §8): a JSON array, JSONL, or CSV with a header row, fed in
+ * pieces of any size (the API hands ~1 MiB chunks, each on a worker job).
+ *
+ * Nothing holds the whole upload: a parser keeps only the unfinished line / element /
+ * CSV record of the previous piece (≤ WORKLOADS_RECORD_MAX bytes) and a batch of
+ * parsed records (≤ WORKLOADS_TX_RECORDS), stored through workloads_insert() one
+ * transaction per batch.  Bad records are listed with their line (JSON array: the
+ * element's index from 1) and reason; good ones are stored.  One thread at a time
+ * per ingest (the API runs one chunk job at a time per request).
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/err.h"
+#include "util/ids.h"
+#include "workloads/wl_int.h"
+
+#define TS_MAX 253402300799.0 /* 9999-12-31T23:59:59Z */
+#define TOKENS_MAX 1e12
+#define NUM_MAX 1e15
+#define JSON_DEPTH_MAX 64     /* SPEC conventions: JSON depth */
+#define CSV_FIELDS_MAX 256
+
+/* ---- time --------------------------------------------------------------------------------- */
+
+static int digits(const char **p, int n, int *out) {
+  int v = 0;
+  for (int i = 0; i < n; i++) {
+    if (!isdigit((unsigned char)(*p)[i])) return -1;
+    v = v * 10 + ((*p)[i] - '0');
+  }
+  *p += n;
+  *out = v;
+  return 0;
+}
+
+static int days_in_month(int y, int m) {
+  static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
+  return d[m - 1];
+}
+
+int workloads_parse_time(const char *s, double *out) {
+  if (!s || !*s || strlen(s) > 64) return -1;
+  /* epoch seconds: digits with an optional fraction */
+  const char *p = s;
+  while (isdigit((unsigned char)*p)) p++;
+  if (p > s && (*p == '\0' || (*p == '.' && isdigit((unsigned char)p[1])))) {
+    if (*p == '.') {
+      p++;
+      while (isdigit((unsigned char)*p)) p++;
+    }
+    if (*p == '\0' && p - s <= 32) {
+      double v = strtod(s, NULL);
+      if (!(v >= 0 && v <= TS_MAX)) return -1;
+      *out = v;
+      return 0;
+    }
+  }
+  /* ISO 8601: YYYY-MM-DD[(T| )HH:MM[:SS[.frac]]][Z|±HH[:MM]] */
+  p = s;
+  int y, mo, d, h = 0, mi = 0, sec = 0;
+  double frac = 0;
+  if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d)) return -1;
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo)) return -1;
+  long offset = 0;
+  if (*p == 'T' || *p == 't' || *p == ' ') {
+    p++;
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi)) return -1;
+    if (*p == ':') {
+      p++;
+      if (digits(&p, 2, &sec)) return -1;
+      if (*p == '.' || *p == ',') {
+        p++;
+        double scale = 0.1;
+        if (!isdigit((unsigned char)*p)) return -1;
+        while (isdigit((unsigned char)*p)) {
+          frac += (*p++ - '0') * scale;
+          scale /= 10;
+        }
+      }
+    }
+    if (h > 23 || mi > 59 || sec > 60) return -1; /* :60 leap second, as 60 */
+    if (*p == 'Z' || *p == 'z') {
+      p++;
+    } else if (*p == '+' || *p == '-') {
+      int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
+      if (digits(&p, 2, &oh)) return -1;
+      if (*p == ':') p++;
+      if (isdigit((unsigned char)*p) && digits(&p, 2, &om)) return -1;
+      if (oh > 23 || om > 59) return -1;
+      offset = sign * (oh * 3600L + om * 60L);
+    }
+  }
+  if (*p != '\0') return -1;
+  struct tm tm = {0};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  double v = (double)timegm(&tm) - (double)offset + frac;
+  if (!(v >= 0 && v <= TS_MAX)) return -1;
+  *out = v;
+  return 0;
+}
+
+int wl_args_window(const json_t *args, workload_window_t *w, char *err, size_t cap) {
+  w->from = w->to = 0;
+  static const char *const names[] = {"from", "to"};
+  for (int i = 0; i < 2; i++) {
+    json_t *v = args ? json_object_get(args, names[i]) : NULL;
+    double t = 0;
+    if (!v || json_is_null(v)) continue;
+    if (json_is_number(v)) {
+      t = json_number_value(v);
+      if (!(t >= 0 && t <= TS_MAX)) {
+        snprintf(err, cap, "%s: out of range", names[i]);
+        return -1;
+      }
+    } else if (json_is_string(v)) {
+      if (workloads_parse_time(json_string_value(v), &t) != 0) {
+        snprintf(err, cap, "%s: not epoch seconds nor an ISO 8601 time", names[i]);
+        return -1;
+      }
+    } else {
+      snprintf(err, cap, "%s: must be epoch seconds or an ISO 8601 string", names[i]);
+      return -1;
+    }
+    if (i == 0) w->from = t;
+    else w->to = t;
+  }
+  if (w->from && w->to && w->to < w->from) {
+    snprintf(err, cap, "to is before from");
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- one record ----------------------------------------------------------------------------- */
+
+#define FAIL(...)                          \
+  do {                                     \
+    snprintf(err, cap, __VA_ARGS__);       \
+    return -1;                             \
+  } while (0)
+
+/* A required (req) or optional string field into dst (cap dcap). */
+static int get_str(const json_t *o, const char *name, int req, char *dst, size_t dcap, char *err, size_t cap) {
+  json_t *v = json_object_get(o, name);
+  dst[0] = '\0';
+  if (!v || json_is_null(v)) {
+    if (req) FAIL("missing field: %s", name);
+    return 0;
+  }
+  if (!json_is_string(v)) FAIL("wrong type: %s must be a string", name);
+  size_t n = json_string_length(v);
+  if (req && n == 0) FAIL("missing field: %s is empty", name);
+  if (n >= dcap) FAIL("too long: %s exceeds %zu bytes", name, dcap - 1);
+  const char *s = json_string_value(v);
+  if (memchr(s, '\0', n)) FAIL("bad value: %s contains a NUL character", name);
+  memcpy(dst, s, n + 1);
+  return 0;
+}
+
+/* A non-negative number (integer when integral) field; *present 0 when absent/null. */
+static int get_num(const json_t *o, const char *name, int req, int integral, double max, double *out,
+                   int *present, char *err, size_t cap) {
+  json_t *v = json_object_get(o, name);
+  *present = 0;
+  if (!v || json_is_null(v)) {
+    if (req) FAIL("missing field: %s", name);
+    return 0;
+  }
+  if (!json_is_number(v))
+    FAIL("wrong type: %s must be a %s", name, integral ? "non-negative integer" : "non-negative number");
+  double d = json_number_value(v);
+  if (d < 0) FAIL("negative number: %s", name);
+  if (!isfinite(d) || d > max) FAIL("too large: %s", name);
+  if (integral && d != floor(d)) FAIL("wrong type: %s must be a non-negative integer", name);
+  *out = d;
+  *present = 1;
+  return 0;
+}
+
+int workloads_rec_from_json(const json_t *o, workload_rec_t *r, char *err, size_t cap) {
+  memset(r, 0, sizeof *r);
+  if (!json_is_object(o)) FAIL("record is not a JSON object");
+  json_t *ts = json_object_get(o, "timestamp");
+  if (!ts || json_is_null(ts)) FAIL("missing field: timestamp");
+  if (json_is_number(ts)) {
+    double t = json_number_value(ts);
+    if (t < 0) FAIL("bad timestamp: negative number");
+    if (!(t <= TS_MAX)) FAIL("bad timestamp: out of range (epoch seconds expected)");
+    r->timestamp = t;
+  } else if (json_is_string(ts)) {
+    if (workloads_parse_time(json_string_value(ts), &r->timestamp) != 0)
+      FAIL("bad timestamp: \"%.40s\" is neither epoch seconds nor ISO 8601", json_string_value(ts));
+  } else {
+    FAIL("wrong type: timestamp must be epoch seconds or an ISO 8601 string");
+  }
+  if (get_str(o, "model", 1, r->model, sizeof r->model, err, cap)) return -1;
+  if (get_str(o, "provider", 1, r->provider, sizeof r->provider, err, cap)) return -1;
+  double v;
+  int present;
+  if (get_num(o, "prompt_tokens", 1, 1, TOKENS_MAX, &v, &present, err, cap)) return -1;
+  r->prompt_tokens = (long long)v;
+  if (get_num(o, "completion_tokens", 1, 1, TOKENS_MAX, &v, &present, err, cap)) return -1;
+  r->completion_tokens = (long long)v;
+  if (get_num(o, "latency_ms", 1, 0, NUM_MAX, &r->latency_ms, &present, err, cap)) return -1;
+  int has_cost = 0;
+  if (get_num(o, "cost_usd", 0, 0, NUM_MAX, &r->cost_usd, &has_cost, err, cap)) return -1;
+  json_t *st = json_object_get(o, "status");
+  if (st && !json_is_null(st)) {
+    if (!json_is_string(st)) FAIL("wrong type: status must be \"success\" or \"error\"");
+    const char *s = json_string_value(st);
+    if (strcasecmp(s, "error") == 0) r->is_error = 1;
+    else if (strcasecmp(s, "success") != 0) FAIL("bad status: \"%.40s\" (expected \"success\" or \"error\")", s);
+  }
+  if (get_str(o, "feature", 0, r->feature, sizeof r->feature, err, cap)) return -1;
+  if (get_str(o, "prompt_hash", 0, r->prompt_hash, sizeof r->prompt_hash, err, cap)) return -1;
+  if (!has_cost) {
+    const wl_price_t *p = wl_price_find(r->provider, r->model);
+    if (!p) FAIL("unknown model for pricing: %s; give cost_usd", r->model);
+    r->cost_usd = wl_price_cost(p, r->prompt_tokens, r->completion_tokens);
+  }
+  return 0;
+}
+
+/* ---- the streaming ingest -------------------------------------------------------------------- */
+
+enum { J_START, J_FIRST, J_NEXT, J_ELEM, J_AFTER, J_TRAILER, J_DONE };
+
+/* The record fields a CSV header may name (others are ignored). */
+static const char *const csv_fields[] = {"timestamp", "model",   "provider", "prompt_tokens", "completion_tokens",
+                                         "latency_ms", "cost_usd", "status",   "feature",       "prompt_hash"};
+#define CSV_NF (sizeof csv_fields / sizeof csv_fields[0])
+enum { CSV_REQUIRED = 6 }; /* the first six are required */
+
+struct workloads_ingest {
+  store_t *s;
+  char user_id[ID_MAX];
+  workloads_format_t fmt;
+  /* the unfinished line / element / CSV record */
+  char *carry;
+  size_t carry_len, carry_cap;
+  int overflow;            /* it passed WORKLOADS_RECORD_MAX: rejected when complete */
+  long line;               /* physical line (1-based) at the current position */
+  long rec_line;           /* line where the current record started */
+  int started;             /* past a leading byte order mark */
+  int bom;                 /* bytes of it seen so far */
+  /* JSON array scanner */
+  int js, depth, max_depth, in_str, esc, scalar;
+  int elem_bad;            /* the element followed another without a comma */
+  long index;
+  /* CSV */
+  int cq;                  /* 0 field start, 1 unquoted, 2 quoted, 3 quote in quoted */
+  size_t field_off[CSV_FIELDS_MAX];
+  int nfields;
+  int too_many_fields, has_nul, row_has_data;
+  int have_header, ncols;
+  int col_field[CSV_FIELDS_MAX]; /* column → csv_fields index, -1 ignored */
+  /* results */
+  workload_rec_t *batch;
+  size_t nbatch;
+  long inserted, rejected_total;
+  json_t *rejected;
+  int fatal;
+  char fatal_msg[256];
+};
+
+workloads_ingest_t *workloads_ingest_new(store_t *s, const char *user_id, workloads_format_t fmt) {
+  workloads_ingest_t *in = calloc(1, sizeof *in);
+  if (!in) abort();
+  in->s = s;
+  snprintf(in->user_id, sizeof in->user_id, "%s", user_id ? user_id : "");
+  in->fmt = fmt;
+  in->line = 1;
+  in->rec_line = 1;
+  in->rejected = json_array();
+  in->batch = malloc(WORKLOADS_TX_RECORDS * sizeof *in->batch);
+  if (!in->batch || !in->rejected) abort();
+  return in;
+}
+
+void workloads_ingest_free(workloads_ingest_t *in) {
+  if (!in) return;
+  free(in->carry);
+  free(in->batch);
+  json_decref(in->rejected);
+  free(in);
+}
+
+int workloads_ingest_error(const workloads_ingest_t *in, const char **msg) {
+  if (msg) *msg = in->fatal ? in->fatal_msg : NULL;
+  return in->fatal;
+}
+
+json_t *workloads_ingest_result(const workloads_ingest_t *in) {
+  return json_pack("{s:I, s:O, s:I}", "inserted", (json_int_t)in->inserted, "rejected", in->rejected,
+                   "rejected_total", (json_int_t)in->rejected_total);
+}
+
+static void set_fatal(workloads_ingest_t *in, int code, const char *msg) {
+  if (in->fatal) return;
+  in->fatal = code;
+  snprintf(in->fatal_msg, sizeof in->fatal_msg, "%s", msg);
+}
+
+static void reject(workloads_ingest_t *in, long line, const char *why) {
+  in->rejected_total++;
+  if (json_array_size(in->rejected) >= WORKLOADS_REJECTED_MAX) return;
+  /* why may hold bytes of the upload: keep the entry valid UTF-8 */
+  json_t *e = json_string(why);
+  if (!e) e = json_string("invalid record (its text is not valid UTF-8)");
+  json_array_append_new(in->rejected, json_pack("{s:I, s:o}", "line", (json_int_t)line, "error", e));
+}
+
+static void flush(workloads_ingest_t *in) {
+  if (in->nbatch == 0 || in->fatal) return;
+  long n = 0;
+  int rc = workloads_insert(in->s, in->user_id, in->batch, in->nbatch, &n);
+  in->inserted += n;
+  in->nbatch = 0;
+  if (rc) set_fatal(in, rc, "the database refused the records");
+}
+
+static void accept_rec(workloads_ingest_t *in) {
+  if (++in->nbatch == WORKLOADS_TX_RECORDS) flush(in);
+}
+
+/* Validate one parsed record and queue it, or reject it. */
+static void take_json(workloads_ingest_t *in, long line, const json_t *o) {
+  char err[200];
+  if (workloads_rec_from_json(o, &in->batch[in->nbatch], err, sizeof err) != 0) reject(in, line, err);
+  else accept_rec(in);
+}
+
+static void take_text(workloads_ingest_t *in, long line, const char *p, size_t n) {
+  json_error_t jerr;
+  json_t *o = json_loadb(p, n, JSON_DECODE_ANY, &jerr);
+  if (!o) {
+    char why[240];
+    snprintf(why, sizeof why, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
+    reject(in, line, why);
+    return;
+  }
+  take_json(in, line, o);
+  json_decref(o);
+}
+
+static void carry_add(workloads_ingest_t *in, const char *p, size_t n) {
+  if (in->overflow || n == 0) return;
+  if (in->carry_len + n > WORKLOADS_RECORD_MAX) {
+    in->overflow = 1;
+    return;
+  }
+  if (in->carry_len + n + 1 > in->carry_cap) {
+    size_t cap = (in->carry_len + n + 1) * 2;
+    if (cap > WORKLOADS_RECORD_MAX + 1) cap = WORKLOADS_RECORD_MAX + 1;
+    in->carry = realloc(in->carry, cap);
+    if (!in->carry) abort();
+    in->carry_cap = cap;
+  }
+  memcpy(in->carry + in->carry_len, p, n);
+  in->carry_len += n;
+}
+
+static void carry_reset(workloads_ingest_t *in) {
+  in->carry_len = 0;
+  in->overflow = 0;
+}
+
+/* A UTF-8 byte order mark at the very start is skipped (it may arrive split across
+ * pieces).  Returns how many bytes of p to skip. */
+static size_t skip_bom(workloads_ingest_t *in, const char *p, size_t n) {
+  static const char bom[3] = {'\xEF', '\xBB', '\xBF'};
+  size_t k = 0;
+  while (!in->started && k < n) {
+    if (p[k] != bom[in->bom]) {
+      in->started = 1; /* not a BOM (a partial one before this byte is dropped: never valid UTF-8) */
+      break;
+    }
+    k++;
+    if (++in->bom == 3) in->started = 1;
+  }
+  return k;
+}
+
+/* ---- JSONL ---- */
+
+static int blank(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isspace((unsigned char)p[i])) return 0;
+  return 1;
+}
+
+static void jsonl_line(workloads_ingest_t *in, const char *p, size_t n, int overflow) {
+  if (overflow) {
+    reject(in, in->line, "line too long (over 1 MiB)");
+    return;
+  }
+  if (n && p[n - 1] == '\r') n--;
+  if (blank(p, n)) return;
+  take_text(in, in->line, p, n);
+}
+
+static void feed_jsonl(workloads_ingest_t *in, const char *p, size_t n, int last) {
+  const char *end = p + n;
+  while (p < end && !in->fatal) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl) {
+      carry_add(in, p, (size_t)(end - p));
+      break;
+    }
+    if (in->carry_len || in->overflow) {
+      carry_add(in, p, (size_t)(nl - p));
+      jsonl_line(in, in->carry, in->carry_len, in->overflow);
+      carry_reset(in);
+    } else {
+      jsonl_line(in, p, (size_t)(nl - p), 0);
+    }
+    in->line++;
+    p = nl + 1;
+  }
+  if (last && (in->carry_len || in->overflow) && !in->fatal) {
+    jsonl_line(in, in->carry, in->carry_len, in->overflow);
+    carry_reset(in);
+  }
+}
+
+/* ---- JSON array ---- */
+
+static void json_elem_done(workloads_ingest_t *in, const char *start, const char *stop) {
+  if (in->carry_len || in->overflow) {
+    carry_add(in, start, (size_t)(stop - start));
+    start = in->carry;
+    stop = in->carry + in->carry_len;
+  }
+  if (in->overflow) reject(in, in->index, "record too large (over 1 MiB)");
+  else if (in->elem_bad) reject(in, in->index, "invalid JSON: missing ',' before this element");
+  else if (in->max_depth > JSON_DEPTH_MAX) reject(in, in->index, "record nested too deeply (over 64 levels)");
+  else take_text(in, in->index, start, (size_t)(stop - start));
+  carry_reset(in);
+}
+
+static void json_elem_begin(workloads_ingest_t *in, char ch) {
+  in->index++;
+  in->js = J_ELEM;
+  in->depth = in->max_depth = 0;
+  in->in_str = in->esc = in->elem_bad = 0;
+  in->scalar = !(ch == '{' || ch == '[');
+}
+
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static void feed_json(workloads_ingest_t *in, const char *p, size_t n, int last) {
+  const char *end = p + n, *elem = in->js == J_ELEM ? p : NULL;
+  for (; p < end && !in->fatal; p++) {
+    char c = *p;
+    switch (in->js) {
+    case J_START:
+      if (is_ws(c)) continue;
+      if (c != '[') {
+        set_fatal(in, AGD_EBAD_REQUEST, "the body is not a JSON array of records (expected '[')");
+        return;
+      }
+      in->js = J_FIRST;
+      continue;
+    case J_FIRST:
+    case J_NEXT:
+      if (is_ws(c)) continue;
+      if (c == ']') {
+        if (in->js == J_NEXT) reject(in, in->index + 1, "invalid JSON: trailing comma before ']'");
+        in->js = J_TRAILER;
+        continue;
+      }
+      if (c == ',') {
+        reject(in, in->index + 1, "invalid JSON: empty element");
+        in->index++;
+        continue;
+      }
+      json_elem_begin(in, c);
+      elem = p;
+      break; /* scan this byte as part of the element */
+    case J_AFTER:
+      if (is_ws(c)) continue;
+      if (c == ',') {
+        in->js = J_NEXT;
+        continue;
+      }
+      if (c == ']') {
+        in->js = J_TRAILER;
+        continue;
+      }
+      /* a missing comma: the element that follows is rejected, the scan goes on */
+      json_elem_begin(in, c);
+      elem = p;
+      in->elem_bad = 1; /* rejected when it ends; the scan goes on */
+      break;
+    case J_TRAILER:
+      if (is_ws(c)) continue;
+      reject(in, in->index + 1, "unexpected data after the end of the JSON array");
+      in->js = J_DONE;
+      return;
+    case J_DONE:
+      return;
+    }
+    /* J_ELEM */
+    if (in->in_str) {
+      if (in->esc) in->esc = 0;
+      else if (c == '\\') in->esc = 1;
+      else if (c == '"') in->in_str = 0;
+      continue;
+    }
+    if (in->scalar) {
+      if (c == '"' && p == elem && in->carry_len == 0) {
+        in->in_str = 1;
+        continue;
+      }
+      if (c == ',' || c == ']' || is_ws(c)) {
+        json_elem_done(in, elem, p);
+        elem = NULL;
+        in->js = J_AFTER;
+        p--; /* the delimiter again, in J_AFTER */
+      }
+      continue;
+    }
+    if (c == '"') {
+      in->in_str = 1;
+    } else if (c == '{' || c == '[') {
+      if (++in->depth > in->max_depth) in->max_depth = in->depth;
+    } else if (c == '}' || c == ']') {
+      if (--in->depth == 0) {
+        json_elem_done(in, elem, p + 1);
+        elem = NULL;
+        in->js = J_AFTER;
+      }
+    }
+  }
+  if (in->js == J_ELEM && elem) carry_add(in, elem, (size_t)(end - elem));
+  if (!last || in->fatal) return;
+  switch (in->js) {
+  case J_START:
+    set_fatal(in, AGD_EBAD_REQUEST, "the body is empty: expected a JSON array of records");
+    break;
+  case J_ELEM:
+    if (in->scalar && !in->in_str) {
+      json_elem_done(in, in->carry, in->carry); /* a scalar at the very end */
+      reject(in, in->index + 1, "unexpected end of input: the JSON array is not closed");
+    } else {
+      reject(in, in->index, "invalid JSON: unexpected end of input inside this element");
+    }
+    carry_reset(in);
+    break;
+  case J_FIRST:
+  case J_NEXT:
+  case J_AFTER:
+    reject(in, in->index + 1, "unexpected end of input: the JSON array is not closed");
+    break;
+  default:
+    break;
+  }
+}
+
+/* ---- CSV ---- */
+
+static int streq_ci_trim(const char *a, const char *name) {
+  while (*a == ' ' || *a == '\t') a++;
+  size_t n = strlen(name);
+  if (strncasecmp(a, name, n) != 0) return 0;
+  a += n;
+  while (*a == ' ' || *a == '\t') a++;
+  return *a == '\0';
+}
+
+static void csv_header(workloads_ingest_t *in) {
+  int have[CSV_NF] = {0};
+  in->ncols = in->nfields;
+  for (int c = 0; c < in->nfields; c++) {
+    const char *name = in->carry + in->field_off[c];
+    in->col_field[c] = -1;
+    for (size_t f = 0; f < CSV_NF; f++)
+      if (!have[f] && streq_ci_trim(name, csv_fields[f])) {
+        in->col_field[c] = (int)f;
+        have[f] = 1;
+        break;
+      }
+  }
+  char missing[200] = "";
+  for (size_t f = 0; f < CSV_REQUIRED; f++)
+    if (!have[f]) snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s", missing[0] ? ", " : "",
+                           csv_fields[f]);
+  if (missing[0]) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "the CSV header lacks required column(s): %s", missing);
+    set_fatal(in, AGD_EBAD_REQUEST, msg);
+  }
+  in->have_header = 1;
+}
+
+/* A CSV value as JSON: numbers for the numeric columns when the text is one. */
+static json_t *csv_value(size_t f, const char *s) {
+  if (f == 0 || f == 3 || f == 4 || f == 5 || f == 6) {
+    const char *a = s;
+    while (*a == ' ' || *a == '\t') a++;
+    char *e;
+    double d = strtod(a, &e);
+    while (*e == ' ' || *e == '\t') e++;
+    if (e != a && *e == '\0' && isfinite(d) && (isdigit((unsigned char)*a) || *a == '-' || *a == '.')) {
+      if (d == floor(d) && fabs(d) < 9e15 && !strpbrk(a, ".eE")) return json_integer((json_int_t)d);
+      return json_real(d);
+    }
+  }
+  return json_string(s); /* NULL when not UTF-8 */
+}
+
+static void csv_record(workloads_ingest_t *in) {
+  long line = in->rec_line;
+  if (!in->row_has_data && in->nfields <= 1 && !in->overflow) return; /* blank line */
+  if (in->overflow) {
+    reject(in, line, "record too large (over 1 MiB)");
+    return;
+  }
+  if (!in->have_header) {
+    csv_header(in);
+    return;
+  }
+  if (in->too_many_fields || in->nfields != in->ncols) {
+    char why[96];
+    snprintf(why, sizeof why, "wrong number of fields: expected %d, got %d", in->ncols,
+             in->too_many_fields ? CSV_FIELDS_MAX : in->nfields);
+    reject(in, line, why);
+    return;
+  }
+  if (in->has_nul) {
+    reject(in, line, "bad value: a NUL character in a field");
+    return;
+  }
+  json_t *o = json_object();
+  for (int c = 0; c < in->nfields; c++) {
+    int f = in->col_field[c];
+    const char *v = in->carry + in->field_off[c];
+    if (f < 0 || v[0] == '\0') continue; /* ignored column, or empty: absent */
+    json_t *j = csv_value((size_t)f, v);
+    if (!j) {
+      char why[96];
+      snprintf(why, sizeof why, "bad value: %s is not valid UTF-8", csv_fields[f]);
+      reject(in, line, why);
+      json_decref(o);
+      return;
+    }
+    json_object_set_new(o, csv_fields[f], j);
+  }
+  take_json(in, line, o);
+  json_decref(o);
+}
+
+static void csv_end_field(workloads_ingest_t *in) {
+  carry_add(in, "", 1); /* NUL terminator */
+  if (in->nfields < CSV_FIELDS_MAX) in->field_off[in->nfields++] = in->carry_len; /* next field's start */
+  else in->too_many_fields = 1;
+  in->cq = 0;
+}
+
+static void csv_end_record(workloads_ingest_t *in) {
+  /* field_off[k] holds the start of field k; the last entry points past the row */
+  in->nfields--; /* the slot opened by the last csv_end_field */
+  csv_record(in);
+  carry_reset(in);
+  in->nfields = 1;
+  in->field_off[0] = 0;
+  in->too_many_fields = in->has_nul = in->row_has_data = 0;
+  in->cq = 0;
+}
+
+static void csv_char(workloads_ingest_t *in, char c) {
+  if (c == '\0') in->has_nul = 1;
+  carry_add(in, &c, 1);
+  in->row_has_data = 1;
+}
+
+static void feed_csv(workloads_ingest_t *in, const char *p, size_t n, int last) {
+  if (in->nfields == 0) {
+    in->nfields = 1;
+    in->field_off[0] = 0;
+  }
+  for (const char *end = p + n; p < end && !in->fatal; p++) {
+    char c = *p;
+    if (in->carry_len == 0 && in->nfields == 1 && in->cq == 0 && !in->row_has_data) in->rec_line = in->line;
+    switch (in->cq) {
+    case 0: /* field start */
+      if (c == '"') {
+        in->cq = 2;
+        in->row_has_data = 1;
+        continue;
+      }
+      in->cq = 1;
+      /* fall through */
+    case 1: /* unquoted */
+      if (c == ',') {
+        in->row_has_data = 1;
+        csv_end_field(in);
+      } else if (c == '\n') {
+        csv_end_field(in);
+        csv_end_record(in);
+        in->line++;
+      } else if (c != '\r') {
+        csv_char(in, c);
+      }
+      continue;
+    case 2: /* quoted */
+      if (c == '"') in->cq = 3;
+      else {
+        if (c == '\n') in->line++;
+        csv_char(in, c);
+      }
+      continue;
+    case 3: /* a quote inside a quoted field: "" or the end of the quotes */
+      if (c == '"') {
+        csv_char(in, '"');
+        in->cq = 2;
+      } else if (c == ',') {
+        csv_end_field(in);
+      } else if (c == '\n') {
+        csv_end_field(in);
+        csv_end_record(in);
+        in->line++;
+      } else if (c != '\r') {
+        csv_char(in, c); /* lenient: text after the closing quote */
+        in->cq = 1;
+      }
+      continue;
+    }
+  }
+  if (!last || in->fatal) return;
+  if (in->cq == 2) {
+    reject(in, in->rec_line, "unterminated quoted field");
+    carry_reset(in);
+  } else if (in->row_has_data || in->carry_len || in->nfields > 1) {
+    csv_end_field(in);
+    csv_end_record(in);
+  }
+  if (!in->have_header && !in->fatal) set_fatal(in, AGD_EBAD_REQUEST, "the body is empty: expected a CSV header row");
+}
+
+int workloads_ingest_feed(workloads_ingest_t *in, const char *data, size_t n, int last) {
+  if (in->fatal) return in->fatal;
+  if (n == 0) data = "";
+  size_t skip = skip_bom(in, data, n);
+  data += skip;
+  n -= skip;
+  switch (in->fmt) {
+  case WORKLOADS_FMT_JSONL: feed_jsonl(in, data, n, last); break;
+  case WORKLOADS_FMT_CSV: feed_csv(in, data, n, last); break;
+  default: feed_json(in, data, n, last); break;
+  }
+  if (last) flush(in);
+  return in->fatal;
+}
