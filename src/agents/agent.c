@@ -105,8 +105,10 @@ static int simulate_latency(agent_ctx_t *ctx) {
   return agent_cancelled(ctx) ? AGD_EUNAVAILABLE : 0;
 }
 
+/* The cancel flag says why: 1 a user's stop, 2 the server shutting down. */
 static const char *stop_reason(const agent_ctx_t *ctx) {
-  return ctx->p->cancel && atomic_load(ctx->p->cancel) ? "cancelled" : "timeout";
+  int v = ctx->p->cancel ? atomic_load(ctx->p->cancel) : 0;
+  return v == 2 ? "shutdown" : v ? "cancelled" : "timeout";
 }
 
 static double ms_since(uint64_t t0_ns) {

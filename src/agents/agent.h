@@ -72,7 +72,7 @@ typedef struct agent_run_params {
   const char *run_id, *user_id, *thread_id; /* copied */
   const char *input;                        /* the user's message, copied */
   json_t *context;                          /* optional request "context" object (borrowed, may be NULL) */
-  atomic_int *cancel;                       /* set to 1 to cancel; checked at every step */
+  atomic_int *cancel;                       /* set to 1 to cancel (2: server shutdown); checked at every step */
   double deadline;                          /* epoch seconds; 0 = none (past it: cancelled with reason "timeout") */
   llm_t *llm;                               /* provider for decisions and text */
   int step_latency_ms;                       /* simulated model latency before each thinking step and tool call

@@ -30,6 +30,12 @@
 
 #define EVENTS_PAGE_MAX 1000
 
+/* SPEC §9: a refused run start answers 429 with Retry-After. */
+static void respond_run_limited(http_req_t *r) {
+  http_resp_header(r, "Retry-After", "1");
+  http_respond_error(r, AGD_ERATE_LIMITED, "too many runs: wait for one to finish", NULL);
+}
+
 /* ---- shapes ---- */
 
 static json_t *json_or_null(const char *text) {
@@ -215,7 +221,8 @@ static void start_done(http_req_t *r, void *arg, int rc) {
       sse_send(http_req_conn(r), NULL, "error", msg, strlen(msg));
       sse_end(http_req_conn(r));
     } else {
-      http_respond_error(r, src, src == AGD_ERATE_LIMITED ? "too many runs: wait for one to finish" : NULL, NULL);
+      if (src == AGD_ERATE_LIMITED) respond_run_limited(r);
+      else http_respond_error(r, src, NULL, NULL);
     }
     start_job_free(j);
     return;
@@ -300,7 +307,7 @@ static void start_from_request(http_req_t *r, route_ctx_t *ctx, start_mode_t mod
   if (!runs_user_can_start(ctx->user_id)) {
     start_job_free(j);
     job_discard(j);
-    http_respond_error(r, AGD_ERATE_LIMITED, "too many runs: wait for one to finish", NULL);
+    respond_run_limited(r);
     return;
   }
   j->mode = mode;
@@ -324,7 +331,7 @@ static void h_execute_named(http_req_t *r, route_ctx_t *ctx) {
 /* threads_api's hook: POST /api/threads/{id}/messages with "run": true. */
 static void thread_message_run(http_req_t *r, const char *user_id, json_t *message) {
   if (!runs_user_can_start(user_id)) {
-    http_respond_error(r, AGD_ERATE_LIMITED, "too many runs: wait for one to finish", NULL);
+    respond_run_limited(r);
     return;
   }
   start_job_t *j = job_new(sizeof(*j));
@@ -596,9 +603,11 @@ static void h_events_stream(http_req_t *r, route_ctx_t *ctx) {
     return;
   }
   conn_t *c = http_req_conn(r);
-  conn_set_user_id(c, ctx->user_id);
+  char uid[ID_MAX];
+  snprintf(uid, sizeof(uid), "%s", ctx->user_id); /* ctx lives in the request, which sse_start may free */
+  conn_set_user_id(c, uid);
   sse_start(r);
-  events_subscribe(c, ctx->user_id, run_id[0] ? run_id : NULL, thread_id[0] ? thread_id : NULL, after, 0);
+  events_subscribe(c, uid, run_id[0] ? run_id : NULL, thread_id[0] ? thread_id : NULL, after, 0);
 }
 
 /* ---- WebSocket frames ---- */

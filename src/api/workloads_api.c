@@ -5,11 +5,14 @@
  * Loop thread, except the *_work functions (worker pool).  An upload is never held
  * whole: the router's begin hook authenticates it, picks the parser from its
  * Content-Type (415 otherwise; 413 comes from Content-Length in net/) and asks for
- * the body in 1 MiB chunks; each chunk is parsed and stored on a worker job, and the
- * next one is read only when that job is done (http_req_chunk_done: backpressure).
- * The upload's state (upload_t) lives on a loop-thread list until the route's
- * handler answers from it; an abort (client gone, 413) frees it, and entries whose
- * handler never ran (auth or rate limit refused at dispatch) are swept after a minute.
+ * the body in 1 MiB chunks; each chunk is parsed on a worker job and its records are
+ * stored by a second, serialised chain of insert jobs, so parsing and storing overlap;
+ * the next chunk is read only when the parse is done and at most INSERT_QUEUE_MAX
+ * batches wait (http_req_chunk_done: backpressure).  The upload's state (upload_t)
+ * lives on a loop-thread list until the route's handler answers from it (after the
+ * last batch is stored); an abort (client gone, 413) frees it once no job points at
+ * it, and entries whose handler never ran (auth or rate limit refused at dispatch)
+ * are swept after a minute.
  */
 #include "api/workloads_api.h"
 
@@ -45,16 +48,34 @@ static void respond_text(http_req_t *r, int status, char *text) {
 }
 
 /* ---- uploads ------------------------------------------------------------------------------ */
+/* Pipeline of one upload: chunk jobs parse (one at a time, in order) and hand their
+ * records to a FIFO of batches; insert jobs store the batches (one at a time, in order),
+ * so chunk N+1 is parsed while chunk N is stored.  The next chunk is asked for only
+ * while fewer than INSERT_QUEUE_MAX batches wait (backpressure reaches the socket). */
+
+#define INSERT_QUEUE_MAX 2
+
+typedef struct batch {
+  struct batch *next;
+  workload_rec_t *recs;   /* malloc'd */
+  size_t n;
+} batch_t;
 
 typedef struct upload {
   struct upload *next;    /* on uploads (loop thread) */
-  http_req_t *req;        /* key only: never dereferenced once finished */
+  http_req_t *req;        /* key only */
   char user_id[ID_MAX];
-  workloads_ingest_t *in; /* owned; freed when the last chunk is done */
-  int finished;           /* the last chunk was consumed */
-  int fatal;              /* the ingest's fatal error (AGD_E*), 0 none */
-  char fatal_msg[256];
-  json_t *result;         /* 201 body once finished */
+  workloads_ingest_t *in; /* owned; touched by one chunk job at a time */
+  int refs;               /* jobs in flight that point here */
+  int aborted;            /* the request died: free once refs is 0 */
+  int parsed;             /* the last chunk was parsed */
+  batch_t *queue, *queue_tail;
+  size_t queued;          /* batches waiting + the one being stored */
+  int inserting;
+  long inserted;
+  int insert_err;
+  http_req_t *held;       /* a consumed chunk not yet acknowledged (queue full) */
+  http_req_t *waiting;    /* the handler ran: answer once everything is stored */
   double finished_at;
 } upload_t;
 
@@ -62,7 +83,12 @@ static upload_t *uploads;
 
 static void upload_free(upload_t *u) {
   workloads_ingest_free(u->in);
-  json_decref(u->result);
+  while (u->queue) {
+    batch_t *b = u->queue;
+    u->queue = b->next;
+    free(b->recs);
+    free(b);
+  }
   free(u);
 }
 
@@ -74,11 +100,11 @@ static void upload_unlink(upload_t *u) {
     }
 }
 
-/* Drop finished uploads no handler came for. */
+/* Drop uploads no handler came for (auth or rate limit refused at dispatch). */
 static void uploads_sweep(double now) {
   for (upload_t **pp = &uploads; *pp;) {
     upload_t *u = *pp;
-    if (u->finished && now - u->finished_at > STALE_S) {
+    if (u->parsed && !u->refs && !u->waiting && u->finished_at > 0 && now - u->finished_at > STALE_S) {
       *pp = u->next;
       upload_free(u);
     } else {
@@ -89,63 +115,161 @@ static void uploads_sweep(double now) {
 
 static upload_t *upload_find(http_req_t *r) {
   for (upload_t *u = uploads; u; u = u->next)
-    if (u->req == r) return u;
+    if (u->req == r && !u->aborted) return u;
   return NULL;
 }
 
-/* ---- chunk jobs ---------------------------------------------------------------------------- */
+static void insert_next(upload_t *u);
+
+/* Everything parsed and stored and the handler waiting: answer.  Frees u. */
+static void upload_maybe_answer(upload_t *u) {
+  if (!u->waiting || !u->parsed || u->queued || u->refs) return;
+  http_req_t *r = u->waiting;
+  upload_unlink(u);
+  const char *msg = NULL;
+  int fatal = workloads_ingest_error(u->in, &msg);
+  if (fatal) {
+    http_respond_error(r, fatal, msg, NULL);
+  } else if (u->insert_err) {
+    http_respond_error(r, u->insert_err, "the database refused the records", NULL);
+  } else {
+    json_t *res = workloads_ingest_result(u->in);
+    json_object_set_new(res, "inserted", json_integer(u->inserted));
+    respond_text(r, 201, dump(res));
+    json_decref(res);
+  }
+  upload_free(u);
+}
+
+/* ---- insert jobs ---- */
+
+typedef struct insert_job {
+  upload_t *up;
+  batch_t *b;
+  char user_id[ID_MAX];
+  long inserted;
+} insert_job_t;
+
+static int insert_work(void *p) {
+  insert_job_t *j = p;
+  return workloads_insert(g_app->store, j->user_id, j->b->recs, j->b->n, &j->inserted);
+}
+
+static void insert_done(http_req_t *r, void *p, int rc) {
+  (void)r;
+  insert_job_t *j = p;
+  upload_t *u = j->up;
+  free(j->b->recs);
+  free(j->b);
+  u->refs--;
+  u->inserting = 0;
+  u->queued--;
+  u->inserted += j->inserted;
+  if (rc && !u->insert_err) u->insert_err = rc;
+  if (u->aborted) {
+    if (!u->refs) upload_free(u);
+    return;
+  }
+  insert_next(u);
+  if (u->held && u->queued < INSERT_QUEUE_MAX) {
+    http_req_t *h = u->held;
+    u->held = NULL;
+    http_req_chunk_done(h); /* may run the handler (and free u) or abort (and free u) */
+    return;
+  }
+  upload_maybe_answer(u);
+}
+
+/* Start storing the oldest waiting batch unless one is being stored. */
+static void insert_next(upload_t *u) {
+  if (u->inserting || !u->queue) return;
+  batch_t *b = u->queue;
+  u->queue = b->next;
+  if (!u->queue) u->queue_tail = NULL;
+  if (u->insert_err) { /* the store failed: drop the rest */
+    free(b->recs);
+    free(b);
+    u->queued--;
+    insert_next(u);
+    return;
+  }
+  insert_job_t *j = job_new(sizeof *j);
+  j->up = u;
+  j->b = b;
+  memcpy(j->user_id, u->user_id, sizeof j->user_id);
+  u->inserting = 1;
+  u->refs++;
+  job_run(NULL, j, insert_work, insert_done);
+}
+
+/* ---- chunk jobs ---- */
 
 typedef struct chunk_job {
   upload_t *up;
   char *data;
   size_t n;
   int last;
+  workload_rec_t *recs; /* parsed, for the insert queue */
+  size_t nrecs;
 } chunk_job_t;
 
 static int chunk_work(void *p) {
   chunk_job_t *j = p;
-  upload_t *u = j->up;
-  workloads_ingest_feed(u->in, j->data, j->n, j->last);
+  workloads_ingest_feed(j->up->in, j->data, j->n, j->last);
   free(j->data);
   j->data = NULL;
-  if (j->last) {
-    const char *msg = NULL;
-    u->fatal = workloads_ingest_error(u->in, &msg);
-    if (u->fatal) snprintf(u->fatal_msg, sizeof u->fatal_msg, "%s", msg ? msg : "upload refused");
-    else u->result = workloads_ingest_result(u->in);
-    workloads_ingest_free(u->in);
-    u->in = NULL;
-  }
+  j->nrecs = workloads_ingest_take(j->up->in, &j->recs);
   return 0;
 }
 
 static void chunk_done(http_req_t *r, void *p, int rc) {
   chunk_job_t *j = p;
+  upload_t *u = j->up;
   free(j->data); /* only when the work never ran */
-  if (rc != 0 && !j->up->fatal) {
-    j->up->fatal = rc;
-    snprintf(j->up->fatal_msg, sizeof j->up->fatal_msg, "the upload could not be processed");
+  u->refs--;
+  if (rc && !u->insert_err) u->insert_err = rc;
+  if (j->nrecs) {
+    batch_t *b = calloc(1, sizeof *b);
+    if (!b) abort();
+    b->recs = j->recs;
+    b->n = j->nrecs;
+    if (u->queue_tail) u->queue_tail->next = b;
+    else u->queue = b;
+    u->queue_tail = b;
+    u->queued++;
+    insert_next(u);
   }
   if (j->last) {
-    j->up->finished = 1;
-    j->up->finished_at = time_now();
+    u->parsed = 1;
+    u->finished_at = time_now();
   }
-  http_req_chunk_done(r); /* may free r and, through on_abort, the upload */
+  if (!j->last && u->queued >= INSERT_QUEUE_MAX) {
+    u->held = r; /* acknowledged by insert_done once the queue shrinks */
+    return;
+  }
+  http_req_chunk_done(r); /* may free r and, through on_abort, the upload, or run the handler */
 }
 
 static void on_chunk(http_req_t *r, char *data, size_t n, int last, void *arg) {
+  upload_t *u = arg;
   chunk_job_t *j = job_new(sizeof *j);
-  j->up = arg;
+  j->up = u;
   j->data = data;
   j->n = n;
   j->last = last;
+  u->refs++;
   job_run(r, j, chunk_work, chunk_done);
 }
 
+/* The request died before its handler (client gone, 413): jobs still in flight keep the
+ * upload until they are back. */
 static void on_abort(void *arg) {
   upload_t *u = arg;
   upload_unlink(u);
-  upload_free(u);
+  u->aborted = 1;
+  u->held = NULL;
+  u->waiting = NULL;
+  if (!u->refs) upload_free(u);
 }
 
 /* ---- POST /api/workloads -------------------------------------------------------------------- */
@@ -208,16 +332,14 @@ static int ingest_begin(http_req_t *r, route_ctx_t *ctx) {
   }
   uploads_sweep(time_now());
   upload_t *old = upload_find(r); /* a stale entry of an earlier request at this address */
-  if (old) {
-    upload_unlink(old);
-    upload_free(old);
-  }
+  if (old) on_abort(old);
   upload_t *u = calloc(1, sizeof *u);
   if (!u) abort();
   u->req = r;
   memcpy(u->user_id, c->user_id, strlen(c->user_id) + 1); /* < ID_MAX: checked above */
   free(c);
   u->in = workloads_ingest_new(g_app->store, u->user_id, (workloads_format_t)fmt);
+  workloads_ingest_set_deferred(u->in, 1);
   u->next = uploads;
   uploads = u;
   http_req_stream_body(r, CHUNK_BYTES, on_chunk, on_abort, u);
@@ -226,19 +348,12 @@ static int ingest_begin(http_req_t *r, route_ctx_t *ctx) {
 
 static void h_ingest(http_req_t *r, route_ctx_t *ctx) {
   upload_t *u = upload_find(r);
-  if (!u || !u->finished) {
+  if (!u || !u->parsed) {
     http_respond_error(r, AGD_EINTERNAL, "upload state lost", NULL);
     return;
   }
-  upload_unlink(u);
-  if (strcmp(u->user_id, ctx->user_id ? ctx->user_id : "") != 0) {
-    http_respond_error(r, AGD_EAUTH_INVALID, "invalid token", NULL); /* cannot happen: same token */
-  } else if (u->fatal) {
-    http_respond_error(r, u->fatal, u->fatal_msg, NULL);
-  } else {
-    respond_text(r, 201, dump(u->result));
-  }
-  upload_free(u);
+  u->waiting = r; /* answered once the last batch is stored */
+  upload_maybe_answer(u);
 }
 
 /* ---- jobs of the other routes ------------------------------------------------------------ */

@@ -361,8 +361,11 @@ static int opt_apply(config_t *cfg, const opt_t *o, const char *v, const char *s
   }
   case K_SECS: {
     double x;
-    if (!parse_double(v, &x) || !(x > 0) || x > (double)o->max) {
-      seterr(err, cap, "%s: must be seconds > 0 and <= %lld, got '%s'", src, o->max, quote(v).s);
+    /* min 0 means "0 allowed" (e.g. --shutdown-grace 0); else a positive number. */
+    if (!parse_double(v, &x) || !(o->min == 0 && strcmp(o->flag, "shutdown-grace") == 0 ? x >= 0 : x > 0) ||
+        x > (double)o->max) {
+      seterr(err, cap, "%s: must be seconds %s 0 and <= %lld, got '%s'", src,
+             strcmp(o->flag, "shutdown-grace") == 0 ? ">=" : ">", o->max, quote(v).s);
       return -1;
     }
     *(double *)(base + o->off) = x;

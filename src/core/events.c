@@ -255,6 +255,8 @@ struct events_sub {
   char run_id[ID_MAX];
   char thread_id[ID_MAX];
   int64_t last_seen;  /* every event ≤ this was sent or filtered out; -1: live only, not started */
+  int64_t first_live; /* first seq this subscription got live (0: none yet) */
+  int64_t skip_from, skip_to; /* a replay skips these: already sent live before the resume */
   sub_state_t state;
   int replay_inflight;
   int dead;            /* unsubscribed while a replay page was in flight */
@@ -304,19 +306,54 @@ static int sub_matches(const events_sub_t *s, const char *run_id, const char *th
   return 1;
 }
 
-/* Write one encoded event to the subscriber's connection.  Returns 0, or
- * AGD_EUNAVAILABLE when the connection is gone or was closed for overload. */
-static int sub_send(events_sub_t *s, int64_t seq, const char *type, const char *json, size_t len) {
+/* An event encoded for the wire once, whatever the number of subscribers:
+ * the WebSocket frame and the SSE block are built on first use. */
+typedef struct wire {
+  int64_t seq;
+  const char *type, *json;
+  size_t len;
+  buf_t ws, sse;
+} wire_t;
+
+static void wire_init(wire_t *w, int64_t seq, const char *type, const char *json, size_t len) {
+  w->seq = seq;
+  w->type = type;
+  w->json = json;
+  w->len = len;
+  buf_init(&w->ws, 0);
+  buf_init(&w->sse, 0);
+}
+
+static void wire_dispose(wire_t *w) {
+  buf_dispose(&w->ws);
+  buf_dispose(&w->sse);
+}
+
+static int wire_send(events_sub_t *s, wire_t *w) {
   if (!s->conn || conn_is_closing(s->conn)) return AGD_EUNAVAILABLE;
   int rc;
   if (conn_kind(s->conn) == CONN_KIND_WS) {
-    rc = ws_send_text(s->conn, json, len);
+    if (!w->ws.len) ws_frame_text(&w->ws, w->json, w->len);
+    rc = ws_send_frame(s->conn, w->ws.base, w->ws.len, w->json, w->len);
   } else {
-    char id[24];
-    snprintf(id, sizeof(id), "%" PRId64, seq);
-    rc = sse_send(s->conn, id, type, json, len);
+    if (!w->sse.len) {
+      char id[24];
+      snprintf(id, sizeof(id), "%" PRId64, w->seq);
+      sse_format(&w->sse, id, w->type, w->json, w->len);
+    }
+    rc = sse_send_raw(s->conn, w->sse.base, w->sse.len);
   }
   if (rc == 0) atomic_fetch_add(&delivered_total, 1);
+  return rc;
+}
+
+/* Write one encoded event to the subscriber's connection.  Returns 0, or
+ * AGD_EUNAVAILABLE when the connection is gone or was closed for overload. */
+static int sub_send(events_sub_t *s, int64_t seq, const char *type, const char *json, size_t len) {
+  wire_t w;
+  wire_init(&w, seq, type, json, len);
+  int rc = wire_send(s, &w);
+  wire_dispose(&w);
   return rc;
 }
 
@@ -326,6 +363,8 @@ static void deliver(pending_t *p) {
   user_subs_t *u = user_lookup(p->user_id, 0);
   if (!u) return;
   if (p->seq > u->last_seq_loop) u->last_seq_loop = p->seq;
+  wire_t w;
+  wire_init(&w, p->seq, p->type, p->json, p->len);
   for (events_sub_t *s = u->head.next, *next; s != &u->head; s = next) {
     next = s->next;
     if (s->state != SUB_LIVE || s->dead) continue;
@@ -336,9 +375,11 @@ static void deliver(pending_t *p) {
       continue;
     }
     s->last_seen = p->seq;
+    if (!s->first_live) s->first_live = p->seq;
     if (!sub_matches(s, p->run_id, p->thread_id)) continue;
-    sub_send(s, p->seq, p->type, p->json, p->len);
+    wire_send(s, &w);
   }
+  wire_dispose(&w);
 }
 
 /* A run ended: streams bound to it end once its events are out. */
@@ -434,6 +475,10 @@ static void replay_done(uv_work_t *w, int status) {
     for (size_t i = 0; i < j->list.n && ok; i++) {
       store_event_row_t *e = &j->list.items[i];
       if (e->seq <= last) continue;
+      if (e->seq >= s->skip_from && e->seq <= s->skip_to) { /* already sent live */
+        last = e->seq;
+        continue;
+      }
       ok = sub_send(s, e->seq, e->type, e->json, strlen(e->json)) == 0;
       last = e->seq;
     }
@@ -501,6 +546,11 @@ events_sub_t *events_subscribe(conn_t *c, const char *user_id, const char *run_i
 
 void events_resume(events_sub_t *s, int64_t after_seq) {
   if (!s || s->dead) return;
+  /* Events this socket already got live are not sent again by the replay. */
+  if (s->first_live > 0 && s->last_seen >= s->first_live) {
+    s->skip_from = s->first_live;
+    s->skip_to = s->last_seen;
+  }
   s->last_seen = after_seq < 0 ? 0 : after_seq;
   sub_start_replay(s);
 }

@@ -156,7 +156,15 @@ static void run_execute(run_t *r) {
     };
     rc = agent_run_top(ops, &p, &result, &response, &error);
   }
-  const char *status = rc == 0 ? "completed" : (rc == AGD_EUNAVAILABLE || rc == AGD_ETIMEOUT) ? "cancelled" : "failed";
+  /* Cut short by a shutdown: like a run found in flight at start, it failed (SPEC §4). */
+  int interrupted = rc == AGD_EUNAVAILABLE && atomic_load(&r->cancel) == 2;
+  const char *status = rc == 0 ? "completed"
+                       : interrupted ? "failed"
+                       : (rc == AGD_EUNAVAILABLE || rc == AGD_ETIMEOUT) ? "cancelled"
+                                                                         : "failed";
+  if (interrupted && !error)
+    error = json_pack("{s:s,s:s}", "error_message", "the server stopped while this run was in flight", "error_code",
+                      "INTERRUPTED");
   if (rc == AGD_ETIMEOUT && !error)
     error = json_pack("{s:s,s:s}", "error_message", "run exceeded its deadline", "error_code", "TIMEOUT");
   if (rc != 0 && rc != AGD_EUNAVAILABLE && rc != AGD_ETIMEOUT && !error)
@@ -355,7 +363,7 @@ void runs_shutdown(double grace_s) {
   }
   if (n_active > 0) {
     log_warn("runs: %zu run(s) still going after %.0fs: cancelling", n_active, grace_s);
-    for (run_t *r = active.next; r != &active; r = r->next) atomic_store(&r->cancel, 1);
+    for (run_t *r = active.next; r != &active; r = r->next) atomic_store(&r->cancel, 2);
   }
   size_t nt = n_threads;
   pthread_mutex_unlock(&mu);

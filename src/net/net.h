@@ -142,6 +142,12 @@ int ws_upgrade(http_req_t *r, const char *user_id);
 /* Queue one text message.  0, or AGD_EUNAVAILABLE when the send queue passed its
  * bound: the socket is then being closed with 1013. */
 int ws_send_text(conn_t *c, const char *p, size_t n);
+/* Encode once, send to many (STYLE §5): ws_frame_text() appends one unmasked
+ * text frame carrying p[0..n) to out; ws_send_frame() queues such bytes on c
+ * with the same bound as ws_send_text (text/text_n, the payload, is used if
+ * wslay must order it behind messages it still holds). */
+int ws_frame_text(buf_t *out, const char *p, size_t n);
+int ws_send_frame(conn_t *c, const char *frame, size_t n, const char *text, size_t text_n);
 /* Send a close frame with code (1000, 1001, 1008, 1011, …) and close the socket. */
 void ws_close(conn_t *c, int code, const char *reason);
 
@@ -154,6 +160,9 @@ int sse_start(http_req_t *r);
  * when NULL; data lines split on '\n').  0 or AGD_EUNAVAILABLE (stream closed
  * for overload). */
 int sse_send(conn_t *c, const char *id, const char *event, const char *data, size_t n);
+/* Send a preformatted frame block (from sse_format) as one chunk: the same
+ * bytes can go to many streams.  Same bound and answers as sse_send. */
+int sse_send_raw(conn_t *c, const char *block, size_t n);
 /* End the stream cleanly (last chunk) and close the connection. */
 void sse_end(conn_t *c);
 /* Format a frame into b (exposed for tests). */

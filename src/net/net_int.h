@@ -155,6 +155,8 @@ ws_state_t *ws__state_new(conn_t *c);
 void ws__state_free(ws_state_t *w);
 void ws__on_bytes(conn_t *c, const char *p, size_t n);
 int ws__sweep(conn_t *c, uint64_t now_ms);
+/* Free the shared frame encoder (server_close). */
+void ws__encoder_free(void);
 
 /* sse.c */
 sse_state_t *sse__state_new(conn_t *c);

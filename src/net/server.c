@@ -216,6 +216,7 @@ void server_close(server_t *s) {
   uv_run(s->loop, UV_RUN_NOWAIT);
   while (s->n_total > 0) uv_run(s->loop, UV_RUN_ONCE);
   tls_ctx_close(s->tls);
+  ws__encoder_free();
   free(s->by_id);
   free(s);
 }

@@ -89,22 +89,27 @@ int sse_start(http_req_t *r) {
   return 0;
 }
 
-int sse_send(conn_t *c, const char *id, const char *event, const char *data, size_t n) {
+int sse_send_raw(conn_t *c, const char *block, size_t n) {
   if (c->kind != CONN_KIND_SSE || !c->sse || c->sse->ended || conn_is_closing(c)) return AGD_EUNAVAILABLE;
-  buf_t b;
-  buf_init(&b, 0);
-  sse_format(&b, id, event, data, n);
-  if (conn__queued(c) + b.len > c->srv->cfg->send_queue_limit) {
-    buf_dispose(&b);
+  if (conn__queued(c) + n > c->srv->cfg->send_queue_limit) {
     log_info("conn %llu: SSE send queue over %zu bytes, ending stream", (unsigned long long)c->id,
              c->srv->cfg->send_queue_limit);
     metrics_add("agentd_slow_consumer_closed_total", NULL, 1);
     conn__close(c);
     return AGD_EUNAVAILABLE;
   }
-  sse__send_chunk(c, b.base, b.len);
-  buf_dispose(&b);
+  sse__send_chunk(c, block, n);
   return 0;
+}
+
+int sse_send(conn_t *c, const char *id, const char *event, const char *data, size_t n) {
+  if (c->kind != CONN_KIND_SSE || !c->sse || c->sse->ended || conn_is_closing(c)) return AGD_EUNAVAILABLE;
+  buf_t b;
+  buf_init(&b, 0);
+  sse_format(&b, id, event, data, n);
+  int rc = sse_send_raw(c, b.base, b.len);
+  buf_dispose(&b);
+  return rc;
 }
 
 void sse_end(conn_t *c) {

@@ -219,18 +219,64 @@ static int ws__queue(conn_t *c, uint8_t opcode, const void *p, size_t n) {
   return 0;
 }
 
-int ws_send_text(conn_t *c, const char *p, size_t n) {
-  if (c->kind != CONN_KIND_WS || !c->ws || c->ws->closing || conn_is_closing(c)) return AGD_EUNAVAILABLE;
-  /* SPEC §6: a slow reader whose queue passes its bound is closed with 1013. */
+/* ---- encode once, send to many (STYLE §5) ----
+ * One wslay frame context (frame API, not the event API) encodes server frames
+ * into a buffer; its send callback takes every byte, so it never holds a
+ * partial frame between calls and can serve every connection of the loop. */
+
+static wslay_frame_context_ptr enc_ctx;
+static buf_t *enc_out;
+
+static ssize_t on_enc_send(const uint8_t *data, size_t len, int flags, void *user) {
+  if (buf_append(enc_out, data, len) != 0) return -1;
+  return (ssize_t)len;
+}
+
+static const struct wslay_frame_callbacks enc_callbacks = {.send_callback = on_enc_send};
+
+int ws_frame_text(buf_t *out, const char *p, size_t n) {
+  if (!enc_ctx && wslay_frame_context_init(&enc_ctx, &enc_callbacks, NULL) != 0) abort();
+  enc_out = out;
+  struct wslay_frame_iocb iocb = {
+      .fin = 1, .opcode = WSLAY_TEXT_FRAME, .payload_length = n, .mask = 0, .data = (const uint8_t *)p, .data_length = n};
+  ssize_t sent = wslay_frame_send(enc_ctx, &iocb);
+  enc_out = NULL;
+  return sent == (ssize_t)n ? 0 : AGD_EINTERNAL;
+}
+
+void ws__encoder_free(void) {
+  if (enc_ctx) wslay_frame_context_free(enc_ctx);
+  enc_ctx = NULL;
+}
+
+/* SPEC §6: a slow reader whose queue passes its bound is closed with 1013.
+ * Returns 0 when n more bytes fit. */
+static int ws__check_bound(conn_t *c, size_t n) {
   /* Count what wslay still holds too (messages queued while a frame is read). */
   size_t queued = conn__queued(c) + (c->ws->ctx ? wslay_event_get_queued_msg_length(c->ws->ctx) : 0);
-  if (queued + n > c->srv->cfg->send_queue_limit) {
-    log_info("conn %llu: send queue over %zu bytes, closing (1013)", (unsigned long long)c->id,
-             c->srv->cfg->send_queue_limit);
-    metrics_add("agentd_slow_consumer_closed_total", NULL, 1);
-    ws_close(c, 1013, "send queue full");
-    return AGD_EUNAVAILABLE;
+  if (queued + n <= c->srv->cfg->send_queue_limit) return 0;
+  log_info("conn %llu: send queue over %zu bytes, closing (1013)", (unsigned long long)c->id,
+           c->srv->cfg->send_queue_limit);
+  metrics_add("agentd_slow_consumer_closed_total", NULL, 1);
+  ws_close(c, 1013, "send queue full");
+  return AGD_EUNAVAILABLE;
+}
+
+int ws_send_frame(conn_t *c, const char *frame, size_t n, const char *text, size_t text_n) {
+  if (c->kind != CONN_KIND_WS || !c->ws || c->ws->closing || conn_is_closing(c)) return AGD_EUNAVAILABLE;
+  if (ws__check_bound(c, n)) return AGD_EUNAVAILABLE;
+  ws_state_t *w = c->ws;
+  /* wslay holds nothing to send: the frame can go straight out, in order. */
+  if (!w->ctx || (!wslay_event_get_queued_msg_count(w->ctx) && !wslay_event_want_write(w->ctx))) {
+    conn__send(c, frame, n);
+    return 0;
   }
+  return ws__queue(c, WSLAY_TEXT_FRAME, text, text_n);
+}
+
+int ws_send_text(conn_t *c, const char *p, size_t n) {
+  if (c->kind != CONN_KIND_WS || !c->ws || c->ws->closing || conn_is_closing(c)) return AGD_EUNAVAILABLE;
+  if (ws__check_bound(c, n)) return AGD_EUNAVAILABLE;
   return ws__queue(c, WSLAY_TEXT_FRAME, p, n);
 }
 

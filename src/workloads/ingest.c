@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,66 @@ int workloads_rec_from_json(const json_t *o, workload_rec_t *r, char *err, size_
 
 /* ---- the streaming ingest -------------------------------------------------------------------- */
 
+/* Where parsed records and rejections go: the ingest's own, or a helper thread's
+ * while it parses its part of a JSONL piece (merged in order afterwards). */
+typedef struct wl_sink {
+  workload_rec_t *recs;
+  size_t n, cap;
+  json_t *rejected;        /* [{"line","error"}], at most WORKLOADS_REJECTED_MAX */
+  long rejected_total;
+} wl_sink_t;
+
+static void sink_init(wl_sink_t *k) {
+  memset(k, 0, sizeof *k);
+  k->rejected = json_array();
+  if (!k->rejected) abort();
+}
+
+static void sink_dispose(wl_sink_t *k) {
+  free(k->recs);
+  json_decref(k->rejected);
+  memset(k, 0, sizeof *k);
+}
+
+/* Room for one more record; the caller fills it and commits with k->n++. */
+static workload_rec_t *sink_slot(wl_sink_t *k) {
+  if (k->n == k->cap) {
+    k->cap = k->cap ? k->cap * 2 : 1024;
+    k->recs = realloc(k->recs, k->cap * sizeof *k->recs);
+    if (!k->recs) abort();
+  }
+  return &k->recs[k->n];
+}
+
+static void sink_reject(wl_sink_t *k, long line, const char *why) {
+  k->rejected_total++;
+  if (json_array_size(k->rejected) >= WORKLOADS_REJECTED_MAX) return;
+  /* why may hold bytes of the upload: keep the entry valid UTF-8 */
+  json_t *e = json_string(why);
+  if (!e) e = json_string("invalid record (its text is not valid UTF-8)");
+  json_array_append_new(k->rejected, json_pack("{s:I, s:o}", "line", (json_int_t)line, "error", e));
+}
+
+/* Validate one parsed record into k. */
+static void sink_json(wl_sink_t *k, long line, const json_t *o) {
+  char err[200];
+  if (workloads_rec_from_json(o, sink_slot(k), err, sizeof err) != 0) sink_reject(k, line, err);
+  else k->n++;
+}
+
+static void sink_text(wl_sink_t *k, long line, const char *p, size_t n) {
+  json_error_t jerr;
+  json_t *o = json_loadb(p, n, JSON_DECODE_ANY, &jerr);
+  if (!o) {
+    char why[240];
+    snprintf(why, sizeof why, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
+    sink_reject(k, line, why);
+    return;
+  }
+  sink_json(k, line, o);
+  json_decref(o);
+}
+
 enum { J_START, J_FIRST, J_NEXT, J_ELEM, J_AFTER, J_TRAILER, J_DONE };
 
 /* The record fields a CSV header may name (others are ignored). */
@@ -267,10 +328,9 @@ struct workloads_ingest {
   int have_header, ncols;
   int col_field[CSV_FIELDS_MAX]; /* column → csv_fields index, -1 ignored */
   /* results */
-  workload_rec_t *batch;
-  size_t nbatch;
-  long inserted, rejected_total;
-  json_t *rejected;
+  wl_sink_t out;           /* parsed records not yet stored, and the rejections */
+  int deferred;            /* records wait for workloads_ingest_take() instead of being stored */
+  long inserted;
   int fatal;
   char fatal_msg[256];
 };
@@ -283,17 +343,14 @@ workloads_ingest_t *workloads_ingest_new(store_t *s, const char *user_id, worklo
   in->fmt = fmt;
   in->line = 1;
   in->rec_line = 1;
-  in->rejected = json_array();
-  in->batch = malloc(WORKLOADS_TX_RECORDS * sizeof *in->batch);
-  if (!in->batch || !in->rejected) abort();
+  sink_init(&in->out);
   return in;
 }
 
 void workloads_ingest_free(workloads_ingest_t *in) {
   if (!in) return;
   free(in->carry);
-  free(in->batch);
-  json_decref(in->rejected);
+  sink_dispose(&in->out);
   free(in);
 }
 
@@ -303,8 +360,8 @@ int workloads_ingest_error(const workloads_ingest_t *in, const char **msg) {
 }
 
 json_t *workloads_ingest_result(const workloads_ingest_t *in) {
-  return json_pack("{s:I, s:O, s:I}", "inserted", (json_int_t)in->inserted, "rejected", in->rejected,
-                   "rejected_total", (json_int_t)in->rejected_total);
+  return json_pack("{s:I, s:O, s:I}", "inserted", (json_int_t)in->inserted, "rejected", in->out.rejected,
+                   "rejected_total", (json_int_t)in->out.rejected_total);
 }
 
 static void set_fatal(workloads_ingest_t *in, int code, const char *msg) {
@@ -313,46 +370,42 @@ static void set_fatal(workloads_ingest_t *in, int code, const char *msg) {
   snprintf(in->fatal_msg, sizeof in->fatal_msg, "%s", msg);
 }
 
-static void reject(workloads_ingest_t *in, long line, const char *why) {
-  in->rejected_total++;
-  if (json_array_size(in->rejected) >= WORKLOADS_REJECTED_MAX) return;
-  /* why may hold bytes of the upload: keep the entry valid UTF-8 */
-  json_t *e = json_string(why);
-  if (!e) e = json_string("invalid record (its text is not valid UTF-8)");
-  json_array_append_new(in->rejected, json_pack("{s:I, s:o}", "line", (json_int_t)line, "error", e));
-}
+static void reject(workloads_ingest_t *in, long line, const char *why) { sink_reject(&in->out, line, why); }
 
+/* Store what was parsed (unless the caller takes it: deferred mode). */
 static void flush(workloads_ingest_t *in) {
-  if (in->nbatch == 0 || in->fatal) return;
+  if (in->out.n == 0 || in->fatal || in->deferred) return;
   long n = 0;
-  int rc = workloads_insert(in->s, in->user_id, in->batch, in->nbatch, &n);
+  int rc = workloads_insert(in->s, in->user_id, in->out.recs, in->out.n, &n);
   in->inserted += n;
-  in->nbatch = 0;
+  in->out.n = 0;
   if (rc) set_fatal(in, rc, "the database refused the records");
 }
 
-static void accept_rec(workloads_ingest_t *in) {
-  if (++in->nbatch == WORKLOADS_TX_RECORDS) flush(in);
+static void flush_full(workloads_ingest_t *in) {
+  if (in->out.n >= WORKLOADS_TX_RECORDS) flush(in);
 }
 
-/* Validate one parsed record and queue it, or reject it. */
 static void take_json(workloads_ingest_t *in, long line, const json_t *o) {
-  char err[200];
-  if (workloads_rec_from_json(o, &in->batch[in->nbatch], err, sizeof err) != 0) reject(in, line, err);
-  else accept_rec(in);
+  sink_json(&in->out, line, o);
+  flush_full(in);
 }
 
 static void take_text(workloads_ingest_t *in, long line, const char *p, size_t n) {
-  json_error_t jerr;
-  json_t *o = json_loadb(p, n, JSON_DECODE_ANY, &jerr);
-  if (!o) {
-    char why[240];
-    snprintf(why, sizeof why, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
-    reject(in, line, why);
-    return;
+  sink_text(&in->out, line, p, n);
+  flush_full(in);
+}
+
+void workloads_ingest_set_deferred(workloads_ingest_t *in, int on) { in->deferred = on; }
+
+size_t workloads_ingest_take(workloads_ingest_t *in, workload_rec_t **recs) {
+  size_t n = in->out.n;
+  *recs = n ? in->out.recs : NULL;
+  if (n) {
+    in->out.recs = NULL;
+    in->out.n = in->out.cap = 0;
   }
-  take_json(in, line, o);
-  json_decref(o);
+  return n;
 }
 
 static void carry_add(workloads_ingest_t *in, const char *p, size_t n) {
@@ -401,33 +454,112 @@ static int blank(const char *p, size_t n) {
   return 1;
 }
 
-static void jsonl_line(workloads_ingest_t *in, const char *p, size_t n, int overflow) {
-  if (overflow) {
-    reject(in, in->line, "line too long (over 1 MiB)");
+#define PAR_MIN (64 * 1024) /* a piece's complete lines are parsed on two threads past this size */
+
+static void jsonl_line_to(wl_sink_t *k, long line, const char *p, size_t n, int overflow) {
+  if (overflow || n > WORKLOADS_RECORD_MAX) {
+    sink_reject(k, line, "line too long (over 1 MiB)");
     return;
   }
   if (n && p[n - 1] == '\r') n--;
   if (blank(p, n)) return;
-  take_text(in, in->line, p, n);
+  sink_text(k, line, p, n);
+}
+
+static void jsonl_line(workloads_ingest_t *in, const char *p, size_t n, int overflow) {
+  jsonl_line_to(&in->out, in->line, p, n, overflow);
+}
+
+/* A run of complete lines [p, end) (end just past a '\n') starting at line `line`. */
+typedef struct seg {
+  const char *p, *end;
+  long line;
+  wl_sink_t *sink;
+} seg_t;
+
+static void *seg_parse(void *arg) {
+  seg_t *g = arg;
+  for (const char *p = g->p; p < g->end;) {
+    const char *nl = memchr(p, '\n', (size_t)(g->end - p));
+    jsonl_line_to(g->sink, g->line++, p, (size_t)(nl - p), 0);
+    p = nl + 1;
+  }
+  return NULL;
+}
+
+/* Append k's records and rejections (they come after in->out's) to in->out. */
+static void sink_merge(workloads_ingest_t *in, wl_sink_t *k) {
+  wl_sink_t *o = &in->out;
+  if (k->n) {
+    if (o->n + k->n > o->cap) {
+      o->cap = o->n + k->n;
+      o->recs = realloc(o->recs, o->cap * sizeof *o->recs);
+      if (!o->recs) abort();
+    }
+    memcpy(o->recs + o->n, k->recs, k->n * sizeof *k->recs);
+    o->n += k->n;
+  }
+  size_t i;
+  json_t *e;
+  json_array_foreach(k->rejected, i, e) if (json_array_size(o->rejected) < WORKLOADS_REJECTED_MAX)
+      json_array_append(o->rejected, e);
+  o->rejected_total += k->rejected_total;
+}
+
+/* The complete lines [p, stop): on this thread, or split in two at a newline with the
+ * second half on a helper thread (jansson is the cost; each half has its own sink). */
+static void jsonl_lines(workloads_ingest_t *in, const char *p, const char *stop) {
+  seg_t a = {p, stop, in->line, &in->out}, b = {0};
+  wl_sink_t kb;
+  pthread_t th;
+  int two = 0;
+  if (stop - p >= PAR_MIN) {
+    const char *half = p + (stop - p) / 2;
+    const char *nl = memchr(half, '\n', (size_t)(stop - half)); /* stop[-1] is one */
+    if (nl + 1 < stop) {
+      long first_lines = 0;
+      for (const char *q = p; (q = memchr(q, '\n', (size_t)(nl + 1 - q))) != NULL; q++) first_lines++;
+      sink_init(&kb);
+      b = (seg_t){nl + 1, stop, in->line + first_lines, &kb};
+      a.end = nl + 1;
+      two = pthread_create(&th, NULL, seg_parse, &b) == 0;
+      if (!two) {
+        sink_dispose(&kb);
+        a.end = stop;
+      }
+    }
+  }
+  seg_parse(&a);
+  in->line = a.line;
+  if (two) {
+    pthread_join(th, NULL);
+    sink_merge(in, &kb);
+    sink_dispose(&kb);
+    in->line = b.line;
+  }
+  flush_full(in);
 }
 
 static void feed_jsonl(workloads_ingest_t *in, const char *p, size_t n, int last) {
   const char *end = p + n;
-  while (p < end && !in->fatal) {
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
-    if (!nl) {
-      carry_add(in, p, (size_t)(end - p));
-      break;
-    }
-    if (in->carry_len || in->overflow) {
-      carry_add(in, p, (size_t)(nl - p));
+  if (in->carry_len || in->overflow) { /* finish the line the previous piece began */
+    const char *nl = memchr(p, '\n', n);
+    carry_add(in, p, (size_t)((nl ? nl : end) - p));
+    if (nl) {
       jsonl_line(in, in->carry, in->carry_len, in->overflow);
       carry_reset(in);
-    } else {
-      jsonl_line(in, p, (size_t)(nl - p), 0);
+      in->line++;
+      flush_full(in);
     }
-    in->line++;
-    p = nl + 1;
+    p = nl ? nl + 1 : end;
+  }
+  if (p < end && !in->fatal) {
+    const char *last_nl = memrchr(p, '\n', (size_t)(end - p));
+    if (last_nl) {
+      jsonl_lines(in, p, last_nl + 1);
+      p = last_nl + 1;
+    }
+    carry_add(in, p, (size_t)(end - p));
   }
   if (last && (in->carry_len || in->overflow) && !in->fatal) {
     jsonl_line(in, in->carry, in->carry_len, in->overflow);

@@ -87,6 +87,13 @@ workloads_ingest_t *workloads_ingest_new(store_t *s, const char *user_id, worklo
  * required columns) or of the store makes this and later calls return it (negative
  * AGD_E*) and workloads_ingest_error() tells why; later input is skipped. */
 int workloads_ingest_feed(workloads_ingest_t *in, const char *data, size_t n, int last);
+/* Deferred mode (on before the first feed): feed only parses; the caller takes the parsed
+ * records with workloads_ingest_take() and stores them itself (workloads_insert), e.g. on
+ * another thread while the next piece is parsed.  "inserted" of the result stays 0. */
+void workloads_ingest_set_deferred(workloads_ingest_t *in, int on);
+/* The records parsed since the last take: *recs (malloc'd, the caller frees) and the count
+ * (0 and NULL when none).  Same thread rules as feed. */
+size_t workloads_ingest_take(workloads_ingest_t *in, workload_rec_t **recs);
 /* The fatal error's code (0: none) and message (static or owned by in). */
 int workloads_ingest_error(const workloads_ingest_t *in, const char **msg);
 /* {"inserted","rejected":[{"line","error"}],"rejected_total"} (new reference). */

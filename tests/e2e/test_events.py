@@ -286,7 +286,7 @@ class SSEClient(HttpConn):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError("SSE: frame not seen within %.0fs; last %r" % (timeout, self.frames[-3:]))
-            self.sock.settimeout(left)
+            self.timeout = left  # HttpConn._fill applies it to each recv
             self._read_chunk()
             self._parse()
 
@@ -295,7 +295,7 @@ class SSEClient(HttpConn):
         while not self.ended:
             left = deadline - time.monotonic()
             assert left > 0, "SSE stream did not end within %.0fs" % timeout
-            self.sock.settimeout(left)
+            self.timeout = left  # HttpConn._fill applies it to each recv
             self._read_chunk()
             self._parse()
         return self.frames
@@ -587,9 +587,13 @@ def _resume_scenario(srv, user, reconnect):
     ws.close()
     # While away: more runs, started over REST, keep emitting.
     runs = [first]
-    starter = threading.Thread(target=_start_runs_later, args=(srv, token, 4, 0.15, runs))
+    starter = threading.Thread(target=_start_runs_later, args=(srv, token, 8, 0.15, runs))
     starter.start()
-    time.sleep(0.5)
+    # Long enough that the backlog passes one replay page (200 events), short
+    # enough that the last runs are still emitting during the replay.
+    time.sleep(1.9)
+    backlog = len(stored_events(srv, token, after_seq=last_seq))
+    print("backlog at reconnect: %d events" % backlog)
     got, closer = reconnect(last_seq, runs, starter)
     try:
         starter.join()
@@ -599,6 +603,7 @@ def _resume_scenario(srv, user, reconnect):
         finals = {e["run_id"]: e for e in stored if is_final(e)}
         assert set(finals) == set(runs), "not every run ended"
         check_exactly_once([e["seq"] for e in got], expected, user)
+        assert len(expected) > backlog, "no event was emitted after the reconnect"
         assert got == stored, "replayed/live events differ from the stored ones"
         for rid in runs[1:]:
             check_run_events([e for e in got if e["run_id"] == rid], contiguous=False)
