@@ -95,10 +95,15 @@ static void ws__ensure_ctx(conn_t *c) {
 
 static int ws__at_boundary(const ws_state_t *w) { return w->hdr_have == 0 && w->scan_left == 0 && !w->frag_open; }
 
-/* Free the context when nothing is in flight (see top of file). */
+/* Free the context when nothing is in flight (see top of file).  On the data
+ * path it stays while the socket is busy (a chatty client would otherwise pay
+ * a 9 KB allocation per message); the sweep frees it once the socket has been
+ * quiet for WS_CTX_LINGER_MS. */
+#define WS_CTX_LINGER_MS 500
 static void ws__maybe_release_ctx(conn_t *c) {
   ws_state_t *w = c->ws;
   if (!w || !w->ctx || w->in_recv || w->closing) return;
+  if (uv_now(c->srv->loop) - c->last_rx_ms < WS_CTX_LINGER_MS) return;
   if (!ws__at_boundary(w)) return;
   if (wslay_event_get_queued_msg_count(w->ctx) || wslay_event_want_write(w->ctx)) return;
   wslay_event_context_free(w->ctx);
@@ -276,6 +281,16 @@ int ws_send_frame(conn_t *c, const char *frame, size_t n, const char *text, size
 
 int ws_send_text(conn_t *c, const char *p, size_t n) {
   if (c->kind != CONN_KIND_WS || !c->ws || c->ws->closing || conn_is_closing(c)) return AGD_EUNAVAILABLE;
+  ws_state_t *w = c->ws;
+  if (!w->ctx || (!wslay_event_get_queued_msg_count(w->ctx) && !wslay_event_want_write(w->ctx))) {
+    /* Nothing queued in wslay: encode the frame directly, no event context needed. */
+    buf_t f;
+    buf_init(&f, 0);
+    ws_frame_text(&f, p, n);
+    int rc = ws_send_frame(c, f.base, f.len, p, n);
+    buf_dispose(&f);
+    return rc;
+  }
   if (ws__check_bound(c, n)) return AGD_EUNAVAILABLE;
   return ws__queue(c, WSLAY_TEXT_FRAME, p, n);
 }
@@ -315,6 +330,7 @@ int ws__sweep(conn_t *c, uint64_t now_ms) {
     w->last_ping_ms = now_ms;
     ws__queue(c, WSLAY_PING, "hb", 2);
   }
+  ws__maybe_release_ctx(c);
   return 0;
 }
 
