@@ -18,6 +18,7 @@
 
 #include "api/app.h"
 #include "api/router.h"
+#include "api/workloads_api.h"
 #include "build_info.h"
 #include "core/auth.h"
 #include "core/config.h"
@@ -206,6 +207,7 @@ static int serve(config_t *cfg) {
   /* Deliver what runs emitted last (run ends answer waiting requests), then drain again. */
   events_shutdown();
   uv_run(app.loop, UV_RUN_DEFAULT);
+  api_workloads_stop(); /* no worker uses the record cache any more */
   store_close(app.store);
   auth_shutdown();
   router_reset();

@@ -57,8 +57,8 @@ static void respond_text(http_req_t *r, int status, char *text) {
 
 typedef struct batch {
   struct batch *next;
-  workload_rec_t *recs;   /* malloc'd */
-  size_t n;
+  workload_rec_t *recs;   /* malloc'd, room for cap */
+  size_t n, cap;
 } batch_t;
 
 typedef struct upload {
@@ -76,6 +76,7 @@ typedef struct upload {
   int insert_err;
   http_req_t *held;       /* a consumed chunk not yet acknowledged (queue full) */
   http_req_t *waiting;    /* the handler ran: answer once everything is stored */
+  batch_t *spare;         /* a stored batch whose memory the parser may reuse */
   double finished_at;
 } upload_t;
 
@@ -83,6 +84,10 @@ static upload_t *uploads;
 
 static void upload_free(upload_t *u) {
   workloads_ingest_free(u->in);
+  if (u->spare) {
+    free(u->spare->recs);
+    free(u->spare);
+  }
   while (u->queue) {
     batch_t *b = u->queue;
     u->queue = b->next;
@@ -159,8 +164,12 @@ static void insert_done(http_req_t *r, void *p, int rc) {
   (void)r;
   insert_job_t *j = p;
   upload_t *u = j->up;
-  free(j->b->recs);
-  free(j->b);
+  if (!u->spare) {
+    u->spare = j->b; /* its memory goes back to the parser with the next chunk */
+  } else {
+    free(j->b->recs);
+    free(j->b);
+  }
   u->refs--;
   u->inserting = 0;
   u->queued--;
@@ -210,15 +219,20 @@ typedef struct chunk_job {
   size_t n;
   int last;
   workload_rec_t *recs; /* parsed, for the insert queue */
-  size_t nrecs;
+  size_t nrecs, cap;
+  batch_t *spare;       /* memory for the parser to reuse (given to the ingest) */
 } chunk_job_t;
 
 static int chunk_work(void *p) {
   chunk_job_t *j = p;
+  if (j->spare) {
+    workloads_ingest_give(j->up->in, j->spare->recs, j->spare->cap);
+    j->spare->recs = NULL;
+  }
   workloads_ingest_feed(j->up->in, j->data, j->n, j->last);
   free(j->data);
   j->data = NULL;
-  j->nrecs = workloads_ingest_take(j->up->in, &j->recs);
+  j->nrecs = workloads_ingest_take(j->up->in, &j->recs, &j->cap);
   return 0;
 }
 
@@ -228,11 +242,16 @@ static void chunk_done(http_req_t *r, void *p, int rc) {
   free(j->data); /* only when the work never ran */
   u->refs--;
   if (rc && !u->insert_err) u->insert_err = rc;
+  if (j->spare) { /* its memory went to the ingest (or, if the work never ran, goes now) */
+    free(j->spare->recs);
+    free(j->spare);
+  }
   if (j->nrecs) {
     batch_t *b = calloc(1, sizeof *b);
     if (!b) abort();
     b->recs = j->recs;
     b->n = j->nrecs;
+    b->cap = j->cap;
     if (u->queue_tail) u->queue_tail->next = b;
     else u->queue = b;
     u->queue_tail = b;
@@ -257,6 +276,8 @@ static void on_chunk(http_req_t *r, char *data, size_t n, int last, void *arg) {
   j->data = data;
   j->n = n;
   j->last = last;
+  j->spare = u->spare;
+  u->spare = NULL;
   u->refs++;
   job_run(r, j, chunk_work, chunk_done);
 }

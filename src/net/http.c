@@ -382,6 +382,8 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
 static void http__deliver_chunk(http_req_t *r, int last) {
   size_t n = 0;
   char *data = buf_steal(&r->body, &n);
+  /* The next chunk fills a buffer of its final size at once, not by doubling. */
+  if (!last && buf_reserve(&r->body, r->chunk_bytes + 65536)) buf_commit(&r->body, 0);
   r->chunk_inflight = 1;
   if (last) r->last_delivered = 1;
   r->chunk_fn(r, data, n, last, r->chunk_arg);

@@ -329,6 +329,7 @@ struct workloads_ingest {
   int col_field[CSV_FIELDS_MAX]; /* column → csv_fields index, -1 ignored */
   /* results */
   wl_sink_t out;           /* parsed records not yet stored, and the rejections */
+  wl_sink_t aux;           /* the helper thread's (kept: its memory is reused) */
   int deferred;            /* records wait for workloads_ingest_take() instead of being stored */
   long inserted;
   int fatal;
@@ -344,6 +345,7 @@ workloads_ingest_t *workloads_ingest_new(store_t *s, const char *user_id, worklo
   in->line = 1;
   in->rec_line = 1;
   sink_init(&in->out);
+  sink_init(&in->aux);
   return in;
 }
 
@@ -351,6 +353,7 @@ void workloads_ingest_free(workloads_ingest_t *in) {
   if (!in) return;
   free(in->carry);
   sink_dispose(&in->out);
+  sink_dispose(&in->aux);
   free(in);
 }
 
@@ -398,14 +401,26 @@ static void take_text(workloads_ingest_t *in, long line, const char *p, size_t n
 
 void workloads_ingest_set_deferred(workloads_ingest_t *in, int on) { in->deferred = on; }
 
-size_t workloads_ingest_take(workloads_ingest_t *in, workload_rec_t **recs) {
+size_t workloads_ingest_take(workloads_ingest_t *in, workload_rec_t **recs, size_t *cap) {
   size_t n = in->out.n;
   *recs = n ? in->out.recs : NULL;
+  if (cap) *cap = n ? in->out.cap : 0;
   if (n) {
     in->out.recs = NULL;
     in->out.n = in->out.cap = 0;
   }
   return n;
+}
+
+void workloads_ingest_give(workloads_ingest_t *in, workload_rec_t *recs, size_t cap) {
+  if (!recs) return;
+  if (in->out.n || in->out.cap >= cap) { /* keep what is there */
+    free(recs);
+    return;
+  }
+  free(in->out.recs);
+  in->out.recs = recs;
+  in->out.cap = cap;
 }
 
 static void carry_add(workloads_ingest_t *in, const char *p, size_t n) {
@@ -492,7 +507,7 @@ static void sink_merge(workloads_ingest_t *in, wl_sink_t *k) {
   wl_sink_t *o = &in->out;
   if (k->n) {
     if (o->n + k->n > o->cap) {
-      o->cap = o->n + k->n;
+      o->cap = (o->n + k->n) * 5 / 4;
       o->recs = realloc(o->recs, o->cap * sizeof *o->recs);
       if (!o->recs) abort();
     }
@@ -510,7 +525,7 @@ static void sink_merge(workloads_ingest_t *in, wl_sink_t *k) {
  * second half on a helper thread (jansson is the cost; each half has its own sink). */
 static void jsonl_lines(workloads_ingest_t *in, const char *p, const char *stop) {
   seg_t a = {p, stop, in->line, &in->out}, b = {0};
-  wl_sink_t kb;
+  wl_sink_t *kb = &in->aux;
   pthread_t th;
   int two = 0;
   if (stop - p >= PAR_MIN) {
@@ -519,22 +534,20 @@ static void jsonl_lines(workloads_ingest_t *in, const char *p, const char *stop)
     if (nl + 1 < stop) {
       long first_lines = 0;
       for (const char *q = p; (q = memchr(q, '\n', (size_t)(nl + 1 - q))) != NULL; q++) first_lines++;
-      sink_init(&kb);
-      b = (seg_t){nl + 1, stop, in->line + first_lines, &kb};
+      kb->n = 0;
+      kb->rejected_total = 0;
+      json_array_clear(kb->rejected);
+      b = (seg_t){nl + 1, stop, in->line + first_lines, kb};
       a.end = nl + 1;
       two = pthread_create(&th, NULL, seg_parse, &b) == 0;
-      if (!two) {
-        sink_dispose(&kb);
-        a.end = stop;
-      }
+      if (!two) a.end = stop;
     }
   }
   seg_parse(&a);
   in->line = a.line;
   if (two) {
     pthread_join(th, NULL);
-    sink_merge(in, &kb);
-    sink_dispose(&kb);
+    sink_merge(in, kb);
     in->line = b.line;
   }
   flush_full(in);

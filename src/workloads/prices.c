@@ -79,9 +79,31 @@ const wl_price_t *wl_price_by_name(const char *model) {
   return NULL;
 }
 
+/* The last lookup of this thread: ingest prices runs of records of the same model. */
+static _Thread_local struct {
+  char model[64], provider[32];
+  const wl_price_t *hit;
+  int valid;
+} last;
+
+static const wl_price_t *price_find(const char *provider, const char *model);
+
 const wl_price_t *wl_price_find(const char *provider, const char *model) {
-  ensure();
   if (!model) return NULL;
+  const char *pv = provider ? provider : "";
+  if (last.valid && strcmp(last.model, model) == 0 && strcmp(last.provider, pv) == 0) return last.hit;
+  const wl_price_t *p = price_find(provider, model);
+  if (strlen(model) < sizeof last.model && strlen(pv) < sizeof last.provider) {
+    strcpy(last.model, model);
+    strcpy(last.provider, pv);
+    last.hit = p;
+    last.valid = 1;
+  }
+  return p;
+}
+
+static const wl_price_t *price_find(const char *provider, const char *model) {
+  ensure();
   char m[64], pv[32] = "";
   const char *slash = strrchr(model, '/'); /* "openai/gpt-4o", "models/gemini-1.5-pro" */
   lower_copy(m, sizeof m, slash ? slash + 1 : model);

@@ -91,9 +91,12 @@ int workloads_ingest_feed(workloads_ingest_t *in, const char *data, size_t n, in
  * records with workloads_ingest_take() and stores them itself (workloads_insert), e.g. on
  * another thread while the next piece is parsed.  "inserted" of the result stays 0. */
 void workloads_ingest_set_deferred(workloads_ingest_t *in, int on);
-/* The records parsed since the last take: *recs (malloc'd, the caller frees) and the count
- * (0 and NULL when none).  Same thread rules as feed. */
-size_t workloads_ingest_take(workloads_ingest_t *in, workload_rec_t **recs);
+/* The records parsed since the last take: *recs (malloc'd, room for *cap records; the caller
+ * frees it or gives it back) and the count (0 and NULL when none).  Same thread rules as feed. */
+size_t workloads_ingest_take(workloads_ingest_t *in, workload_rec_t **recs, size_t *cap);
+/* Hand back a taken array (room for cap records, contents ignored) for the next records:
+ * reusing memory instead of faulting in fresh pages per piece.  in owns it afterwards. */
+void workloads_ingest_give(workloads_ingest_t *in, workload_rec_t *recs, size_t cap);
 /* The fatal error's code (0: none) and message (static or owned by in). */
 int workloads_ingest_error(const workloads_ingest_t *in, const char **msg);
 /* {"inserted","rejected":[{"line","error"}],"rejected_total"} (new reference). */

@@ -444,7 +444,7 @@ Test(config, error_paths) {
   E("--request-timeout: must be seconds > 0 and <= 86400, got '0'", "--request-timeout", "0");
   E("--idle-timeout: must be seconds > 0 and <= 86400, got '-1'", "--idle-timeout", "-1");
   E("--sse-heartbeat: must be seconds > 0 and <= 86400, got 'nan'", "--sse-heartbeat", "nan");
-  E("--shutdown-grace: must be seconds > 0 and <= 86400, got '1e9'", "--shutdown-grace", "1e9");
+  E("--shutdown-grace: must be seconds >= 0 and <= 86400, got '1e9'", "--shutdown-grace", "1e9");
   /* control bytes are not echoed raw; long values are clipped */
   E("--port: must be an integer 0..65535, got '1?2'", "--port", "1\n2");
   char longv[200];

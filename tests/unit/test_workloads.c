@@ -289,6 +289,66 @@ Test(workloads, jsonl_line_numbers_with_blank_lines) {
   }
 }
 
+Test(workloads, jsonl_large_pieces_parse_on_two_threads_in_order) {
+  /* ~1.5 MB: pieces of 700 KB take the two-thread path; bad lines at known places */
+  enum { N = 8000 };
+  size_t cap = (size_t)N * 200, len = 0;
+  char *body = malloc(cap);
+  long bad[] = {1, 777, 3999, 4000, 4001, 7999, N};
+  size_t nbad = sizeof bad / sizeof bad[0], bi = 0;
+  long want = 0;
+  for (long line = 1; line <= N; line++) {
+    if (bi < nbad && bad[bi] == line) {
+      len += (size_t)snprintf(body + len, cap - len, "{\"timestamp\":%ld}\n", line);
+      bi++;
+    } else if (line % 1000 == 0) {
+      len += (size_t)snprintf(body + len, cap - len, "\n"); /* blank */
+    } else {
+      want++;
+      len += (size_t)snprintf(body + len, cap - len,
+                              "{\"timestamp\":%ld,\"model\":\"gpt-4o\",\"provider\":\"openai\",\"prompt_tokens\":%ld,"
+                              "\"completion_tokens\":1,\"latency_ms\":1}\n",
+                              1718000000 + line, line);
+    }
+  }
+  body[len] = 0;
+  for (int deferred = 0; deferred < 2; deferred++) {
+    char user[32];
+    snprintf(user, sizeof user, "usr_big_%d", deferred);
+    workloads_ingest_t *in = workloads_ingest_new(st, user, WORKLOADS_FMT_JSONL);
+    workloads_ingest_set_deferred(in, deferred);
+    long taken = 0, prev_pt = 0, order_ok = 1;
+    for (size_t off = 0; off < len; off += 700000) {
+      size_t n = len - off < 700000 ? len - off : 700000;
+      workloads_ingest_feed(in, body + off, n, off + n >= len);
+      workload_rec_t *recs;
+      size_t rcap;
+      size_t k = workloads_ingest_take(in, &recs, &rcap);
+      if (deferred) {
+        for (size_t i = 0; i < k; i++) {
+          order_ok &= recs[i].prompt_tokens > prev_pt;
+          prev_pt = recs[i].prompt_tokens;
+        }
+        cr_assert_eq(workloads_insert(st, user, recs, k, NULL), 0);
+        taken += (long)k;
+        workloads_ingest_give(in, recs, rcap);
+      } else {
+        cr_expect_eq(k, 0); /* stored already */
+        free(recs);
+      }
+    }
+    json_t *res = workloads_ingest_result(in);
+    workloads_ingest_free(in);
+    cr_expect(order_ok, "records out of order");
+    if (deferred) cr_expect_eq(taken, want);
+    else cr_expect_eq(json_integer_value(json_object_get(res, "inserted")), want);
+    expect_rejected(res, bad, nbad);
+    json_decref(res);
+    cr_expect_eq(n_records(user), want);
+  }
+  free(body);
+}
+
 Test(workloads, json_array_indices) {
   const char *body = "\xEF\xBB\xBF [ " GOOD(1) ",\n 42 , {\"timestamp\":2,\"model\":\"gpt-4o\"}, " GOOD(3)
                      " , \"str,with]brackets\", {\"a\":[1,{\"b\":\"}\"}]}, " GOOD(4) "] \n";
