@@ -231,9 +231,7 @@ static auth_extra_t *extra_of(http_req_t *r, route_ctx_t *ctx) {
 
 /* ---- shared helpers ---------------------------------------------------------- */
 
-/* The token of `Authorization: Bearer <token>`: 1 and *tok (may be empty), or
- * 0 when there is no Authorization header or it names another scheme. */
-static int bearer_token(http_req_t *r, slice_t *tok) {
+int api_bearer_token(http_req_t *r, slice_t *tok) {
   slice_t v;
   if (!http_req_header(r, "authorization", &v)) return 0;
   size_t i = 0, e = v.n;
@@ -394,7 +392,7 @@ int api_auth_ensure_user(http_req_t *r, route_ctx_t *ctx, const char *user_id, c
  * the user first (on a worker), then the request continues. */
 static int auth_hook(http_req_t *r, route_ctx_t *ctx, const char **why) {
   slice_t tok;
-  if (!bearer_token(r, &tok)) return AGD_EAUTH_REQUIRED;
+  if (!api_bearer_token(r, &tok)) return AGD_EAUTH_REQUIRED;
   pool_t *pool = http_req_pool(r);
   if (tok.n == 0 || tok.n > AUTH_TOKEN_MAX) {
     *why = "invalid token: malformed";
@@ -719,7 +717,7 @@ static void h_verify(http_req_t *r, route_ctx_t *ctx) {
   const char *tok = NULL;
   size_t n = 0;
   json_t *body = NULL;
-  if (bearer_token(r, &bt)) {
+  if (api_bearer_token(r, &bt)) {
     tok = bt.p;
     n = bt.n;
   } else if (http_req_body(r).n > 0) {

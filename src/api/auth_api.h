@@ -57,4 +57,9 @@ void api_login_refund(const char *key);
 /* Add X-RateLimit-Limit/-Remaining/-Reset, and Retry-After when limited, to r. */
 void api_limits_set_headers(http_req_t *r, const ratelimit_info_t *info, int limited);
 
+/* The token of `Authorization: Bearer <token>` (scheme case-insensitive, blanks
+ * trimmed): 1 and *tok (may be empty), or 0 when there is no Authorization
+ * header or it names another scheme.  The only place REST reads credentials. */
+int api_bearer_token(http_req_t *r, slice_t *tok);
+
 #endif

@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "api/app.h"
+#include "api/auth_api.h"
 #include "api/job.h"
 #include "api/router.h"
 #include "core/auth.h"
@@ -295,20 +296,6 @@ static void on_abort(void *arg) {
 
 /* ---- POST /api/workloads -------------------------------------------------------------------- */
 
-static int bearer_token(http_req_t *r, slice_t *tok) {
-  slice_t v;
-  if (!http_req_header(r, "authorization", &v)) return 0;
-  size_t i = 0, e = v.n;
-  while (i < e && (v.p[i] == ' ' || v.p[i] == '\t')) i++;
-  if (e - i < 6 || strncasecmp(v.p + i, "Bearer", 6) != 0) return 0;
-  i += 6;
-  if (i < e && v.p[i] != ' ' && v.p[i] != '\t') return 0;
-  while (i < e && (v.p[i] == ' ' || v.p[i] == '\t')) i++;
-  while (e > i && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t')) e--;
-  tok->p = v.p + i;
-  tok->n = e - i;
-  return 1;
-}
 
 /* The parser for the request's Content-Type (none: JSON, SPEC conventions), or -1. */
 static int upload_format(http_req_t *r) {
@@ -336,7 +323,7 @@ static int upload_format(http_req_t *r) {
  * dispatch, after the body), choose the parser, start streaming. */
 static int ingest_begin(http_req_t *r, route_ctx_t *ctx) {
   slice_t tok;
-  if (!bearer_token(r, &tok)) return AGD_EAUTH_REQUIRED;
+  if (!api_bearer_token(r, &tok)) return AGD_EAUTH_REQUIRED;
   if (tok.n == 0 || tok.n > AUTH_TOKEN_MAX) return AGD_EAUTH_INVALID;
   auth_claims_t *c = malloc(sizeof *c); /* ~7 KiB: not on the loop's stack */
   if (!c) abort();

@@ -120,9 +120,9 @@ static int b64url_decode(const char *in, size_t n, char *out, size_t cap) {
  * Returns 1 and the token (pool) or 0 when none was given. */
 static int ws_find_token(http_req_t *r, const char **tok, size_t *len) {
   slice_t v;
-  if (http_req_header(r, "authorization", &v) && v.n > 7 && strncasecmp(v.p, "Bearer ", 7) == 0) {
-    *tok = pool_strndup(http_req_pool(r), v.p + 7, v.n - 7);
-    *len = v.n - 7;
+  if (api_bearer_token(r, &v) && v.n > 0) {
+    *tok = pool_strndup(http_req_pool(r), v.p, v.n);
+    *len = v.n;
     return 1;
   }
   if (http_req_header(r, "sec-websocket-protocol", &v)) {

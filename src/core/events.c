@@ -168,21 +168,19 @@ char *events_encode(int64_t seq, const char *type, const char *run_id, const cha
   return s;
 }
 
-static int64_t *seq_slot(stripe_t *st, const char *user_id, int *fresh) {
+/* The user's last seq (-1: not loaded yet).  Stripe lock held. */
+static int64_t *seq_slot(stripe_t *st, const char *user_id) {
   uint64_t h = hash_str(user_id) >> 8;
   seq_entry_t **b = &st->buckets[h & 255];
   for (seq_entry_t *e = *b; e; e = e->next)
-    if (strcmp(e->user_id, user_id) == 0) {
-      *fresh = 0;
-      return &e->last_seq;
-    }
+    if (strcmp(e->user_id, user_id) == 0) return &e->last_seq;
   size_t n = strlen(user_id) + 1;
   seq_entry_t *e = calloc(1, sizeof(*e) + n);
   if (!e) abort();
   memcpy(e->user_id, user_id, n);
+  e->last_seq = -1;
   e->next = *b;
   *b = e;
-  *fresh = 1;
   return &e->last_seq;
 }
 
@@ -196,28 +194,18 @@ int64_t events_emit(const char *user_id, const char *run_id, const char *thread_
   stripe_t *st = &stripes[hash_str(user_id) % STRIPES];
   double now = time_now();
   pthread_mutex_lock(&st->mu);
-  int fresh;
-  int64_t *slot = seq_slot(st, user_id, &fresh);
-  if (fresh) {
-    int64_t last = 0;
-    int rc = store_event_last_seq(g_store, user_id, &last);
+  int64_t *slot = seq_slot(st, user_id);
+  if (*slot < 0) {
+    /* First event of this user in this process: continue from the stored
+     * counter (nothing of this user is queued yet).  On failure the seq stays
+     * unknown and is read again next time: never guess one that may repeat. */
+    int rc = store_event_last_seq(g_store, user_id, slot);
     if (rc != 0) {
-      /* Unknown: do not guess a seq that may repeat; retry next time. */
       *slot = -1;
       pthread_mutex_unlock(&st->mu);
       json_decref(data);
       return rc;
     }
-    *slot = last;
-  } else if (*slot < 0) {
-    int64_t last = 0;
-    int rc = store_event_last_seq(g_store, user_id, &last);
-    if (rc != 0) {
-      pthread_mutex_unlock(&st->mu);
-      json_decref(data);
-      return rc;
-    }
-    *slot = last;
   }
   int64_t seq = *slot + 1;
   *slot = seq;
