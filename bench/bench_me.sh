@@ -17,53 +17,20 @@
 # (default 100), BENCH_ROUNDS (default 1), AGENTD_BIN (default build/agentd).
 set -uo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init bench_me agentd-bench-me
 DURATION="${BENCH_DURATION:-10}"
 CONNS="${BENCH_CONNS:-100}"
 ROUNDS="${BENCH_ROUNDS:-1}"
 AGENTD="${AGENTD_BIN:-$ROOT/build/agentd}"
 
-for v in DURATION CONNS ROUNDS; do
-  if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
-    echo "bench_me: BENCH_$v must be a positive integer (got '${!v}')" >&2
-    exit 2
-  fi
-done
+bench_require_positive DURATION CONNS ROUNDS
 for tool in wrk curl; do
   command -v "$tool" >/dev/null || { echo "bench_me: $tool is not installed (scripts/deps.sh)" >&2; exit 2; }
 done
 [ -x "$AGENTD" ] || { echo "bench_me: $AGENTD not found: run 'make build' first" >&2; exit 2; }
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/agentd-bench-me.XXXXXX")"
-SERVER_PID=""
-cleanup() {
-  local rc=$?
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-SECRET="$(head -c 36 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48)"
-"$AGENTD" --port 0 --data-dir "$TMP/data" --jwt-secret "$SECRET" --rate-limit 0 --log-level warn \
-  >"$TMP/out" 2>"$TMP/err" &
-SERVER_PID=$!
-
-PORT=""
-for _ in $(seq 1 200); do
-  PORT="$(sed -n 's#.*agentd listening on http://[^ ]*:\([0-9][0-9]*\).*#\1#p' "$TMP/out" "$TMP/err" | head -1)"
-  [ -n "$PORT" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench_me: agentd exited:" >&2; cat "$TMP/err" >&2; exit 1; }
-  sleep 0.05
-done
-[ -n "$PORT" ] || { echo "bench_me: agentd did not start" >&2; exit 1; }
+bench_start_server
 BASE="http://127.0.0.1:$PORT"
 
 RESP="$(curl -sS -X POST "$BASE/auth/register" -H 'Content-Type: application/json' \
@@ -86,7 +53,7 @@ ME_ALL=""; HEALTH_ALL=""; RATIOS=""
 for round in $(seq 1 "$ROUNDS"); do
   ME_RPS="$(run_wrk me -H "Authorization: Bearer $TOKEN" "$BASE/api/me")"
   HEALTH_RPS="$(run_wrk health "$BASE/health")"
-  kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench_me: agentd died during the run" >&2; exit 1; }
+  bench_server_alive || exit 1
   [ -n "$ME_RPS" ] && [ -n "$HEALTH_RPS" ] || { echo "bench_me: wrk gave no figures" >&2; exit 1; }
   ME_ALL="$ME_ALL $ME_RPS"; HEALTH_ALL="$HEALTH_ALL $HEALTH_RPS"
   RATIOS="$RATIOS $(awk -v a="$ME_RPS" -v b="$HEALTH_RPS" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print 0 }')"

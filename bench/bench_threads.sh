@@ -14,48 +14,16 @@
 # default 50), AGENTD_BIN (default build/agentd).
 set -uo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init bench_threads agentd-bench-threads
 DURATION="${BENCH_DURATION:-10}"
 CONNS="${BENCH_CONNS:-50}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY="$(command -v python3)"
 
-if [ -z "${AGENTD_BIN:-}" ]; then
-  (cd "$ROOT" && make build >/dev/null) || { echo "bench_threads: make build failed" >&2; exit 1; }
-fi
+bench_build_unless_given
 AGENTD="${AGENTD_BIN:-$ROOT/build/agentd}"
 command -v wrk >/dev/null || { echo "bench_threads: wrk is not installed" >&2; exit 1; }
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/agentd-bench-threads.XXXXXX")"
-SERVER_PID=""
-cleanup() {
-  local rc=$?
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-SECRET="$(openssl rand -hex 24)"
-mkdir -p "$TMP/data"
-SERVER_CMD=("$AGENTD" --port 0 --data-dir "$TMP/data" --jwt-secret "$SECRET" --rate-limit 0 --log-level warn)
-"${SERVER_CMD[@]}" >"$TMP/server.log" 2>&1 </dev/null &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 150); do
-  PORT="$(grep -o 'agentd listening on http://127\.0\.0\.1:[0-9]*' "$TMP/server.log" | head -n1 | sed 's/.*://')"
-  [ -n "$PORT" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "bench_threads: no listening line" >&2; cat "$TMP/server.log" >&2; exit 1; }
+bench_start_server
 BASE="http://127.0.0.1:$PORT"
 
 # An access token as netra-auth-service issues them (the user is created on first use).
@@ -127,4 +95,4 @@ echo "--------------------------------------------------------------------------
 printf '%s\n' "${SUMMARY[@]}"
 echo "messages stored: $total"
 echo "server: ${SERVER_CMD[*]}" | sed "s/$SECRET/<secret>/; s#$TMP#\$TMP#g"
-kill -0 "$SERVER_PID" 2>/dev/null || { echo "bench_threads: agentd died" >&2; tail "$TMP/server.log" >&2; exit 1; }
+bench_server_alive || exit 1

@@ -21,48 +21,24 @@
  * Ownership: all connections live in one calloc'd array owned by `g`; each owns
  * its wslay context and output buffers, released in the handle's close callback.
  * Libraries: libuv (I/O), wslay (RFC 6455 client framing), OpenSSL (key, masks,
- * SHA-1/base64 for Sec-WebSocket-Accept, HMAC-SHA256 for the HS256 token).
- * Patterns follow bench/wsload.c.  Traffic goes only to --host (default 127.0.0.1).
+ * SHA-1/base64 for Sec-WebSocket-Accept), libjwt (HS256 token), all through
+ * bench/wsclient.h (the client connection shared with bench/wsload.c).
+ * Traffic goes only to --host (default 127.0.0.1).
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/resource.h>
-#include <time.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
-#include <uv.h>
-#include <wslay/wslay.h>
+#define WSC_PROG "fanout"
+#include "wsclient.h"
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define HS_MAX 8192
 #define RECV_MSG_MAX (1u << 22)
 #define MAX_PENDING 200
 
-enum { CS_IDLE, CS_CONNECTING, CS_HANDSHAKE, CS_WELCOME, CS_OPEN, CS_CLOSED };
 enum { MODE_RUNS, MODE_FANOUT };
 enum { PH_CONNECT, PH_RUN, PH_DRAIN, PH_CLOSE, PH_DONE };
 
 typedef struct conn {
-  uv_tcp_t tcp;
-  uv_connect_t creq;
-  uv_write_t wreq;
-  wslay_event_context_ptr ws;
-  char *hs, *out, *wbuf;
-  uint32_t hs_len, out_len, out_cap;
-  uint32_t id;
-  int state;
-  bool closing, writing, handle_open, in_run;
-  char key[25];
-  char *token;
+  wsc_conn_t w;           /* first: the callbacks of wsclient.h hand back &c->w */
+  bool in_run;
   int64_t last_seq;       /* last event seq seen on this socket */
   uint64_t runs_done;     /* runs mode: completed runs */
   uint64_t finals_seen;   /* fanout mode: final events seen */
@@ -73,8 +49,6 @@ static struct {
   int port, conns, duration, runs, mode, timeout_s;
   bool quiet;
   uv_loop_t *loop;
-  struct sockaddr_storage addr;
-  char host_hdr[300];
   conn_t *c;
   uv_timer_t timer, progress;
   int phase, next, pending, ok, failed, live;
@@ -94,31 +68,10 @@ static struct {
   uint64_t events_per_run_min, events_per_run_max;
 } g;
 
-static char rdbuf[1 << 16];
-static const uint8_t *rd_ptr;
-static size_t rd_len, rd_pos;
-
-static void conn_flush(conn_t *c);
 static void conn_close(conn_t *c);
 static void pump(void);
 static void start_phase_run(void);
 static void start_close(void);
-
-static void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("fanout: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
-}
-
-static void *xrealloc(void *p, size_t n) {
-  p = realloc(p, n ? n : 1);
-  if (!p) abort();
-  return p;
-}
 
 static double wall_now(void) {
   struct timespec ts;
@@ -126,130 +79,9 @@ static double wall_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* ---------- token (HS256, SPEC §2 claims) ---------- */
-
-static void b64url(const unsigned char *in, size_t n, char *out) {
-  int len = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-  int j = 0;
-  for (int i = 0; i < len; i++) {
-    char ch = out[i];
-    if (ch == '=') break;
-    out[j++] = ch == '+' ? '-' : ch == '/' ? '_' : ch;
-  }
-  out[j] = 0;
-}
-
-static char *mint_token(const char *sub) {
-  char hdr[64], claims[512], jti[25], sig[64];
-  unsigned char rnd[12], mac[EVP_MAX_MD_SIZE];
-  unsigned maclen = 0;
-  long now = (long)time(NULL);
-  if (RAND_bytes(rnd, sizeof rnd) != 1) die("RAND_bytes failed");
-  for (size_t i = 0; i < sizeof rnd; i++) snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
-  const char *h = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-  char c[400];
-  snprintf(c, sizeof c,
-           "{\"sub\":\"%s\",\"email\":\"%s@bench.local\",\"iat\":%ld,\"exp\":%ld,\"jti\":\"%s\",\"type\":\"access\","
-           "\"iss\":\"netra-auth-service\"}",
-           sub, sub, now, now + 24 * 3600, jti);
-  b64url((const unsigned char *)h, strlen(h), hdr);
-  b64url((const unsigned char *)c, strlen(c), claims);
-  size_t n = strlen(hdr) + 1 + strlen(claims);
-  char *tok = malloc(n + 64);
-  if (!tok) abort();
-  snprintf(tok, n + 64, "%s.%s", hdr, claims);
-  if (!HMAC(EVP_sha256(), g.secret, (int)strlen(g.secret), (const unsigned char *)tok, n, mac, &maclen))
-    die("HMAC failed");
-  b64url(mac, maclen, sig);
-  strcat(tok, ".");
-  strcat(tok, sig);
-  return tok;
-}
-
-/* ---------- output ---------- */
-
-static void out_append(conn_t *c, const uint8_t *d, size_t n) {
-  if (c->out_len + n > c->out_cap) {
-    size_t cap = c->out_cap ? c->out_cap : 256;
-    while (cap < c->out_len + n) cap *= 2;
-    c->out = xrealloc(c->out, cap);
-    c->out_cap = (uint32_t)cap;
-  }
-  memcpy(c->out + c->out_len, d, n);
-  c->out_len += (uint32_t)n;
-}
-
-static int raw_send(conn_t *c, const uint8_t *d, size_t n) {
-  if (!c->writing && c->out_len == 0) {
-    uv_buf_t b = uv_buf_init((char *)d, (unsigned)n);
-    int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (r == (int)n) return 0;
-    if (r < 0 && r != UV_EAGAIN) return -1;
-    if (r < 0) r = 0;
-    d += r;
-    n -= (size_t)r;
-  }
-  out_append(c, d, n);
-  return 0;
-}
-
-static void on_write(uv_write_t *req, int status) {
-  conn_t *c = req->data;
-  free(c->wbuf);
-  c->wbuf = NULL;
-  c->writing = false;
-  if (c->closing) return;
-  if (status < 0) {
-    conn_close(c);
-    return;
-  }
-  conn_flush(c);
-}
-
-static ssize_t on_ws_send(wslay_event_context_ptr ctx, const uint8_t *d, size_t n, int flags, void *user) {
-  if (raw_send(user, d, n) != 0) {
-    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-    return -1;
-  }
-  return (ssize_t)n;
-}
-
-static void conn_flush(conn_t *c) {
-  if (c->closing) return;
-  if (c->ws && c->state >= CS_WELCOME && wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0) {
-    conn_close(c);
-    return;
-  }
-  if (!c->writing && c->out_len > 0) {
-    c->wbuf = c->out;
-    uv_buf_t b = uv_buf_init(c->wbuf, c->out_len);
-    c->out = NULL;
-    c->out_len = c->out_cap = 0;
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-      free(c->wbuf);
-      c->wbuf = NULL;
-      conn_close(c);
-      return;
-    }
-    c->writing = true;
-  }
-  if (c->ws && c->state >= CS_WELCOME && !c->writing && c->out_len == 0 && !wslay_event_want_read(c->ws) &&
-      !wslay_event_want_write(c->ws))
-    conn_close(c);
-}
-
 /* ---------- lifecycle ---------- */
 
-static void on_closed(uv_handle_t *h) {
-  conn_t *c = h->data;
-  if (c->ws) wslay_event_context_free(c->ws);
-  c->ws = NULL;
-  free(c->hs);
-  free(c->out);
-  c->hs = c->out = NULL;
-  c->handle_open = false;
-  c->state = CS_CLOSED;
+static void on_closed(wsc_conn_t *w) {
   if (--g.live == 0 && g.phase == PH_CLOSE) {
     g.phase = PH_DONE;
     uv_close((uv_handle_t *)&g.timer, NULL);
@@ -262,54 +94,39 @@ static void connect_settled(void) {
 }
 
 static void conn_close(conn_t *c) {
-  if (c->closing) return;
-  c->closing = true;
-  if (c->state == CS_CONNECTING || c->state == CS_HANDSHAKE || c->state == CS_WELCOME) {
+  if (c->w.closing) return;
+  c->w.closing = true;
+  if (c->w.state == CS_CONNECTING || c->w.state == CS_HANDSHAKE || c->w.state == CS_WELCOME) {
     g.pending--;
     g.failed++;
-  } else if (c->state == CS_OPEN && g.phase != PH_CLOSE) {
+  } else if (c->w.state == CS_OPEN && g.phase != PH_CLOSE) {
     g.drops++;
   }
-  if (c->handle_open) uv_close((uv_handle_t *)&c->tcp, on_closed);
-  else c->state = CS_CLOSED;
+  wsc_close_handle(&c->w);
   if (g.phase == PH_CONNECT) {
     pump();
     connect_settled();
   }
 }
 
+static void on_close(wsc_conn_t *w) { conn_close((conn_t *)w); }
+
+static void on_fail(wsc_conn_t *w, enum wsc_fail why, int http_status) {
+  bool handshake = why == WSC_FAIL_HTTP_STATUS || why == WSC_FAIL_BAD_ACCEPT || why == WSC_FAIL_BAD_RESPONSE;
+  if (handshake && w->hs && !g.quiet) fprintf(stderr, "fanout: handshake refused: %.40s\n", w->hs);
+  conn_close((conn_t *)w);
+}
+
+/* Receipt time: taken when the bytes are read, before any parsing. */
+static void on_data(wsc_conn_t *w) { g.recv_now = wall_now(); }
+
 /* ---------- frames ---------- */
-
-static ssize_t on_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user) {
-  if (rd_pos >= rd_len) {
-    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-    return -1;
-  }
-  size_t n = rd_len - rd_pos;
-  if (n > len) n = len;
-  memcpy(buf, rd_ptr + rd_pos, n);
-  rd_pos += n;
-  return (ssize_t)n;
-}
-
-static int on_ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user) {
-  return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
-}
-
-static void send_text(conn_t *c, const char *s) {
-  struct wslay_event_msg m = {.opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)s, .msg_length = strlen(s)};
-  if (wslay_event_queue_msg(c->ws, &m) != 0) {
-    conn_close(c);
-    return;
-  }
-  conn_flush(c);
-}
 
 static void send_user_message(conn_t *c) {
   char buf[1200];
   snprintf(buf, sizeof buf, "{\"type\":\"user_message\",\"payload\":{\"content\":\"%s\"}}", g.message);
   c->in_run = true;
-  send_text(c, buf);
+  wsc_send_text(&c->w, buf);
 }
 
 /* The first occurrence of "key": in an event is its top-level field (the server
@@ -365,7 +182,7 @@ static void on_event(conn_t *c, const uint8_t *m, size_t n) {
       }
     }
     g.deliveries++;
-    if (c->id == 0) g.run_events++;
+    if (c->w.id == 0) g.run_events++;
     if (final) {
       c->finals_seen++;
       g.finals_got++;
@@ -386,9 +203,9 @@ static void on_event(conn_t *c, const uint8_t *m, size_t n) {
 
 static void on_ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user) {
   conn_t *c = user;
-  if (c->closing || arg->opcode != WSLAY_TEXT_FRAME) return;
-  if (c->state == CS_WELCOME) {
-    c->state = CS_OPEN;
+  if (c->w.closing || arg->opcode != WSLAY_TEXT_FRAME) return;
+  if (c->w.state == CS_WELCOME) {
+    c->w.state = CS_OPEN;
     g.pending--;
     g.ok++;
     pump();
@@ -398,115 +215,19 @@ static void on_ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
   on_event(c, arg->msg, arg->msg_length);
 }
 
-static const struct wslay_event_callbacks ws_callbacks = {
-    .recv_callback = on_ws_recv,
-    .send_callback = on_ws_send,
-    .genmask_callback = on_ws_genmask,
-    .on_msg_recv_callback = on_ws_msg,
+static const wsc_ops_t ws_ops = {
+    .fail = on_fail,
+    .close = on_close,
+    .closed = on_closed,
+    .on_msg = on_ws_msg,
+    .on_data = on_data,
 };
 
-static void ws_feed(conn_t *c, const uint8_t *d, size_t n) {
-  rd_ptr = d;
-  rd_len = n;
-  rd_pos = 0;
-  int r = wslay_event_recv(c->ws);
-  rd_ptr = NULL;
-  rd_len = rd_pos = 0;
-  if (c->closing) return;
-  if (r != 0) {
-    conn_close(c);
-    return;
-  }
-  conn_flush(c);
-}
-
-static void hs_feed(conn_t *c, const char *d, size_t n) {
-  if (c->hs_len + n > HS_MAX) {
-    conn_close(c);
-    return;
-  }
-  if (!c->hs) {
-    c->hs = malloc(HS_MAX);
-    if (!c->hs) abort();
-  }
-  memcpy(c->hs + c->hs_len, d, n);
-  c->hs_len += (uint32_t)n;
-  const char *end = memmem(c->hs, c->hs_len, "\r\n\r\n", 4);
-  if (!end) return;
-  size_t body = (size_t)(end - c->hs) + 4;
-  char buf[64], expect[40];
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned mdlen = 0;
-  int k = snprintf(buf, sizeof buf, "%s%s", c->key, WS_GUID);
-  EVP_Digest(buf, (size_t)k, md, &mdlen, EVP_sha1(), NULL);
-  EVP_EncodeBlock((unsigned char *)expect, md, (int)mdlen);
-  if (c->hs_len < 12 || strncmp(c->hs, "HTTP/1.1 101", 12) != 0 || !memmem(c->hs, body, expect, strlen(expect))) {
-    if (!g.quiet) fprintf(stderr, "fanout: handshake refused: %.40s\n", c->hs);
-    conn_close(c);
-    return;
-  }
-  char *hs = c->hs;
-  size_t rest = c->hs_len - body;
-  c->hs = NULL;
-  c->hs_len = 0;
-  c->state = CS_WELCOME;
-  if (rest) ws_feed(c, (const uint8_t *)hs + body, rest);
-  free(hs);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  b->base = rdbuf;
-  b->len = sizeof rdbuf;
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
-  conn_t *c = s->data;
-  if (c->closing || nread == 0) return;
-  if (nread < 0) {
-    conn_close(c);
-    return;
-  }
-  g.recv_now = wall_now(); /* receipt: before any parsing */
-  if (c->state == CS_HANDSHAKE) hs_feed(c, b->base, (size_t)nread);
-  else if (c->ws) ws_feed(c, (const uint8_t *)b->base, (size_t)nread);
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-  conn_t *c = req->data;
-  if (c->closing) return;
-  if (status < 0) {
-    conn_close(c);
-    return;
-  }
-  c->state = CS_HANDSHAKE;
-  unsigned char rnd[16];
-  if (RAND_bytes(rnd, sizeof rnd) != 1) die("RAND_bytes failed");
-  EVP_EncodeBlock((unsigned char *)c->key, rnd, sizeof rnd);
-  char rq[2048];
-  int n = snprintf(rq, sizeof rq,
-                   "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer %s\r\n\r\n",
-                   g.host_hdr, c->key, c->token);
-  if (n < 0 || (size_t)n >= sizeof rq) die("handshake request too long");
-  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0 || raw_send(c, (uint8_t *)rq, (size_t)n) != 0) {
-    conn_close(c);
-    return;
-  }
-  conn_flush(c);
-}
-
 static void conn_start(conn_t *c) {
-  c->state = CS_CONNECTING;
   g.pending++;
-  if (wslay_event_context_client_init(&c->ws, &ws_callbacks, c) != 0) abort();
-  wslay_event_config_set_max_recv_msg_length(c->ws, RECV_MSG_MAX);
-  if (uv_tcp_init(g.loop, &c->tcp) != 0) die("uv_tcp_init failed");
-  c->tcp.data = c;
-  c->handle_open = true;
+  if (wsc_conn_init(&c->w, g.loop) != 0) wsc_die("uv_tcp_init failed");
   g.live++;
-  uv_tcp_nodelay(&c->tcp, 1);
-  c->creq.data = c;
-  if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&g.addr, on_connect) != 0) conn_close(c);
+  wsc_conn_connect(&c->w);
 }
 
 static void pump(void) {
@@ -577,7 +298,7 @@ static void report(void) {
 
 static void on_close_timeout(uv_timer_t *t) {
   for (int i = 0; i < g.conns; i++)
-    if (g.c[i].handle_open && !g.c[i].closing) conn_close(&g.c[i]);
+    if (g.c[i].w.handle_open && !g.c[i].w.closing) conn_close(&g.c[i]);
 }
 
 static void start_close(void) {
@@ -588,11 +309,11 @@ static void start_close(void) {
   int open = 0;
   for (int i = 0; i < g.conns; i++) {
     conn_t *c = &g.c[i];
-    if (!c->handle_open || c->closing) continue;
+    if (!c->w.handle_open || c->w.closing) continue;
     open++;
-    if (c->state >= CS_WELCOME) {
-      wslay_event_queue_close(c->ws, 1000, NULL, 0);
-      conn_flush(c);
+    if (c->w.state >= CS_WELCOME) {
+      wslay_event_queue_close(c->w.ws, 1000, NULL, 0);
+      wsc_flush(&c->w);
     } else {
       conn_close(c);
     }
@@ -618,7 +339,7 @@ static void fanout_next_run(void) {
   g.run_events = 0;
   int open = 0;
   for (int i = 0; i < g.conns; i++)
-    if (g.c[i].state == CS_OPEN && !g.c[i].closing) open++;
+    if (g.c[i].w.state == CS_OPEN && !g.c[i].w.closing) open++;
   g.finals_needed = (uint64_t)open;
   send_user_message(&g.c[0]);
 }
@@ -666,10 +387,10 @@ static void start_phase_run(void) {
   g.t_run_ns = uv_hrtime();
   if (g.mode == MODE_RUNS) {
     for (int i = 0; i < g.conns; i++)
-      if (g.c[i].state == CS_OPEN) send_user_message(&g.c[i]);
+      if (g.c[i].w.state == CS_OPEN) send_user_message(&g.c[i]);
     uv_timer_start(&g.timer, on_window_end, (uint64_t)g.duration * 1000, 0);
   } else {
-    if (g.c[0].state != CS_OPEN) die("socket 0 did not connect");
+    if (g.c[0].w.state != CS_OPEN) wsc_die("socket 0 did not connect");
     uv_timer_start(&g.timer, on_run_timeout, (uint64_t)g.timeout_s * 1000, 0);
     fanout_next_run();
   }
@@ -679,7 +400,7 @@ static void start_phase_run(void) {
 static void on_check(uv_check_t *h) {
   if (g.mode != MODE_RUNS || g.phase != PH_DRAIN) return;
   for (int i = 0; i < g.conns; i++)
-    if (g.c[i].in_run && g.c[i].state == CS_OPEN && !g.c[i].closing) return;
+    if (g.c[i].in_run && g.c[i].w.state == CS_OPEN && !g.c[i].w.closing) return;
   start_close();
 }
 
@@ -687,7 +408,7 @@ static long parse_long(const char *name, const char *v, long lo, long hi) {
   char *end;
   errno = 0;
   long x = strtol(v, &end, 10);
-  if (errno || *end || x < lo || x > hi) die("%s: want an integer %ld..%ld", name, lo, hi);
+  if (errno || *end || x < lo || x > hi) wsc_die("%s: want an integer %ld..%ld", name, lo, hi);
   return x;
 }
 
@@ -715,7 +436,7 @@ int main(int argc, char **argv) {
       g.quiet = true;
       continue;
     }
-    if (i + 1 >= argc) die("%s needs a value", a);
+    if (i + 1 >= argc) wsc_die("%s needs a value", a);
     const char *v = argv[++i];
     if (!strcmp(a, "--host")) g.host = v;
     else if (!strcmp(a, "--port")) g.port = (int)parse_long(a, v, 1, 65535);
@@ -728,32 +449,28 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--mode")) {
       if (!strcmp(v, "runs")) g.mode = MODE_RUNS;
       else if (!strcmp(v, "fanout")) g.mode = MODE_FANOUT;
-      else die("--mode must be runs or fanout");
-    } else die("unknown option %s (see --help)", a);
+      else wsc_die("--mode must be runs or fanout");
+    } else wsc_die("unknown option %s (see --help)", a);
   }
-  if (!g.port || !g.secret || !*g.secret) die("--port and --secret are required");
-  if (strlen(g.message) > 1000 || strpbrk(g.message, "\"\\\n")) die("--message: at most 1000 plain characters");
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-  if (uv_ip4_addr(g.host, g.port, (struct sockaddr_in *)&g.addr) != 0 &&
-      uv_ip6_addr(g.host, g.port, (struct sockaddr_in6 *)&g.addr) != 0)
-    die("--host must be a numeric address: %s", g.host);
-  snprintf(g.host_hdr, sizeof g.host_hdr, strchr(g.host, ':') ? "[%s]:%d" : "%s:%d", g.host, g.port);
+  if (!g.port || !g.secret || !*g.secret) wsc_die("--port and --secret are required");
+  if (strlen(g.message) > 1000 || strpbrk(g.message, "\"\\\n")) wsc_die("--message: at most 1000 plain characters");
+  wsc_raise_nofile(NULL, NULL);
+  if (wsc_set_host(g.host, g.port) != 0) wsc_die("--host must be a numeric address: %s", g.host);
+  wsc.ops = &ws_ops;
+  wsc.path = "/ws";
+  wsc.recv_msg_max = RECV_MSG_MAX;
 
   g.c = calloc((size_t)g.conns, sizeof *g.c);
   if (!g.c) abort();
-  char *shared = g.mode == MODE_FANOUT ? mint_token("usr_fanout") : NULL;
+  char *shared = g.mode == MODE_FANOUT ? wsc_mint_token(g.secret, "usr_fanout") : NULL;
   for (int i = 0; i < g.conns; i++) {
-    g.c[i].id = (uint32_t)i;
+    g.c[i].w.id = (uint32_t)i;
     if (shared) {
-      g.c[i].token = shared;
+      g.c[i].w.token = shared;
     } else {
       char sub[64];
       snprintf(sub, sizeof sub, "usr_fanout_%d", i);
-      g.c[i].token = mint_token(sub);
+      g.c[i].w.token = wsc_mint_token(g.secret, sub);
     }
   }
   g.loop = uv_default_loop();
@@ -774,7 +491,7 @@ int main(int argc, char **argv) {
   int bad = g.ok == 0 ? 2 : (g.failed || g.drops || g.seq_gaps) ? 3 : 0;
   if (shared) free(shared);
   else
-    for (int i = 0; i < g.conns; i++) free(g.c[i].token);
+    for (int i = 0; i < g.conns; i++) free(g.c[i].w.token);
   free(g.c);
   free(g.lat);
   free(g.tlat);

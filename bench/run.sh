@@ -21,7 +21,8 @@
 #   WSLOAD_BIN      load client (default build/wsload; compiled into a temp dir if missing)
 set -uo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init bench agentd-bench
 DURATION="${BENCH_DURATION:-10}"
 CONNS="${BENCH_CONNS:-10000}"
 ACTIVE="${BENCH_ACTIVE:-100}"
@@ -30,45 +31,12 @@ PIPELINE="${BENCH_PIPELINE:-1}"
 WRK_CONNS="${BENCH_WRK_CONNS:-100 50}"
 AGENTD="${AGENTD_BIN:-$ROOT/build/agentd}"
 WSLOAD="${WSLOAD_BIN:-$ROOT/build/wsload}"
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY="$(command -v python3 || true)"
 
-for v in DURATION CONNS ACTIVE PIPELINE; do
-  if ! [[ "${!v}" =~ ^[0-9]+$ ]] || [ "${!v}" -lt 1 ]; then
-    echo "bench: BENCH_$v must be a positive integer (got '${!v}')" >&2
-    exit 2
-  fi
-done
+bench_require_positive DURATION CONNS ACTIVE PIPELINE
 case "$MODE" in ping|appping) ;; *) echo "bench: BENCH_MODE must be ping or appping" >&2; exit 2 ;; esac
-
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/agentd-bench.XXXXXX")"
-SERVER_PID=""
-
-cleanup() {
-  local rc=$?
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$SERVER_PID" 2>/dev/null && kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 say() { printf '%s\n' "$*"; }
 hr() { say "------------------------------------------------------------------------------"; }
-
-server_alive() {
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    say "bench: agentd (pid $SERVER_PID) is gone; last lines of its log:" >&2
-    tail -n 20 "$TMP/server.log" >&2
-    return 1
-  fi
-}
 
 # ---- binaries --------------------------------------------------------------
 if [ ! -x "$AGENTD" ]; then
@@ -98,28 +66,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNS + 256)) ]; t
 fi
 
 # ---- server ----------------------------------------------------------------
-if command -v openssl >/dev/null 2>&1; then
-  SECRET="$(openssl rand -hex 24)"
-else
-  SECRET="$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
-fi
-mkdir -p "$TMP/data"
-SERVER_CMD=("$AGENTD" --port 0 --data-dir "$TMP/data" --jwt-secret "$SECRET" --rate-limit 0 --log-level warn)
-"${SERVER_CMD[@]}" >"$TMP/server.log" 2>&1 </dev/null &
-SERVER_PID=$!
-
-PORT=""
-for _ in $(seq 1 150); do
-  PORT="$(grep -o 'agentd listening on http://127\.0\.0\.1:[0-9]*' "$TMP/server.log" 2>/dev/null | head -n1 | sed 's/.*://')"
-  [ -n "$PORT" ] && break
-  server_alive || exit 1
-  sleep 0.1
-done
-if [ -z "$PORT" ]; then
-  say "bench: agentd printed no 'agentd listening on' line within 15 s; its log:" >&2
-  cat "$TMP/server.log" >&2
-  exit 1
-fi
+bench_start_server
 BASE="http://127.0.0.1:$PORT"
 CPU="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')"
 say "agentd benchmark: $AGENTD (pid $SERVER_PID) on $BASE"
@@ -154,7 +101,7 @@ if [ "$HAVE_WRK" = 1 ]; then
     SUMMARY+=("$(printf '%-34s %s' "GET /health, $c conns" "${rps:-?} req/s, latency p50 ${p50:-?} p99 ${p99:-?}$note")")
     COMMANDS+=("${cmd[*]}")
     JSON_PARTS+=("\"wrk_c$c\":{\"req_per_s\":${rps:-null},\"p50\":\"${p50:-}\",\"p99\":\"${p99:-}\",\"non_2xx\":${non2xx:-0}}")
-    server_alive || exit 1
+    bench_server_alive || exit 1
     hr
   done
 else
@@ -244,7 +191,7 @@ EOF
       SUMMARY+=("$(printf '%-34s %s' "WebSocket" "$result")")
     fi
   fi
-  server_alive || exit 1
+  bench_server_alive || exit 1
   hr
 else
   SUMMARY+=("$(printf '%-34s %s' "WebSocket" "skipped: no wsload binary")")

@@ -16,52 +16,30 @@
  * connections: every read is consumed synchronously in the read callback.
  * Libraries: libuv (I/O), wslay (RFC 6455 framing, client side), OpenSSL
  * (random key and masks, SHA-1 + base64 for Sec-WebSocket-Accept), libjwt
- * (HS256 access token, SPEC §2). Protocol: SPEC §6 (handshake, welcome frame,
- * `ping` -> `pong`).
+ * (HS256 access token, SPEC §2), all through bench/wsclient.h (the client
+ * connection shared with bench/fanout.c). Protocol: SPEC §6 (handshake,
+ * welcome frame, `ping` -> `pong`).
  *
  * Traffic goes only to the address given with --host (default 127.0.0.1).
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/resource.h>
-#include <time.h>
 
-#include <jwt.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <uv.h>
-#include <wslay/wslay.h>
+#define WSC_PROG "wsload"
+#include "wsclient.h"
 
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define HS_MAX 8192              /* bytes of the 101 response we accept */
 #define OUT_MAX (1u << 20)       /* per-connection pending output bound */
 #define RECV_MSG_MAX (1u << 20)  /* largest server message we accept */
 #define LAT_MAX_SAMPLES 50000000u
 
-enum conn_state {
-    CS_IDLE = 0,   /* not started */
-    CS_CONNECTING, /* TCP connect in flight */
-    CS_HANDSHAKE,  /* request sent, waiting for the 101 */
-    CS_WELCOME,    /* upgraded, waiting for the first frame */
-    CS_OPEN,       /* welcome received */
-    CS_CLOSED,     /* handle closed (or never opened after a failure) */
-};
-
+/* The first reasons are wsclient.h's (same values); the rest are wsload's. */
 enum fail_reason {
-    FR_CONNECT = 0,
-    FR_HTTP_STATUS,
-    FR_BAD_ACCEPT,
-    FR_BAD_RESPONSE,
-    FR_EOF,
-    FR_IO,
-    FR_PROTOCOL,
+    FR_CONNECT = WSC_FAIL_CONNECT,
+    FR_HTTP_STATUS = WSC_FAIL_HTTP_STATUS,
+    FR_BAD_ACCEPT = WSC_FAIL_BAD_ACCEPT,
+    FR_BAD_RESPONSE = WSC_FAIL_BAD_RESPONSE,
+    FR_EOF = WSC_FAIL_EOF,
+    FR_IO = WSC_FAIL_IO,
+    FR_PROTOCOL = WSC_FAIL_PROTOCOL,
     FR_TIMEOUT,
     FR_ABORTED,
     FR_COUNT
@@ -74,19 +52,8 @@ enum phase { PH_CONNECT, PH_SETTLE, PH_PING, PH_CLOSE, PH_DONE };
 enum mode { MODE_PING, MODE_APPPING };
 
 typedef struct conn {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    uv_write_t wreq;
-    wslay_event_context_ptr ws;
-    char *hs;          /* handshake response bytes until the 101 is parsed */
-    char *out;         /* bytes waiting for the write in flight to finish */
-    char *wbuf;        /* buffer owned by the write in flight */
-    uint32_t hs_len, out_len, out_cap;
+    wsc_conn_t w;      /* first: the callbacks of wsclient.h hand back &c->w */
     int32_t active;    /* index among active connections, -1 if none */
-    uint32_t id;
-    uint8_t state;
-    bool closing, writing, handle_open, counted_open;
-    char key[25];      /* Sec-WebSocket-Key (base64 of 16 random bytes) */
 } conn_t;
 
 typedef struct active {
@@ -105,9 +72,7 @@ static struct {
     bool quiet;
 
     uv_loop_t *loop;
-    struct sockaddr_storage addr;
     char **tokens;
-    char host_hdr[300];
     conn_t *c;
     active_t *act;
     int act_count;
@@ -134,51 +99,14 @@ static struct {
     bool interrupted;
 } g;
 
-static char rdbuf[65536];
-static const uint8_t *rd_ptr;
-static size_t rd_len, rd_pos;
-
 static void conn_close(conn_t *c);
 static void conn_fail(conn_t *c, enum fail_reason why);
-static void conn_flush(conn_t *c);
 static void pump(void);
 static void phase_connect_done(void);
 static void phase_close_start(void);
 static void ping_send_one(conn_t *c);
 
 /* ---------- small helpers ---------- */
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("wsload: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) abort();
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t m)
-{
-    void *p = calloc(n ? n : 1, m ? m : 1);
-    if (!p) abort();
-    return p;
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    if (!p) abort();
-    return p;
-}
 
 /* VmRSS of /proc/<pid>/status in KiB, or -1. pid 0 means ourselves. */
 static long read_rss_kib(int pid)
@@ -206,143 +134,11 @@ static long read_rss_kib(int pid)
 
 static double ns_to_s(uint64_t ns) { return (double)ns / 1e9; }
 
-/* base64 of `len` bytes into out (needs 4*ceil(len/3)+1 bytes). */
-static void b64(const unsigned char *in, int len, char *out)
+
+/* ---------- connection lifecycle (wsclient.h calls the hooks) ---------- */
+
+static void on_closed(wsc_conn_t *w)
 {
-    EVP_EncodeBlock((unsigned char *)out, in, len);
-}
-
-/* ---------- token ---------- */
-
-static char *mint_token(const char *sub)
-{
-    jwt_t *jwt = NULL;
-    if (jwt_new(&jwt) != 0) die("jwt_new failed");
-    long now = (long)time(NULL);
-    unsigned char rnd[12];
-    char jti[40], email[200];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) die("RAND_bytes failed");
-    snprintf(jti, sizeof jti, "bench-");
-    for (size_t i = 0; i < sizeof rnd; i++) snprintf(jti + 6 + 2 * i, 3, "%02x", rnd[i]);
-    snprintf(email, sizeof email, "%s@bench.local", sub);
-    int r = 0;
-    r |= jwt_add_grant(jwt, "sub", sub);
-    r |= jwt_add_grant(jwt, "email", email);
-    r |= jwt_add_grant(jwt, "jti", jti);
-    r |= jwt_add_grant(jwt, "type", "access");
-    r |= jwt_add_grant(jwt, "token_type", "access");
-    r |= jwt_add_grant(jwt, "iss", "netra-auth-service");
-    r |= jwt_add_grant_int(jwt, "iat", now);
-    r |= jwt_add_grant_int(jwt, "exp", now + 24 * 3600);
-    r |= jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)g.secret, (int)strlen(g.secret));
-    if (r != 0) die("cannot build the JWT");
-    char *tok = jwt_encode_str(jwt);
-    jwt_free(jwt);
-    if (!tok) die("jwt_encode_str failed");
-    return tok;
-}
-
-/* ---------- output path ---------- */
-
-static void out_append(conn_t *c, const uint8_t *data, size_t len)
-{
-    if (c->out_len + len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 256;
-        while (cap < c->out_len + len) cap *= 2;
-        c->out = xrealloc(c->out, cap);
-        c->out_cap = (uint32_t)cap;
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += (uint32_t)len;
-}
-
-/* Sends now when the socket takes it, else keeps the rest in c->out. 0 or -1. */
-static int raw_send(conn_t *c, const uint8_t *data, size_t len)
-{
-    if (!c->writing && c->out_len == 0) {
-        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        if (r == (int)len) return 0;
-        if (r < 0 && r != UV_EAGAIN) return -1;
-        if (r < 0) r = 0;
-        data += r;
-        len -= (size_t)r;
-    }
-    out_append(c, data, len);
-    return 0;
-}
-
-static void on_write(uv_write_t *req, int status)
-{
-    conn_t *c = req->data;
-    free(c->wbuf);
-    c->wbuf = NULL;
-    c->writing = false;
-    if (c->closing) return;
-    if (status < 0) {
-        conn_fail(c, FR_IO);
-        return;
-    }
-    conn_flush(c);
-}
-
-static ssize_t on_ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
-{
-    conn_t *c = user;
-    if (c->out_len > OUT_MAX) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    if (raw_send(c, data, len) != 0) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return (ssize_t)len;
-}
-
-/* Lets wslay write what it has queued, starts a write for buffered bytes, and
- * closes the connection once the closing handshake is over. */
-static void conn_flush(conn_t *c)
-{
-    if (c->closing) return;
-    if (c->ws && c->state >= CS_WELCOME && wslay_event_want_write(c->ws)) {
-        if (wslay_event_send(c->ws) != 0) {
-            conn_fail(c, FR_IO);
-            return;
-        }
-    }
-    if (!c->writing && c->out_len > 0) {
-        c->wbuf = c->out;
-        uv_buf_t b = uv_buf_init(c->wbuf, c->out_len);
-        c->out = NULL;
-        c->out_len = c->out_cap = 0;
-        c->wreq.data = c;
-        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-            free(c->wbuf);
-            c->wbuf = NULL;
-            conn_fail(c, FR_IO);
-            return;
-        }
-        c->writing = true;
-    }
-    if (c->ws && c->state >= CS_WELCOME && !c->writing && c->out_len == 0 && !wslay_event_want_read(c->ws) &&
-        !wslay_event_want_write(c->ws))
-        conn_close(c);
-}
-
-/* ---------- connection lifecycle ---------- */
-
-static void on_closed(uv_handle_t *h)
-{
-    conn_t *c = h->data;
-    if (c->ws) wslay_event_context_free(c->ws);
-    c->ws = NULL;
-    free(c->hs);
-    free(c->out);
-    c->hs = c->out = NULL;
-    c->out_len = c->out_cap = c->hs_len = 0;
-    c->handle_open = false;
-    c->state = CS_CLOSED;
     g.live_handles--;
     if (g.phase == PH_CLOSE && g.live_handles == 0) {
         g.phase = PH_DONE;
@@ -353,15 +149,15 @@ static void on_closed(uv_handle_t *h)
     }
 }
 
-static bool state_pending(uint8_t s) { return s == CS_CONNECTING || s == CS_HANDSHAKE || s == CS_WELCOME; }
+static bool state_pending(int s) { return s == CS_CONNECTING || s == CS_HANDSHAKE || s == CS_WELCOME; }
 
 /* Closes the handle; counts a drop when an open connection goes away before
  * the close phase. Idempotent. */
 static void conn_close(conn_t *c)
 {
-    if (c->closing) return;
-    c->closing = true;
-    if (state_pending(c->state)) {
+    if (c->w.closing) return;
+    c->w.closing = true;
+    if (state_pending(c->w.state)) {
         /* a pending connection closed without conn_fail: by the close phase
          * (interrupted) or otherwise counted as an early EOF */
         g.pending--;
@@ -371,7 +167,7 @@ static void conn_close(conn_t *c)
             pump();
             if (g.ok + g.failed == g.conns) phase_connect_done();
         }
-    } else if (c->state == CS_OPEN && g.phase != PH_CLOSE) {
+    } else if (c->w.state == CS_OPEN && g.phase != PH_CLOSE) {
         if (c->active >= 0 && g.phase == PH_PING) {
             g.dropped_ping++;
             g.ping_errors++;
@@ -379,24 +175,18 @@ static void conn_close(conn_t *c)
             g.dropped_idle++;
         }
     }
-    if (c->handle_open)
-        uv_close((uv_handle_t *)&c->tcp, on_closed);
-    else
-        c->state = CS_CLOSED;
+    wsc_close_handle(&c->w);
 }
 
 static void conn_fail(conn_t *c, enum fail_reason why)
 {
-    if (c->closing) return;
-    if (state_pending(c->state) || c->state == CS_IDLE) {
-        c->closing = true;
-        if (c->state != CS_IDLE) g.pending--;
+    if (c->w.closing) return;
+    if (state_pending(c->w.state) || c->w.state == CS_IDLE) {
+        c->w.closing = true;
+        if (c->w.state != CS_IDLE) g.pending--;
         g.failed++;
         g.fail_count[why]++;
-        if (c->handle_open)
-            uv_close((uv_handle_t *)&c->tcp, on_closed);
-        else
-            c->state = CS_CLOSED;
+        wsc_close_handle(&c->w);
         if (g.phase == PH_CONNECT) {
             pump();
             if (g.ok + g.failed == g.conns) phase_connect_done();
@@ -406,9 +196,18 @@ static void conn_fail(conn_t *c, enum fail_reason why)
     conn_close(c);
 }
 
+static void on_close(wsc_conn_t *w) { conn_close((conn_t *)w); }
+
+static void on_fail(wsc_conn_t *w, enum wsc_fail why, int http_status)
+{
+    if (why == WSC_FAIL_HTTP_STATUS) g.last_http_status = http_status;
+    conn_fail((conn_t *)w, (enum fail_reason)why);
+}
+
+
 static void conn_opened(conn_t *c)
 {
-    c->state = CS_OPEN;
+    c->w.state = CS_OPEN;
     g.pending--;
     g.ok++;
     if (g.phase == PH_CONNECT) {
@@ -417,29 +216,7 @@ static void conn_opened(conn_t *c)
     }
 }
 
-/* ---------- wslay callbacks ---------- */
-
-static ssize_t on_ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
-{
-    if (rd_pos >= rd_len) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    size_t n = rd_len - rd_pos;
-    if (n > len) n = len;
-    memcpy(buf, rd_ptr + rd_pos, n);
-    rd_pos += n;
-    return (ssize_t)n;
-}
-
-static int on_ws_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user)
-{
-    if (RAND_bytes(buf, (int)len) != 1) {
-        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
-        return -1;
-    }
-    return 0;
-}
+/* ---------- messages ---------- */
 
 static void record_latency(uint64_t ns)
 {
@@ -482,9 +259,9 @@ static void ping_reply(conn_t *c, bool is_error, const uint8_t *payload, size_t 
 static void on_ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user)
 {
     conn_t *c = user;
-    if (c->closing) return;
+    if (c->w.closing) return;
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
-        if (c->state == CS_WELCOME) {
+        if (c->w.state == CS_WELCOME) {
             if (!memmem(arg->msg, arg->msg_length, "system_message", 14)) g.welcome_unexpected++;
             conn_opened(c);
             return;
@@ -496,187 +273,27 @@ static void on_ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         }
         return;
     }
-    if (arg->opcode == WSLAY_PONG && c->active >= 0 && g.mode == MODE_PING && c->state == CS_OPEN)
+    if (arg->opcode == WSLAY_PONG && c->active >= 0 && g.mode == MODE_PING && c->w.state == CS_OPEN)
         ping_reply(c, false, arg->msg, arg->msg_length);
-    /* PING is answered by wslay; CLOSE is answered by wslay and ends the conn in conn_flush. */
+    /* PING is answered by wslay; CLOSE is answered by wslay and ends the conn in wsc_flush. */
 }
 
-static const struct wslay_event_callbacks ws_callbacks = {
-    .recv_callback = on_ws_recv,
-    .send_callback = on_ws_send,
-    .genmask_callback = on_ws_genmask,
-    .on_msg_recv_callback = on_ws_msg,
+static const wsc_ops_t ws_ops = {
+    .fail = on_fail,
+    .close = on_close,
+    .closed = on_closed,
+    .on_msg = on_ws_msg,
 };
-
-/* ---------- handshake ---------- */
-
-static bool header_value(const char *hdrs, size_t len, const char *name, const char **val, size_t *vlen)
-{
-    size_t nl = strlen(name);
-    const char *p = hdrs, *end = hdrs + len;
-    while (p < end) {
-        const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
-        if (!eol) eol = end;
-        if ((size_t)(eol - p) > nl && p[nl] == ':' && strncasecmp(p, name, nl) == 0) {
-            const char *v = p + nl + 1, *ve = eol;
-            while (v < ve && (*v == ' ' || *v == '\t')) v++;
-            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-            *val = v;
-            *vlen = (size_t)(ve - v);
-            return true;
-        }
-        p = eol + 2;
-    }
-    return false;
-}
-
-/* Feeds bytes to wslay; handles its result. */
-static void ws_feed(conn_t *c, const uint8_t *data, size_t len)
-{
-    rd_ptr = data;
-    rd_len = len;
-    rd_pos = 0;
-    int r = wslay_event_recv(c->ws);
-    rd_ptr = NULL;
-    rd_len = rd_pos = 0;
-    if (c->closing) return;
-    if (r != 0) {
-        conn_fail(c, FR_PROTOCOL);
-        return;
-    }
-    conn_flush(c);
-}
-
-/* Handshake bytes: once the header block is complete, checks the status line
- * and Sec-WebSocket-Accept; the bytes after the headers go to wslay. */
-static void hs_feed(conn_t *c, const char *data, size_t len)
-{
-    if (c->hs_len + len > HS_MAX) {
-        conn_fail(c, FR_BAD_RESPONSE);
-        return;
-    }
-    if (!c->hs) c->hs = xmalloc(HS_MAX);
-    memcpy(c->hs + c->hs_len, data, len);
-    c->hs_len += (uint32_t)len;
-    const char *end = memmem(c->hs, c->hs_len, "\r\n\r\n", 4);
-    if (!end) return;
-    size_t hlen = (size_t)(end - c->hs) + 2; /* include the last header's CRLF */
-    size_t body_off = (size_t)(end - c->hs) + 4;
-    int status = 0;
-    if (hlen < 12 || strncmp(c->hs, "HTTP/1.1 ", 9) != 0) {
-        conn_fail(c, FR_BAD_RESPONSE);
-        return;
-    }
-    for (int i = 9; i < 12; i++) {
-        if (c->hs[i] < '0' || c->hs[i] > '9') {
-            conn_fail(c, FR_BAD_RESPONSE);
-            return;
-        }
-        status = status * 10 + (c->hs[i] - '0');
-    }
-    if (status != 101) {
-        g.last_http_status = status;
-        conn_fail(c, FR_HTTP_STATUS);
-        return;
-    }
-    const char *v;
-    size_t vlen;
-    char buf[64], expect[40];
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    int n = snprintf(buf, sizeof buf, "%s%s", c->key, WS_GUID);
-    if (!EVP_Digest(buf, (size_t)n, md, &mdlen, EVP_sha1(), NULL)) die("EVP_Digest failed");
-    b64(md, (int)mdlen, expect);
-    if (!header_value(c->hs, hlen, "Sec-WebSocket-Accept", &v, &vlen) || vlen != strlen(expect) ||
-        memcmp(v, expect, vlen) != 0) {
-        conn_fail(c, FR_BAD_ACCEPT);
-        return;
-    }
-    /* Bytes after the header block are the first frames. */
-    size_t rest = c->hs_len - body_off;
-    char *hs = c->hs;
-    c->hs = NULL;
-    c->hs_len = 0;
-    c->state = CS_WELCOME;
-    if (rest > 0)
-        ws_feed(c, (const uint8_t *)hs + body_off, rest);
-    free(hs);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    buf->base = rdbuf;
-    buf->len = sizeof rdbuf;
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    conn_t *c = s->data;
-    if (c->closing) return;
-    if (nread == 0) return;
-    if (nread < 0) {
-        conn_fail(c, nread == UV_EOF ? FR_EOF : FR_IO);
-        return;
-    }
-    if (c->state == CS_HANDSHAKE)
-        hs_feed(c, buf->base, (size_t)nread);
-    else if (c->ws)
-        ws_feed(c, (const uint8_t *)buf->base, (size_t)nread);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    conn_t *c = req->data;
-    if (c->closing) return;
-    if (status < 0) {
-        conn_fail(c, FR_CONNECT);
-        return;
-    }
-    c->state = CS_HANDSHAKE;
-    unsigned char rnd[16];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) die("RAND_bytes failed");
-    b64(rnd, sizeof rnd, c->key);
-    const char *tok = g.tokens[c->id % (uint32_t)g.users];
-    char req_buf[2048];
-    int n;
-    if (strcmp(g.auth, "query") == 0)
-        n = snprintf(req_buf, sizeof req_buf,
-                     "GET %s?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     g.path, tok, g.host_hdr, c->key);
-    else
-        n = snprintf(req_buf, sizeof req_buf,
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer %s\r\n\r\n",
-                     g.path, g.host_hdr, c->key, tok);
-    if (n < 0 || (size_t)n >= sizeof req_buf) die("handshake request too long");
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0 ||
-        raw_send(c, (const uint8_t *)req_buf, (size_t)n) != 0) {
-        conn_fail(c, FR_IO);
-        return;
-    }
-    conn_flush(c);
-}
 
 static void conn_start(conn_t *c)
 {
-    c->state = CS_CONNECTING;
     g.pending++;
-    if (wslay_event_context_client_init(&c->ws, &ws_callbacks, c) != 0) abort();
-    wslay_event_config_set_max_recv_msg_length(c->ws, RECV_MSG_MAX);
-    if (uv_tcp_init(g.loop, &c->tcp) != 0) {
-        wslay_event_context_free(c->ws);
-        c->ws = NULL;
+    if (wsc_conn_init(&c->w, g.loop) != 0) {
         conn_fail(c, FR_CONNECT);
         return;
     }
-    c->tcp.data = c;
-    c->handle_open = true;
     g.live_handles++;
-    uv_tcp_nodelay(&c->tcp, 1);
-    c->creq.data = c;
-    if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&g.addr, on_connect) != 0)
-        conn_fail(c, FR_CONNECT);
+    wsc_conn_connect(&c->w);
 }
 
 /* Starts connections while under the pending cap and the rate. Not reentrant:
@@ -718,7 +335,7 @@ static void on_progress(uv_timer_t *t)
 static void ping_send_one(conn_t *c)
 {
     active_t *a = &g.act[c->active];
-    if (c->closing || c->state != CS_OPEN || a->inflight >= (uint32_t)g.pipeline) return;
+    if (c->w.closing || c->w.state != CS_OPEN || a->inflight >= (uint32_t)g.pipeline) return;
     struct wslay_event_msg m;
     static const char app_ping[] = "{\"type\":\"ping\"}";
     uint64_t seq = a->seq_sent;
@@ -731,14 +348,14 @@ static void ping_send_one(conn_t *c)
         m.msg = (const uint8_t *)app_ping;
         m.msg_length = sizeof app_ping - 1;
     }
-    if (wslay_event_queue_msg(c->ws, &m) != 0) {
+    if (wslay_event_queue_msg(c->w.ws, &m) != 0) {
         g.ping_errors++;
         return;
     }
     a->sent[(a->head + a->inflight) % (uint32_t)g.pipeline] = uv_hrtime();
     a->inflight++;
     a->seq_sent++;
-    conn_flush(c);
+    wsc_flush(&c->w);
 }
 
 static void on_ping_end(uv_timer_t *t)
@@ -755,7 +372,7 @@ static void phase_ping_start(void)
     g.act = xcalloc((size_t)(want > 0 ? want : 1), sizeof *g.act);
     for (int i = 0; i < g.conns && g.act_count < want; i++) {
         conn_t *c = &g.c[i];
-        if (c->state != CS_OPEN || c->closing) continue;
+        if (c->w.state != CS_OPEN || c->w.closing) continue;
         c->active = g.act_count;
         g.act[g.act_count].sent = xcalloc((size_t)g.pipeline, sizeof(uint64_t));
         g.act_count++;
@@ -829,11 +446,11 @@ static void on_connect_timeout(uv_timer_t *t)
     g.phase = PH_SETTLE; /* stop pump; conn_fail won't re-enter phase logic */
     for (int i = 0; i < g.conns; i++) {
         conn_t *c = &g.c[i];
-        if (c->state == CS_IDLE) {
+        if (c->w.state == CS_IDLE) {
             g.failed++;
             g.fail_count[FR_TIMEOUT]++;
-            c->state = CS_CLOSED;
-        } else if (state_pending(c->state) && !c->closing) {
+            c->w.state = CS_CLOSED;
+        } else if (state_pending(c->w.state) && !c->w.closing) {
             conn_fail(c, FR_TIMEOUT);
         }
     }
@@ -845,7 +462,7 @@ static void on_connect_timeout(uv_timer_t *t)
 static void on_close_timeout(uv_timer_t *t)
 {
     for (int i = 0; i < g.conns; i++)
-        if (g.c[i].handle_open && !g.c[i].closing) conn_close(&g.c[i]);
+        if (g.c[i].w.handle_open && !g.c[i].w.closing) conn_close(&g.c[i]);
 }
 
 static void phase_close_start(void)
@@ -853,8 +470,8 @@ static void phase_close_start(void)
     if (g.phase == PH_CLOSE || g.phase == PH_DONE) return;
     g.phase = PH_CLOSE;
     for (int i = g.next; i < g.conns; i++) { /* never started (interrupted while connecting) */
-        if (g.c[i].state != CS_IDLE) continue;
-        g.c[i].state = CS_CLOSED;
+        if (g.c[i].w.state != CS_IDLE) continue;
+        g.c[i].w.state = CS_CLOSED;
         g.failed++;
         g.fail_count[FR_ABORTED]++;
     }
@@ -863,13 +480,13 @@ static void phase_close_start(void)
     uv_timer_stop(&g.progress_timer);
     for (int i = 0; i < g.conns; i++) {
         conn_t *c = &g.c[i];
-        if (!c->handle_open || c->closing) continue;
-        if (c->state == CS_OPEN && c->ws) {
-            if (wslay_event_queue_close(c->ws, 1000, NULL, 0) != 0) {
+        if (!c->w.handle_open || c->w.closing) continue;
+        if (c->w.state == CS_OPEN && c->w.ws) {
+            if (wslay_event_queue_close(c->w.ws, 1000, NULL, 0) != 0) {
                 conn_close(c);
                 continue;
             }
-            conn_flush(c);
+            wsc_flush(&c->w);
         } else {
             conn_close(c);
         }
@@ -995,7 +612,7 @@ static long parse_long(const char *opt, const char *s, long lo, long hi)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) die("bad value for %s: %s (%ld..%ld)", opt, s, lo, hi);
+    if (errno || end == s || *end || v < lo || v > hi) wsc_die("bad value for %s: %s (%ld..%ld)", opt, s, lo, hi);
     return v;
 }
 
@@ -1024,7 +641,7 @@ static void parse_args(int argc, char **argv)
             g.quiet = true;
             continue;
         }
-        if (i + 1 >= argc) die("%s needs a value (see --help)", a);
+        if (i + 1 >= argc) wsc_die("%s needs a value (see --help)", a);
         const char *v = argv[++i];
         if (strcmp(a, "--host") == 0) g.host = v;
         else if (strcmp(a, "--port") == 0) g.port = (int)parse_long(a, v, 1, 65535);
@@ -1045,28 +662,23 @@ static void parse_args(int argc, char **argv)
         else if (strcmp(a, "--mode") == 0) {
             if (strcmp(v, "ping") == 0) g.mode = MODE_PING;
             else if (strcmp(v, "appping") == 0) g.mode = MODE_APPPING;
-            else die("--mode must be ping or appping");
+            else wsc_die("--mode must be ping or appping");
         } else {
             usage(stderr);
-            die("unknown option %s", a);
+            wsc_die("unknown option %s", a);
         }
     }
-    if (!g.port) die("--port is required");
-    if (!g.secret || !*g.secret) die("--secret is required");
-    if (strcmp(g.auth, "header") != 0 && strcmp(g.auth, "query") != 0) die("--auth must be header or query");
-    if (strlen(g.path) > 256 || g.path[0] != '/' || strpbrk(g.path, " \r\n?")) die("bad --path");
-    if (strlen(g.sub) > 100 || strpbrk(g.sub, "\"\\")) die("bad --sub");
+    if (!g.port) wsc_die("--port is required");
+    if (!g.secret || !*g.secret) wsc_die("--secret is required");
+    if (strcmp(g.auth, "header") != 0 && strcmp(g.auth, "query") != 0) wsc_die("--auth must be header or query");
+    if (strlen(g.path) > 256 || g.path[0] != '/' || strpbrk(g.path, " \r\n?")) wsc_die("bad --path");
+    if (strlen(g.sub) > 100 || strpbrk(g.sub, "\"\\")) wsc_die("bad --sub");
     if (g.users > g.conns) g.users = g.conns;
 }
 
 static void raise_nofile(void)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
-    g.fd_soft = rl.rlim_cur == RLIM_INFINITY ? 1 << 30 : (int)(rl.rlim_cur > (1u << 30) ? 1u << 30 : rl.rlim_cur);
-    g.fd_hard = rl.rlim_max == RLIM_INFINITY ? 1 << 30 : (int)(rl.rlim_max > (1u << 30) ? 1u << 30 : rl.rlim_max);
+    if (wsc_raise_nofile(&g.fd_soft, &g.fd_hard) != 0) return;
     if (g.fd_soft < g.conns + 32)
         fprintf(stderr, "wsload: warning: open-file limit %d is below %d connections; expect failures\n", g.fd_soft,
                 g.conns);
@@ -1078,14 +690,12 @@ int main(int argc, char **argv)
     raise_nofile();
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    struct sockaddr_in *a4 = (struct sockaddr_in *)&g.addr;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&g.addr;
-    if (uv_ip4_addr(g.host, g.port, a4) == 0)
-        snprintf(g.host_hdr, sizeof g.host_hdr, "%s:%d", g.host, g.port);
-    else if (uv_ip6_addr(g.host, g.port, a6) == 0)
-        snprintf(g.host_hdr, sizeof g.host_hdr, "[%s]:%d", g.host, g.port);
-    else
-        die("--host must be a numeric IPv4 or IPv6 address: %s", g.host);
+    if (wsc_set_host(g.host, g.port) != 0) wsc_die("--host must be a numeric IPv4 or IPv6 address: %s", g.host);
+    wsc.ops = &ws_ops;
+    wsc.path = g.path;
+    wsc.token_in_query = strcmp(g.auth, "query") == 0;
+    wsc.out_max = OUT_MAX;
+    wsc.recv_msg_max = RECV_MSG_MAX;
 
     g.tokens = xcalloc((size_t)g.users, sizeof *g.tokens);
     for (int i = 0; i < g.users; i++) {
@@ -1094,12 +704,13 @@ int main(int argc, char **argv)
             snprintf(sub, sizeof sub, "%s", g.sub);
         else
             snprintf(sub, sizeof sub, "%s_%d", g.sub, i);
-        g.tokens[i] = mint_token(sub);
+        g.tokens[i] = wsc_mint_token(g.secret, sub);
     }
 
     g.c = xcalloc((size_t)g.conns, sizeof *g.c);
     for (int i = 0; i < g.conns; i++) {
-        g.c[i].id = (uint32_t)i;
+        g.c[i].w.id = (uint32_t)i;
+        g.c[i].w.token = g.tokens[i % g.users];
         g.c[i].active = -1;
     }
     g.rss_base_kib = g.rss_after_kib = -1;
@@ -1118,7 +729,7 @@ int main(int argc, char **argv)
 
     if (!g.quiet)
         printf("wsload: %d connections to ws://%s%s (users %d, max pending %d, rate %s, fd limit %d)\n", g.conns,
-               g.host_hdr, g.path, g.users, g.max_pending, g.connect_rate > 0 ? "limited" : "unlimited",
+               wsc.host_hdr, g.path, g.users, g.max_pending, g.connect_rate > 0 ? "limited" : "unlimited",
                g.fd_soft);
     g.phase = PH_CONNECT;
     g.t_start_ns = uv_hrtime();
