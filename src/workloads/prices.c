@@ -1,4 +1,4 @@
-/* workloads/prices.c — the model price table (data/prices.json, embedded into the
+/* workloads/prices.c — the model price table (src/workloads/prices.json, embedded into the
  * binary by scripts/embed.py) and lookups by model name (SPEC §8: costs are computed
  * from it when a record has no cost_usd; GET /api/models/prices serves it).
  *

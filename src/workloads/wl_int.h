@@ -20,7 +20,7 @@
 
 /* ---- prices (prices.c) ---- */
 
-/* data/prices.json, embedded at build time (scripts/embed.py; generated file). */
+/* src/workloads/prices.json, embedded at build time (scripts/embed.py; generated file). */
 extern const embedded_file_t workloads_prices[];
 
 typedef struct wl_price {

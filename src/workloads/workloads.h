@@ -28,7 +28,7 @@ typedef struct workload_window {
   double from, to;
 } workload_window_t;
 
-/* ---- prices (data/prices.json, embedded) ---- */
+/* ---- prices (src/workloads/prices.json, embedded) ---- */
 
 /* Price per million tokens for model (and provider, may be NULL).  0 and the prices, or AGD_ENOT_FOUND. */
 int workloads_price(const char *provider, const char *model, double *input_per_m, double *output_per_m);

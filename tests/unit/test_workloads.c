@@ -72,9 +72,9 @@ static double num(const json_t *o, const char *path) {
 /* ---- prices ---- */
 
 Test(workloads, embedded_prices_match_the_data_file) {
-  FILE *f = fopen("data/prices.json", "rb");
-  if (!f) f = fopen("../data/prices.json", "rb");
-  cr_assert_not_null(f, "data/prices.json not found from the test's directory");
+  FILE *f = fopen("src/workloads/prices.json", "rb");
+  if (!f) f = fopen("../src/workloads/prices.json", "rb");
+  cr_assert_not_null(f, "src/workloads/prices.json not found from the test's directory");
   static char buf[1 << 16];
   size_t n = fread(buf, 1, sizeof buf, f);
   fclose(f);
