@@ -91,33 +91,15 @@ static int blank(const char *s) {
 }
 
 /* ---- JSON shapes (SPEC §3) -------------------------------------------------------------- */
-/* Answers are written as text straight into a buf_t on the worker: list pages are the hot
- * path, and building a jansson tree per row and formatting every time with "%.17g" cost
- * more than the query itself.  Strings come from the store as valid UTF-8; metadata is
+/* Answers are written into a buf_t on the worker (never on the loop): list pages are the
+ * hot path, and a jansson tree per row cost more than the query.  The object layout is
+ * fixed here; strings are escaped by jansson; numbers are plain decimals.  Metadata is
  * stored as a JSON object text (the store's CHECK guarantees it) and is copied as is. */
 
-/* A JSON string literal: quotes, '\\' and control characters escaped (RFC 8259 §7). */
 static void put_str(buf_t *b, const char *s) {
-  static const char hex[] = "0123456789abcdef";
-  buf_append(b, "\"", 1);
-  const char *run = s;
-  for (const char *p = s; *p; p++) {
-    unsigned char ch = (unsigned char)*p;
-    if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
-    buf_append(b, run, (size_t)(p - run));
-    run = p + 1;
-    char esc[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-    switch (ch) {
-    case '"': buf_append(b, "\\\"", 2); break;
-    case '\\': buf_append(b, "\\\\", 2); break;
-    case '\n': buf_append(b, "\\n", 2); break;
-    case '\r': buf_append(b, "\\r", 2); break;
-    case '\t': buf_append(b, "\\t", 2); break;
-    default: buf_append(b, esc, sizeof esc);
-    }
-  }
-  buf_append_str(b, run);
-  buf_append(b, "\"", 1);
+  json_t *v = s ? json_string(s) : NULL;
+  jsonx_append(b, v ? v : json_null());
+  json_decref(v);
 }
 
 /* Decimal digits of v (≥ 0), at least `width` of them (zero-padded). */
@@ -140,7 +122,7 @@ static void put_long(buf_t *b, long v) {
   }
 }
 
-/* Epoch seconds with microseconds, as a JSON number (integer arithmetic: no printf). */
+/* Epoch seconds with microseconds, as a JSON number. */
 static void put_time(buf_t *b, double t) {
   if (!(t >= 0 && t < 1e12)) {
     buf_appendf(b, "%.6f", t == t ? t : 0.0);
