@@ -41,6 +41,7 @@ typedef enum {
   K_BOOL,      /* flag without value (or =BOOL); env BOOL */
   K_SIZE,      /* size_t bytes, optional k/K/m/M suffix, in [min, max] */
   K_SECS,      /* double seconds, > 0 and <= max */
+  K_SECS0,     /* double seconds, >= 0 and <= max (0: no wait) */
   K_RATE,      /* "R/B", "R" or "0" */
   K_LLM,       /* builtin | openai */
   K_LOGLEVEL,  /* log_level_parse */
@@ -117,7 +118,7 @@ static const opt_t OPTS[] = {
   {"sse-heartbeat", "AGENTD_SSE_HEARTBEAT", K_SECS, OFF(sse_heartbeat), 0, 86400, false, "SECS", "15", "SSE comment heartbeat period"},
   {"llm-latency-ms", "AGENTD_LLM_LATENCY_MS", K_INT, OFF(llm_latency_ms), 0, 600000, false, "MS", "0",
    "builtin provider: simulated model latency per agent step (demos, tests)"},
-  {"shutdown-grace", "AGENTD_SHUTDOWN_GRACE", K_SECS, OFF(shutdown_grace), 0, 86400, false, "SECS", "10",
+  {"shutdown-grace", "AGENTD_SHUTDOWN_GRACE", K_SECS0, OFF(shutdown_grace), 0, 86400, false, "SECS", "10",
    "runs may finish for this long on SIGTERM"},
 };
 #define N_OPTS (sizeof(OPTS) / sizeof(OPTS[0]))
@@ -359,13 +360,13 @@ static int opt_apply(config_t *cfg, const opt_t *o, const char *v, const char *s
     *(size_t *)(base + o->off) = (size_t)x;
     return 0;
   }
-  case K_SECS: {
+  case K_SECS:
+  case K_SECS0: {
     double x;
-    /* min 0 means "0 allowed" (e.g. --shutdown-grace 0); else a positive number. */
-    if (!parse_double(v, &x) || !(o->min == 0 && strcmp(o->flag, "shutdown-grace") == 0 ? x >= 0 : x > 0) ||
-        x > (double)o->max) {
-      seterr(err, cap, "%s: must be seconds %s 0 and <= %lld, got '%s'", src,
-             strcmp(o->flag, "shutdown-grace") == 0 ? ">=" : ">", o->max, quote(v).s);
+    int zero_ok = o->kind == K_SECS0;
+    if (!parse_double(v, &x) || !(zero_ok ? x >= 0 : x > 0) || x > (double)o->max) {
+      seterr(err, cap, "%s: must be seconds %s 0 and <= %lld, got '%s'", src, zero_ok ? ">=" : ">", o->max,
+             quote(v).s);
       return -1;
     }
     *(double *)(base + o->off) = x;
