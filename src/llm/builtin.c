@@ -287,6 +287,19 @@ static void put_joined(buf_t *b, const json_t *arr, const char *quote, const cha
   }
 }
 
+/* "- Required fields: `a` and `b`" and the optional ones, from an upload guide object. */
+static void put_upload_fields(buf_t *b, const json_t *guide) {
+  static const char *const keys[][2] = {{"required_fields", "- Required fields: "},
+                                        {"optional_fields", "- Optional fields: "}};
+  for (size_t k = 0; k < 2; k++) {
+    const json_t *arr = json_object_get(guide, keys[k][0]);
+    if (json_array_size(arr) == 0) continue;
+    buf_append_str(b, keys[k][1]);
+    put_joined(b, arr, "`", " and ");
+    buf_append_str(b, "\n");
+  }
+}
+
 /* ---- the built-in agents' findings (src/agents, docs/agents.md "Agents") ----
  * Each renderer recognises its agent's result by its fields and returns 0
  * when the result is not of that shape (then put_finding lists it). */
@@ -465,18 +478,7 @@ static int render_data_helper(buf_t *b, const json_t *res) {
     }
     buf_append_str(b, "\n");
   }
-  const json_t *req = json_object_get(res, "required_fields");
-  if (json_array_size(req) > 0) {
-    buf_append_str(b, "- Required fields: ");
-    put_joined(b, req, "`", " and ");
-    buf_append_str(b, "\n");
-  }
-  const json_t *opt = json_object_get(res, "optional_fields");
-  if (json_array_size(opt) > 0) {
-    buf_append_str(b, "- Optional fields: ");
-    put_joined(b, opt, "`", " and ");
-    buf_append_str(b, "\n");
-  }
+  put_upload_fields(b, res);
   put_string_list(b, json_object_get(res, "tips"));
   buf_append_str(b, "\nExample (JSONL, one line per call):\n\n```json\n");
   put_str(b, str(res, "example_jsonl"), 2000);
@@ -569,18 +571,7 @@ static void render(buf_t *b, const json_t *facts) {
         put_joined(b, formats, "", " or ");
       }
       buf_append_str(b, ", one record per LLM call.\n\n");
-      const json_t *req = json_object_get(up, "required_fields");
-      if (json_array_size(req) > 0) {
-        buf_append_str(b, "- Required fields: ");
-        put_joined(b, req, "`", " and ");
-        buf_append_str(b, "\n");
-      }
-      const json_t *opt = json_object_get(up, "optional_fields");
-      if (json_array_size(opt) > 0) {
-        buf_append_str(b, "- Optional fields: ");
-        put_joined(b, opt, "`", " and ");
-        buf_append_str(b, "\n");
-      }
+      put_upload_fields(b, up);
       put_string_list(b, json_object_get(up, "notes"));
       const char *example = json_string_value(json_object_get(up, "example"));
       if (example) {
