@@ -58,7 +58,6 @@ typedef struct pending {
   void (*fn)(void *arg); /* a run-end marker instead of an event (json NULL) */
   void *fn_arg;
   int64_t seq;
-  unsigned flags;
   char *json;
   size_t len;
   char type[24];
@@ -170,7 +169,6 @@ static void *writer_main(void *arg) {
   return NULL;
 }
 
-uint64_t events_emitted_total(void) { return atomic_load(&emitted_total); }
 
 char *events_encode(int64_t seq, const char *type, const char *run_id, const char *thread_id, const char *agent_name,
                     double timestamp, const json_t *data) {
@@ -204,7 +202,7 @@ static int64_t *seq_slot(stripe_t *st, const char *user_id) {
 }
 
 int64_t events_emit(const char *user_id, const char *run_id, const char *thread_id, const char *agent_name,
-                    event_type_t type, json_t *data, unsigned flags) {
+                    event_type_t type, json_t *data) {
   const char *tname = event_type_name(type);
   if (!initialised || !user_id || !user_id[0] || !tname) {
     json_decref(data);
@@ -232,7 +230,6 @@ int64_t events_emit(const char *user_id, const char *run_id, const char *thread_
   pending_t *p = calloc(1, sizeof(*p));
   if (!p) abort();
   p->seq = seq;
-  p->flags = flags;
   p->json = json;
   p->len = strlen(json);
   p->created_at = now;

@@ -25,8 +25,6 @@
 #include "net/net.h"
 #include "store/store.h"
 
-/* Event flags (reserved). */
-enum { EVENT_F_NONE = 0 };
 
 int events_init(uv_loop_t *loop, store_t *store);
 /* Deliver what is queued, then stop delivering; drop every subscription. */
@@ -35,7 +33,7 @@ void events_shutdown(void);
 /* Emit one event.  data: SPEC §5 data object (reference taken).  Returns the
  * seq (> 0) or a negative AGD_E* (not stored, not delivered).  Not on the loop. */
 int64_t events_emit(const char *user_id, const char *run_id, const char *thread_id, const char *agent_name,
-                    event_type_t type, json_t *data, unsigned flags);
+                    event_type_t type, json_t *data);
 
 typedef struct events_sub events_sub_t;
 
@@ -62,7 +60,5 @@ void events_conn_closed(conn_t *c);
 char *events_encode(int64_t seq, const char *type, const char *run_id, const char *thread_id, const char *agent_name,
                     double timestamp, const json_t *data);
 
-/* Metrics: events emitted and delivered (also exported via core/metrics). */
-uint64_t events_emitted_total(void);
 
 #endif

@@ -83,7 +83,7 @@ int runs_user_can_start(const char *user_id) {
 
 static int run_emit(void *arg, event_type_t type, const char *agent_name, json_t *data) {
   run_t *r = arg;
-  int64_t seq = events_emit(r->user_id, r->id, r->thread_id, agent_name, type, data, 0);
+  int64_t seq = events_emit(r->user_id, r->id, r->thread_id, agent_name, type, data);
   return seq > 0 ? 0 : (int)seq;
 }
 

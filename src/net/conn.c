@@ -246,7 +246,6 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;
   c->last_rx_ms = uv_now(c->srv->loop);
   conn__hold(c);
-  c->flags |= CONN_F_IN_READ;
   const char *p = buf->base;
   size_t n = (size_t)nread;
   if (!(c->flags & CONN_F_SNIFFED)) {
@@ -272,7 +271,6 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   } else {
     conn__on_plain(c, p, n);
   }
-  c->flags &= ~CONN_F_IN_READ;
   conn__release(c);
 }
 

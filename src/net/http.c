@@ -917,5 +917,4 @@ int http_req_json(http_req_t *r, json_t **out, char *msg, size_t msg_cap) {
 void http__build_head(http_req_t *r, buf_t *b, int status, const char *ctype, long long clen) {
   build_head(r, b, status, ctype, clen);
 }
-int http__req_is_upgrade(const http_req_t *r) { return r->upgrade; }
 void http__account_status(http_req_t *r, int status) { http__account(r, status); }

@@ -49,7 +49,6 @@ enum {
   CONN_F_BP_PAUSED = 1u << 3,      /* reads stopped because the send queue is over the high mark */
   CONN_F_SNIFFED = 1u << 4,        /* first byte seen (TLS or plain decided) */
   CONN_F_PLAIN_ON_TLS = 1u << 5,   /* plain HTTP on a TLS port: answer 301 and close */
-  CONN_F_IN_READ = 1u << 6,        /* inside the read callback's processing */
   CONN_F_SHUTDOWN = 1u << 7,       /* server is shutting down: no keep-alive */
 };
 
@@ -141,7 +140,6 @@ void http__on_conn_closed(conn_t *c);
 /* Status line and standard headers (no final CRLF).  clen: ≥0 Content-Length,
  * -1 chunked, -2 none (101). */
 void http__build_head(http_req_t *r, buf_t *b, int status, const char *ctype, long long clen);
-int http__req_is_upgrade(const http_req_t *r);
 /* Metrics and the access line for a request answered outside http_respond(). */
 void http__account_status(http_req_t *r, int status);
 /* Hand the connection from HTTP to another protocol (ws_upgrade, sse_start;
