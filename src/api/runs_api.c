@@ -91,9 +91,8 @@ typedef struct start_job {
   store_message_t msg;    /* out */
 } start_job_t;
 
-static int start_work(void *arg) {
+static int start_writes(store_t *st, void *arg) {
   start_job_t *j = arg;
-  store_t *st = g_app->store;
   int rc = 0;
   if (!j->message_exists) {
     store_message_new_t m = {0};
@@ -110,6 +109,12 @@ static int start_work(void *arg) {
   rc = store_run_create(st, j->user_id, j->run_id, j->thread_id, j->agent, j->message, time_now());
   if (rc != 0) return rc;
   return store_run_get(st, j->user_id, j->run_id, &j->run);
+}
+
+/* The message, the run and its read-back join the events' group commit (one
+ * transaction for many runs' rows and events) rather than queue for the write lock. */
+static void start_job_run(http_req_t *r, start_job_t *j, job_done_fn done) {
+  job_run_grouped(r, j, j->user_id, start_writes, done);
 }
 
 static void start_job_free(start_job_t *j) {
@@ -311,7 +316,7 @@ static void start_from_request(http_req_t *r, route_ctx_t *ctx, start_mode_t mod
     return;
   }
   j->mode = mode;
-  job_run(r, j, start_work, start_done);
+  start_job_run(r, j, start_done);
 }
 
 static void h_execute(http_req_t *r, route_ctx_t *ctx) { start_from_request(r, ctx, START_EXECUTE, NULL); }
@@ -343,7 +348,7 @@ static void thread_message_run(http_req_t *r, const char *user_id, json_t *messa
   snprintf(j->agent, sizeof(j->agent), "supervisor");
   j->message = strdup(jsonx_get_str(message, "content") ? jsonx_get_str(message, "content") : "");
   j->reply_to = json_incref(message); /* kept for the 202 body */
-  job_run(r, j, start_work, start_done);
+  start_job_run(r, j, start_done);
 }
 
 /* ---- stop / status / runs ---- */
@@ -688,7 +693,7 @@ static void ws_start_run(conn_t *c, json_t *frame, json_t *id, int agent_frame) 
   json_t *cv = json_object_get(p, "context");
   if (json_is_object(cv)) j->context_json = jsonx_dumps(cv);
   threads_title_from(text, j->title, sizeof(j->title));
-  job_run(NULL, j, start_work, ws_start_done);
+  start_job_run(NULL, j, ws_start_done);
 }
 
 static void ws_stop(conn_t *c, json_t *frame, json_t *id) {

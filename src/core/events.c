@@ -57,6 +57,11 @@ typedef struct pending {
   struct pending *next;
   void (*fn)(void *arg); /* a run-end marker instead of an event (json NULL) */
   void *fn_arg;
+  int write_behind; /* json NULL: store_fn(store, store_arg) on the writer */
+  int (*store_fn)(store_t *st, void *arg); /* NULL once it ran */
+  void (*store_done)(void *arg, int rc);   /* then on the loop, if set */
+  void *store_arg;
+  int store_rc;
   int64_t seq;
   char *json;
   size_t len;
@@ -92,11 +97,30 @@ static void writer_push(pending_t *p) {
 
 #define WRITER_BATCH 1024
 
-/* Store one batch in a transaction, then hand it to the loop in order. */
-static void writer_flush(pending_t *batch) {
+static void store_events(store_t *st, store_event_t *evs, size_t n) {
+  if (n == 0) return;
+  int rc = store_event_append_batch(st, evs, n);
+  if (rc != 0) {
+    /* Still delivered live (the run goes on), but a replay will not find them. */
+    log_error("events: cannot store %zu event(s): %s", n, agd_err_code(rc));
+    metrics_add("agentd_events_store_failures_total", NULL, (long long)n);
+  }
+}
+
+/* Inside the batch's transaction: its events, and between them the write-behinds
+ * in the order they were queued. */
+static int writer_store_batch(store_t *st, void *arg) {
   store_event_t evs[WRITER_BATCH];
   size_t n = 0;
-  for (pending_t *p = batch; p; p = p->next) {
+  for (pending_t *p = arg; p; p = p->next) {
+    if (p->write_behind) {
+      store_events(st, evs, n);
+      n = 0;
+      int (*fn)(store_t *, void *) = p->store_fn;
+      p->store_fn = NULL;
+      p->store_rc = fn(st, p->store_arg);
+      continue;
+    }
     if (!p->json) continue; /* a run-end marker */
     evs[n++] = (store_event_t){.user_id = p->user_id,
                                .seq = p->seq,
@@ -107,20 +131,36 @@ static void writer_flush(pending_t *batch) {
                                .created_at = p->created_at,
                                .json = p->json};
   }
-  if (n) {
-    int rc = store_event_append_batch(g_store, evs, n);
-    if (rc != 0) {
-      /* Still delivered live (the run goes on), but a replay will not find them. */
-      log_error("events: cannot store %zu event(s): %s", n, agd_err_code(rc));
-      metrics_add("agentd_events_store_failures_total", NULL, (long long)n);
+  store_events(st, evs, n);
+  return 0;
+}
+
+/* Store one batch in a transaction, then hand what the loop needs to it, in order. */
+static void writer_flush(pending_t *batch) {
+  int rc = store_tx(g_store, writer_store_batch, batch);
+  if (rc != 0) log_error("events: the batch's transaction failed: %s", agd_err_code(rc));
+  pending_t *head = NULL, **tail = &head, *last = NULL;
+  for (pending_t *p = batch, *next; p; p = next) {
+    next = p->next;
+    if (p->write_behind) {
+      /* Not run when the transaction could not begin: each on its own, then. */
+      if (p->store_fn) p->store_rc = p->store_fn(g_store, p->store_arg);
+      else if (rc != 0) p->store_rc = rc; /* ran, then rolled back with the batch */
+      if (!p->store_done) {
+        free(p);
+        continue;
+      }
     }
+    *tail = p;
+    tail = &p->next;
+    last = p;
   }
-  pending_t *last = batch;
-  while (last->next) last = last->next;
+  *tail = NULL;
+  if (!head) return;
   pthread_mutex_lock(&q_mu);
   int was_empty = q_head == NULL;
-  if (q_tail) q_tail->next = batch;
-  else q_head = batch;
+  if (q_tail) q_tail->next = head;
+  else q_head = head;
   q_tail = last;
   pthread_mutex_unlock(&q_mu);
   /* Wake the loop only on empty → non-empty (STYLE §7): it drains everything. */
@@ -136,6 +176,7 @@ static void writer_flush(pending_t *batch) {
 static uint64_t mono_us(void) { return time_mono_ns() / 1000; }
 
 static void *writer_main(void *arg) {
+  pthread_setname_np(pthread_self(), "agentd-events");
   uint64_t last_flush = 0;
   pthread_mutex_lock(&w_mu);
   for (;;) {
@@ -399,6 +440,25 @@ static void deliver_run_end(pending_t *p) {
   if (p->fn) p->fn(p->fn_arg);
 }
 
+void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), void *arg) {
+  events_store_then(user_id, fn, NULL, arg);
+}
+
+void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
+                       void *arg) {
+  pending_t *p = calloc(1, sizeof(*p));
+  if (!p) abort();
+  p->write_behind = 1;
+  p->store_fn = fn;
+  p->store_done = done;
+  p->store_arg = arg;
+  /* Under the user's stripe: ordered with that user's events. */
+  stripe_t *st = &stripes[hash_str(user_id) % STRIPES];
+  pthread_mutex_lock(&st->mu);
+  writer_push(p);
+  pthread_mutex_unlock(&st->mu);
+}
+
 void events_post_run_end(const char *user_id, const char *run_id, void (*fn)(void *arg), void *arg) {
   pending_t *p = calloc(1, sizeof(*p));
   if (!p) abort();
@@ -422,6 +482,7 @@ static void on_queue(uv_async_t *h) {
   while (p) {
     pending_t *next = p->next;
     if (p->json) deliver(p);
+    else if (p->write_behind) p->store_done(p->store_arg, p->store_rc);
     else deliver_run_end(p);
     free(p->json);
     free(p);

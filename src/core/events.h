@@ -35,6 +35,23 @@ void events_shutdown(void);
 int64_t events_emit(const char *user_id, const char *run_id, const char *thread_id, const char *agent_name,
                     event_type_t type, json_t *data);
 
+/* Write-behind for the runs' own rows: fn(store, arg) runs on the event writer
+ * thread inside its group-commit transaction (store_tx), after every event of
+ * user_id emitted so far by this thread and before any emitted later, so a client
+ * that sees an event also finds in the store what the run wrote before it.  fn owns
+ * arg (frees it) and reports its own failures: a run never waits on the database
+ * for its bookkeeping.  Not on the loop. */
+void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), void *arg);
+
+/* The same, waited for: fn(store, arg) runs in the writer's next group commit and
+ * done(arg, rc) on the loop thread once that commit is over — rc is fn's result,
+ * or the transaction's error when the commit failed and fn's writes with it.  fn
+ * must not free arg.  Requests that write rows (a run's message and run row) use
+ * it so their writes share the events' transaction instead of queueing for the
+ * write lock beside it.  Not on the loop. */
+void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
+                       void *arg);
+
 typedef struct events_sub events_sub_t;
 
 /* Run fn(arg) on the loop thread after every event of user_id emitted so far

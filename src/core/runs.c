@@ -20,6 +20,7 @@
 #include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "util/err.h"
+#include "util/ids.h"
 #include "util/jsonx.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -87,19 +88,77 @@ static int run_emit(void *arg, event_type_t type, const char *agent_name, json_t
   return seq > 0 ? 0 : (int)seq;
 }
 
+/* ---- the run's own rows, written behind its events (events_store_later) ---- */
+
+typedef struct status_write {
+  char user_id[ID_MAX], run_id[ID_MAX], status[16];
+  double started_at, completed_at;
+  char *result, *error; /* JSON texts or NULL */
+} status_write_t;
+
+static int write_status(store_t *st, void *arg) {
+  status_write_t *w = arg;
+  int rc = store_run_set_status(st, w->user_id, w->run_id, w->status, w->started_at, w->completed_at, w->result,
+                                w->error);
+  if (rc != 0) log_warn("runs: cannot store status %s of %s: %s", w->status, w->run_id, agd_err_code(rc));
+  free(w->result);
+  free(w->error);
+  free(w);
+  return rc;
+}
+
+/* Queue the run's status row; result/error (malloc'd JSON texts or NULL) are taken. */
+static void run_store_status(run_t *r, const char *status, double started_at, double completed_at, char *result,
+                             char *error) {
+  status_write_t *w = calloc(1, sizeof(*w));
+  if (!w) abort();
+  snprintf(w->user_id, sizeof(w->user_id), "%s", r->user_id);
+  snprintf(w->run_id, sizeof(w->run_id), "%s", r->id);
+  snprintf(w->status, sizeof(w->status), "%s", status);
+  w->started_at = started_at;
+  w->completed_at = completed_at;
+  w->result = result;
+  w->error = error;
+  events_store_later(r->user_id, write_status, w);
+}
+
+typedef struct message_write {
+  char user_id[ID_MAX], thread_id[ID_MAX], run_id[ID_MAX], id[ID_MAX];
+  char content[]; /* NUL-terminated */
+} message_write_t;
+
+static int write_message(store_t *st, void *arg) {
+  message_write_t *w = arg;
+  store_message_new_t m = {.thread_id = w->thread_id,
+                           .role = "assistant",
+                           .content = w->content,
+                           .run_id = w->run_id,
+                           .id = w->id};
+  store_message_t out;
+  int rc = store_message_add(st, w->user_id, &m, &out);
+  if (rc != 0) log_warn("runs: cannot store the answer of %s: %s", w->run_id, agd_err_code(rc));
+  store_message_dispose(&out);
+  free(w);
+  return rc;
+}
+
+/* The answer becomes the thread's assistant message: its id now, its row behind
+ * the events already emitted (so before agent_response reaches anyone). */
 static int run_persist(void *arg, const char *content, char *message_id) {
   run_t *r = arg;
-  store_message_new_t m = {0};
-  m.thread_id = r->thread_id;
-  m.role = "assistant";
-  m.content = content;
-  m.run_id = r->id;
-  store_message_t out;
-  memset(&out, 0, sizeof(out));
-  int rc = store_message_add(g_store, r->user_id, &m, &out);
-  if (rc == 0) snprintf(message_id, ID_MAX, "%s", out.id);
-  store_message_dispose(&out);
-  return rc;
+  size_t n = strlen(content);
+  if (!r->thread_id[0]) return AGD_ENOT_FOUND; /* as the store would answer */
+  if (n > STORE_CONTENT_MAX) return AGD_EBAD_REQUEST;
+  message_write_t *w = malloc(sizeof(*w) + n + 1);
+  if (!w) abort();
+  snprintf(w->user_id, sizeof(w->user_id), "%s", r->user_id);
+  snprintf(w->thread_id, sizeof(w->thread_id), "%s", r->thread_id);
+  snprintf(w->run_id, sizeof(w->run_id), "%s", r->id);
+  id_new(w->id, "msg");
+  memcpy(w->content, content, n + 1);
+  snprintf(message_id, ID_MAX, "%s", w->id);
+  events_store_later(r->user_id, write_message, w);
+  return 0;
 }
 
 /* ---- the end of a run, on the loop ---- */
@@ -138,7 +197,7 @@ static void run_execute(run_t *r) {
     rc = AGD_EUNAVAILABLE;
     run_emit(r, EV_AGENT_STOPPED, r->agent, json_pack("{s:s}", "reason", "cancelled"));
   } else {
-    store_run_set_status(g_store, r->user_id, r->id, "running", now, 0, NULL, NULL);
+    run_store_status(r, "running", now, 0, NULL, NULL);
     agent_run_params_t p = {
         .run_id = r->id,
         .user_id = r->user_id,
@@ -169,11 +228,7 @@ static void run_execute(run_t *r) {
     error = json_pack("{s:s,s:s}", "error_message", "run exceeded its deadline", "error_code", "TIMEOUT");
   if (rc != 0 && rc != AGD_EUNAVAILABLE && rc != AGD_ETIMEOUT && !error)
     error = json_pack("{s:s,s:s}", "error_message", "agent failed", "error_code", agd_err_code(rc));
-  char *rj = json_text(result), *ej = json_text(error);
-  int src = store_run_set_status(g_store, r->user_id, r->id, status, 0, time_now(), rj, ej);
-  if (src != 0) log_warn("runs: cannot store the end of %s: %s", r->id, agd_err_code(src));
-  free(rj);
-  free(ej);
+  run_store_status(r, status, 0, time_now(), json_text(result), json_text(error));
   json_decref(result);
   json_decref(error);
   snprintf(r->status, sizeof(r->status), "%s", status);
@@ -182,6 +237,7 @@ static void run_execute(run_t *r) {
 }
 
 static void *run_thread(void *arg) {
+  pthread_setname_np(pthread_self(), "agentd-run"); /* names threads in top -H and perf */
   pthread_mutex_lock(&mu);
   for (;;) {
     while (!q_head && !shutting_down) {

@@ -44,9 +44,12 @@ static size_t utf8_floor(const char *p, size_t k) {
 }
 
 size_t llm_next_delta(const char *p, size_t n) {
-  /* Whole words (with their leading whitespace) until the delta has ≥ 48
-   * bytes, never past LLM_DELTA_MAX; a single longer word is cut. */
-  enum { MIN_DELTA = 48 };
+  /* Whole words (with their leading whitespace) until the delta has ≥ 200
+   * bytes — a sentence or two: the answer still visibly streams, while each
+   * delta is an event that is stored and sent to every socket of the user, so
+   * word-sized deltas would multiply a run's events several times over — never
+   * past LLM_DELTA_MAX; a single longer word is cut. */
+  enum { MIN_DELTA = 200 };
   size_t i = 0;
   if (n == 0) return 0;
   for (;;) {

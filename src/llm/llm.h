@@ -61,9 +61,10 @@ llm_t *llm_open(const char *provider, char *err, size_t cap);
 void llm_close(llm_t *l);
 
 /* Streaming helper shared by providers and agents: the length of the next
- * delta of p[0..n): about one to a few words (leading whitespace included), at
- * most LLM_DELTA_MAX bytes, never cutting a UTF-8 sequence.  0 only when n is 0. */
-#define LLM_DELTA_MAX 160
+ * delta of p[0..n): whole words (leading whitespace included) adding up to a
+ * sentence or two (≥ 200 bytes unless p is shorter), at most LLM_DELTA_MAX bytes,
+ * never cutting a UTF-8 sequence.  0 only when n is 0. */
+#define LLM_DELTA_MAX 512
 size_t llm_next_delta(const char *p, size_t n);
 
 #endif

@@ -198,8 +198,9 @@ static const char *const sq_sql[Q__COUNT] = {
   [Q_EV_SEQ_GET] = "SELECT last_seq FROM event_seq WHERE user_id = ?1",
   [Q_EV_LIST] = "SELECT seq, type, body FROM events WHERE user_id = ?1 AND seq > ?2"
                 " AND (?4 IS NULL OR thread_id = ?4) ORDER BY seq LIMIT ?5",
-  [Q_EV_LIST_RUN] = "SELECT seq, type, body FROM events WHERE user_id = ?1 AND seq > ?2 AND run_id = ?3"
-                    " AND (?4 IS NULL OR thread_id = ?4) ORDER BY seq LIMIT ?5",
+  /* By the run's index (a run has few events), not the user's whole range. */
+  [Q_EV_LIST_RUN] = "SELECT seq, type, body FROM events INDEXED BY events_by_run WHERE run_id = ?3"
+                    " AND user_id = ?1 AND seq > ?2 AND (?4 IS NULL OR thread_id = ?4) ORDER BY seq LIMIT ?5",
   [Q_WL_OWNER_ENSURE] = "INSERT OR IGNORE INTO workload_owners(user_id) VALUES (?1)",
   [Q_WL_OWNER_GET] = "SELECT uid, next_seq, gen FROM workload_owners WHERE user_id = ?1",
   [Q_WL_STATE] = "SELECT next_seq, gen FROM workload_owners WHERE user_id = ?1",
@@ -223,6 +224,9 @@ typedef struct sq_conn {
   struct sq_conn *prev, *next; /* on st->conns, under st->mu */
   sqlite3 *db;
   sqlite3_stmt *stmt[Q__COUNT]; /* prepared on first use */
+  int holds_wmu;                /* this connection holds st->wmu (a write transaction is open) */
+  int tx_depth;                 /* 0: no transaction; 1: BEGIN; > 1: that many - 1 savepoints */
+  int group_cache;              /* the page cache was enlarged for group commits (sq_tx) */
 } sq_conn_t;
 
 struct sq_store {
@@ -230,6 +234,18 @@ struct sq_store {
   pthread_key_t key;    /* this thread's sq_conn_t* */
   pthread_mutex_t mu;   /* guards conns */
   sq_conn_t *conns;     /* every open connection of this store */
+  /* Writers of this process queue here before taking SQLite's write lock.  SQLite
+   * only offers polling (a busy handler that sleeps 1, 2, 5, 10… ms), which turns
+   * every brief overlap with the event writer's group commit into milliseconds of
+   * latency; a mutex hands the lock over as soon as the holder commits.  Other
+   * processes (`agentd migrate`, `agentd user add`) still meet the busy handler. */
+  pthread_mutex_t wmu;
+  /* Checkpoints run on their own thread (see checkpointer_main), never inside a
+   * writer's COMMIT while it holds wmu. */
+  pthread_t ckpt_thread;
+  pthread_mutex_t ckpt_mu;
+  pthread_cond_t ckpt_cv;
+  int ckpt_running, ckpt_wanted, ckpt_stop;
   char path[PATH_MAX];
 };
 
@@ -299,6 +315,28 @@ static int conn_exec(sq_conn_t *c, const char *sql, const char *what) {
   return 0;
 }
 
+/* WAL pages after which a commit asks the checkpointer to run (SQLite's own default). */
+#define SQ_CHECKPOINT_PAGES 1000
+/* A WAL longer than this is restarted (see checkpointer_main): about 16 MiB. */
+#define SQ_WAL_RESTART_PAGES 4096
+
+/* After each commit: wake the checkpointer once the WAL is long enough.  Installing
+ * this hook also turns off SQLite's automatic checkpoint, which would otherwise run
+ * (and fsync) inside the COMMIT of whichever writer crossed the threshold — while
+ * it holds wmu and every other writer waits. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages) {
+  sq_store_t *st = arg;
+  if (pages >= SQ_CHECKPOINT_PAGES && st->ckpt_running) {
+    pthread_mutex_lock(&st->ckpt_mu);
+    if (!st->ckpt_wanted) {
+      st->ckpt_wanted = 1;
+      pthread_cond_signal(&st->ckpt_cv);
+    }
+    pthread_mutex_unlock(&st->ckpt_mu);
+  }
+  return SQLITE_OK;
+}
+
 /* Open and configure a connection (not yet registered). */
 static int conn_open(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
   sq_conn_t *c = calloc(1, sizeof *c);
@@ -328,8 +366,65 @@ static int conn_open(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
     conn_free(c);
     return e;
   }
+  sqlite3_wal_hook(c->db, on_wal_commit, st);
   *out = c;
   return 0;
+}
+
+/* The checkpointer: PASSIVE checkpoints on a connection of its own, so they copy
+ * pages without taking the write lock and pay the fsyncs off every request's path.
+ * A passive checkpoint racing busy writers rarely reaches the end of the WAL, and
+ * SQLite only rewinds a WAL that was checkpointed to its end, so the file would
+ * grow without bound; once it is past SQ_WAL_RESTART_PAGES, the few frames the
+ * passive pass left are checkpointed in RESTART mode with this process's writers
+ * held back on wmu (a short pause: the bulk was copied already), and the next
+ * write starts the WAL again from its beginning. */
+static void *checkpointer_main(void *arg) {
+  sq_store_t *st = arg;
+  pthread_setname_np(pthread_self(), "agentd-ckpt");
+  sq_conn_t *c = NULL;
+  pthread_mutex_lock(&st->ckpt_mu);
+  for (;;) {
+    while (!st->ckpt_wanted && !st->ckpt_stop) pthread_cond_wait(&st->ckpt_cv, &st->ckpt_mu);
+    if (st->ckpt_stop) break;
+    st->ckpt_wanted = 0;
+    pthread_mutex_unlock(&st->ckpt_mu);
+    if (!c && conn_open(st, &c, NULL, 0) != 0) c = NULL;
+    if (c) {
+      int log_pages = 0;
+      int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, NULL);
+      if (rc == SQLITE_OK && log_pages > SQ_WAL_RESTART_PAGES) {
+        pthread_mutex_lock(&st->wmu);
+        rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        pthread_mutex_unlock(&st->wmu);
+      }
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) log_warn("store: checkpoint: %s", sqlite3_errmsg(c->db));
+    }
+    pthread_mutex_lock(&st->ckpt_mu);
+  }
+  pthread_mutex_unlock(&st->ckpt_mu);
+  if (c) conn_free(c);
+  return NULL;
+}
+
+static void checkpointer_start(sq_store_t *st) {
+  pthread_mutex_init(&st->ckpt_mu, NULL);
+  pthread_cond_init(&st->ckpt_cv, NULL);
+  st->ckpt_running = pthread_create(&st->ckpt_thread, NULL, checkpointer_main, st) == 0;
+  if (!st->ckpt_running) log_warn("store: no checkpointer thread; the WAL is checkpointed at close only");
+}
+
+static void checkpointer_stop(sq_store_t *st) {
+  if (st->ckpt_running) {
+    pthread_mutex_lock(&st->ckpt_mu);
+    st->ckpt_stop = 1;
+    pthread_cond_signal(&st->ckpt_cv);
+    pthread_mutex_unlock(&st->ckpt_mu);
+    pthread_join(st->ckpt_thread, NULL);
+    st->ckpt_running = 0;
+  }
+  pthread_cond_destroy(&st->ckpt_cv);
+  pthread_mutex_destroy(&st->ckpt_mu);
 }
 
 /* This thread's connection, opened on first use. */
@@ -377,7 +472,11 @@ static void q_done(sqlite3_stmt *st) {
 
 /* Step a statement that returns no row and finish it.  0 or AGD_E*. */
 static int q_run(sq_conn_t *c, sqlite3_stmt *st, const char *what) {
+  /* A write outside a transaction is a transaction of its own: queue for it. */
+  int lock = !c->holds_wmu && !sqlite3_stmt_readonly(st);
+  if (lock) pthread_mutex_lock(&c->st->wmu);
   int rc = sqlite3_step(st);
+  if (lock) pthread_mutex_unlock(&c->st->wmu);
   int e = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : SQ_FAIL(c, rc, what);
   q_done(st);
   return e;
@@ -387,24 +486,68 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s) {
   sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC); /* borrowed until q_done */
 }
 
+static void wmu_release(sq_conn_t *c) {
+  if (!c->holds_wmu) return;
+  c->holds_wmu = 0;
+  pthread_mutex_unlock(&c->st->wmu);
+}
+
+/* Transactions nest: inside one (store_tx), a store call's own tx_begin … tx_end
+ * becomes a savepoint, so its failure undoes only its own writes. */
+static int tx_savepoint(sq_conn_t *c) {
+  int e = conn_exec(c, "SAVEPOINT agd", "savepoint");
+  if (e == 0) c->tx_depth++;
+  return e;
+}
+
+/* BEGIN IMMEDIATE, after this process's other writers (wmu, held until tx_end). */
 static int tx_begin(sq_conn_t *c) {
+  if (c->tx_depth > 0) return tx_savepoint(c);
   sqlite3_stmt *st = q(c, Q_BEGIN);
-  return st ? q_run(c, st, "begin") : ERR(AGD_EINTERNAL);
+  if (!st) return ERR(AGD_EINTERNAL);
+  pthread_mutex_lock(&c->st->wmu);
+  c->holds_wmu = 1;
+  int e = q_run(c, st, "begin");
+  if (e) wmu_release(c);
+  else c->tx_depth = 1;
+  return e;
 }
 static int tx_commit(sq_conn_t *c) {
   sqlite3_stmt *st = q(c, Q_COMMIT);
   return st ? q_run(c, st, "commit") : ERR(AGD_EINTERNAL);
 }
+/* Undo the innermost level: back to its savepoint, or the whole transaction. */
 static void tx_rollback(sq_conn_t *c) {
-  if (sqlite3_get_autocommit(c->db)) return; /* SQLite already rolled back */
-  sqlite3_stmt *st = q(c, Q_ROLLBACK);
-  if (st) q_run(c, st, "rollback");
+  if (c->tx_depth == 0) return;
+  if (--c->tx_depth > 0) {
+    /* When SQLite rolled the whole transaction back by itself (autocommit is on
+     * again) there is no savepoint left: the outer levels' COMMIT will fail. */
+    if (!sqlite3_get_autocommit(c->db)) conn_exec(c, "ROLLBACK TO agd; RELEASE agd", "rollback to savepoint");
+    return;
+  }
+  if (!sqlite3_get_autocommit(c->db)) { /* else SQLite already rolled back */
+    sqlite3_stmt *st = q(c, Q_ROLLBACK);
+    if (st) q_run(c, st, "rollback");
+  }
+  wmu_release(c);
 }
 /* Commit when e == 0, else roll back; returns the first error. */
 static int tx_end(sq_conn_t *c, int e) {
   if (e == 0) {
-    e = tx_commit(c);
-    if (e == 0) return 0;
+    if (c->tx_depth > 1) {
+      e = conn_exec(c, "RELEASE agd", "release savepoint");
+      if (e == 0) {
+        c->tx_depth--;
+        return 0;
+      }
+    } else {
+      e = tx_commit(c);
+      if (e == 0) {
+        c->tx_depth = 0;
+        wmu_release(c);
+        return 0;
+      }
+    }
   }
   tx_rollback(c);
   return e;
@@ -574,6 +717,8 @@ int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap) {
     return ERR(AGD_EINTERNAL);
   }
   pthread_mutex_init(&st->mu, NULL);
+  pthread_mutex_init(&st->wmu, NULL);
+  checkpointer_start(st);
 
   int version = 0;
   e = sq_migrate(&st->super, &version, err, cap);
@@ -588,6 +733,7 @@ int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap) {
 
 static void sq_close(store_t *s) {
   sq_store_t *st = sq(s);
+  checkpointer_stop(st);
   /* After the delete no destructor runs: the connections below are ours to close. */
   pthread_key_delete(st->key);
   pthread_mutex_lock(&st->mu);
@@ -600,7 +746,26 @@ static void sq_close(store_t *s) {
     c = next;
   }
   pthread_mutex_destroy(&st->mu);
+  pthread_mutex_destroy(&st->wmu);
   free(st);
+}
+
+/* Page cache of a connection that runs group commits (KiB).  A batch touches
+ * hundreds of pages; with SQLite's default 2 MiB cache they are spilled to the WAL
+ * in the middle of the transaction and written again at commit, and read back
+ * again in the next batch: several times the bytes and syscalls per event. */
+#define SQ_GROUP_CACHE_KIB 65536
+
+static int sq_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg) {
+  CONN(s, c);
+  if (!c->group_cache) {
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA cache_size=-%d", SQ_GROUP_CACHE_KIB);
+    if (conn_exec(c, sql, "cache size") == 0) c->group_cache = 1;
+  }
+  int e = tx_begin(c);
+  if (e) return e;
+  return tx_end(c, fn(s, arg));
 }
 
 static int sq_ping(store_t *s) {
@@ -888,9 +1053,14 @@ static void row_message(sqlite3_stmt *st, store_message_t *m) {
   m->created_at = sqlite3_column_double(st, 7);
 }
 
+/* A read transaction (one snapshot for several statements); ends with tx_end. */
 static int tx_begin_read(sq_conn_t *c) {
+  if (c->tx_depth > 0) return tx_savepoint(c);
   sqlite3_stmt *st = q(c, Q_BEGIN_READ);
-  return st ? q_run(c, st, "begin read") : ERR(AGD_EINTERNAL);
+  if (!st) return ERR(AGD_EINTERNAL);
+  int e = q_run(c, st, "begin read");
+  if (e == 0) c->tx_depth = 1;
+  return e;
 }
 
 /* One thread of the user into out (Q_THR_GET). */
@@ -1079,7 +1249,8 @@ static int message_add_tx(sq_conn_t *c, const char *user_id, const store_message
   if (e) return e;
 
   char id[ID_MAX];
-  id_new(id, "msg");
+  if (in->id) snprintf(id, sizeof id, "%s", in->id);
+  else id_new(id, "msg");
   st = q(c, Q_MSG_INSERT);
   if (!st) return ERR(AGD_EINTERNAL);
   bind_text(st, 1, id);
@@ -1410,7 +1581,7 @@ static int sq_runs_fail_inflight(store_t *s, double now, long *n) {
 }
 
 /* Insert one event and move its user's seq counter (inside the caller's transaction). */
-static int event_insert(sq_conn_t *c, const store_event_t *ev) {
+static int event_row_insert(sq_conn_t *c, const store_event_t *ev) {
   sqlite3_stmt *st = q(c, Q_EV_INSERT);
   if (!st) return ERR(AGD_EINTERNAL);
   bind_text(st, 1, ev->user_id);
@@ -1424,20 +1595,54 @@ static int event_insert(sq_conn_t *c, const store_event_t *ev) {
   else sqlite3_bind_null(st, 6);
   sqlite3_bind_double(st, 7, ev->created_at);
   bind_text(st, 8, ev->json);
-  int e = q_run(c, st, "event insert");
-  if (e) return e;
-  st = q(c, Q_EV_SEQ_SET);
+  return q_run(c, st, "event insert");
+}
+
+static int event_seq_set(sq_conn_t *c, const char *user_id, int64_t seq) {
+  sqlite3_stmt *st = q(c, Q_EV_SEQ_SET);
   if (!st) return ERR(AGD_EINTERNAL);
-  bind_text(st, 1, ev->user_id);
-  sqlite3_bind_int64(st, 2, ev->seq);
+  bind_text(st, 1, user_id);
+  sqlite3_bind_int64(st, 2, seq);
   return q_run(c, st, "event seq");
+}
+
+/* Move the seq counter of every user in evs[0..n) to its highest seq there: one
+ * write per user, not per event (a batch holds many events of few users).  Also for
+ * events whose row failed: their seq was handed out and must never come again. */
+static int event_seqs_set(sq_conn_t *c, const store_event_t *evs, size_t n) {
+  enum { CHUNK = 1024, SLOTS = 2048 }; /* SLOTS > CHUNK: the probe always ends */
+  for (size_t base = 0; base < n; base += CHUNK) {
+    size_t m = n - base < CHUNK ? n - base : CHUNK;
+    const char *seen[SLOTS] = {0};
+    int64_t max_seq[SLOTS];
+    for (size_t i = base; i < base + m; i++) {
+      uint64_t h = 1469598103934665603ull;
+      for (const char *p = evs[i].user_id; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+      size_t k = h & (SLOTS - 1);
+      while (seen[k] && strcmp(seen[k], evs[i].user_id) != 0) k = (k + 1) & (SLOTS - 1);
+      if (!seen[k]) {
+        seen[k] = evs[i].user_id;
+        max_seq[k] = evs[i].seq;
+      } else if (evs[i].seq > max_seq[k]) {
+        max_seq[k] = evs[i].seq;
+      }
+    }
+    for (size_t k = 0; k < SLOTS; k++) {
+      if (!seen[k]) continue;
+      int e = event_seq_set(c, seen[k], max_seq[k]);
+      if (e) return e;
+    }
+  }
+  return 0;
 }
 
 static int sq_event_append(store_t *s, const store_event_t *ev) {
   CONN(s, c);
   int e = tx_begin(c);
   if (e) return e;
-  return tx_end(c, event_insert(c, ev));
+  e = event_row_insert(c, ev);
+  if (e == 0) e = event_seq_set(c, ev->user_id, ev->seq);
+  return tx_end(c, e);
 }
 
 /* Group commit: the whole batch in one transaction.  When a row fails (its run
@@ -1447,22 +1652,20 @@ static int sq_event_append_batch(store_t *s, const store_event_t *evs, size_t n)
   CONN(s, c);
   int e = tx_begin(c);
   if (e) return e;
-  for (size_t i = 0; i < n && !e; i++) e = event_insert(c, &evs[i]);
-  if (e == 0) return tx_end(c, 0);
+  for (size_t i = 0; i < n && !e; i++) e = event_row_insert(c, &evs[i]);
+  if (e == 0) return tx_end(c, event_seqs_set(c, evs, n));
   tx_rollback(c);
   if (e == AGD_EUNAVAILABLE || e == AGD_EINTERNAL) return e;
   e = tx_begin(c);
   if (e) return e;
   size_t failed = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (sqlite3_exec(c->db, "SAVEPOINT ev", NULL, NULL, NULL) != SQLITE_OK) return tx_end(c, ERR(AGD_EINTERNAL));
-    if (event_insert(c, &evs[i]) != 0) {
-      failed++;
-      sqlite3_exec(c->db, "ROLLBACK TO ev", NULL, NULL, NULL);
-    }
-    sqlite3_exec(c->db, "RELEASE ev", NULL, NULL, NULL);
+  for (size_t i = 0; i < n && !e; i++) {
+    e = tx_begin(c); /* a savepoint */
+    if (e) break;
+    if (tx_end(c, event_row_insert(c, &evs[i])) != 0) failed++;
   }
-  e = tx_end(c, 0);
+  if (e == 0) e = event_seqs_set(c, evs, n);
+  e = tx_end(c, e);
   if (e) return e;
   return failed == n ? AGD_ENOT_FOUND : 0;
 }
@@ -1675,6 +1878,7 @@ static const store_ops_t sq_ops = {
   .close = sq_close,
   .migrate = sq_migrate,
   .ping = sq_ping,
+  .tx = sq_tx,
   .user_create = sq_user_create,
   .user_by_email = sq_user_by_email,
   .user_get = sq_user_get,

@@ -79,6 +79,11 @@ int store_ping(store_t *s, double *latency_ms) {
 
 const char *store_kind(const store_t *s) { return s->ops->kind; }
 
+int store_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg) {
+  if (!fn) return ERR(AGD_EINTERNAL);
+  return s->ops->tx(s, fn, arg);
+}
+
 /* 1 when p is a non-empty string shorter than cap bytes (so it fits with its NUL). */
 static int fits(const char *p, size_t cap) { return p && *p && strnlen(p, cap) < cap; }
 /* As fits(), empty allowed. */
@@ -258,7 +263,7 @@ static int message_new_check(const char *user_id, const store_message_new_t *in)
   if (in->thread_id && !fits(in->thread_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (!in->role || !in->content || !opt_fits(in->content, STORE_CONTENT_MAX) ||
       !opt_fits(in->new_thread_title, STORE_TITLE_MAX) || !opt_fits(in->metadata, STORE_METADATA_MAX) ||
-      (in->run_id && !fits0(in->run_id, ID_MAX)))
+      (in->run_id && !fits0(in->run_id, ID_MAX)) || (in->id && !fits(in->id, ID_MAX)))
     return AGD_EBAD_REQUEST;
   if (strnlen(in->role, 16) >= 16) return AGD_EVALIDATION;
   return 0;

@@ -49,6 +49,13 @@ int store_migrate(store_t *s, int *version_out, char *err, size_t cap);
  * time taken.  AGD_EUNAVAILABLE when the database cannot be reached. */
 int store_ping(store_t *s, double *latency_ms);
 
+/* Run fn(s, arg) inside one write transaction on this thread, committed when fn returns
+ * 0 and rolled back otherwise; returns fn's result or the database's error.  Store
+ * calls fn makes on the same thread join that transaction, each as a savepoint of its
+ * own (a failing call is undone alone and reports its error as usual).  This is how
+ * a group commit stores many unrelated writes (events, run states, messages) at once. */
+int store_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg);
+
 /* "sqlite" (later "postgres"). Static storage. */
 const char *store_kind(const store_t *s);
 
@@ -228,6 +235,8 @@ typedef struct store_message_new {
   const char *content;    /* ≤ STORE_CONTENT_MAX bytes (else AGD_EBAD_REQUEST) */
   const char *run_id;     /* NULL or "" for none */
   const char *metadata;   /* NULL: "{}"; else a JSON object text */
+  const char *id;         /* NULL: a new id; else this one (made by the caller with
+                             id_new(…, "msg"), so it can be used before the write lands) */
 } store_message_new_t;
 
 /* Append a message.  In one transaction: insert it with the next sequence number, move

@@ -22,6 +22,7 @@ typedef struct store_ops {
   void (*close)(store_t *s);
   int (*migrate)(store_t *s, int *version_out, char *err, size_t cap);
   int (*ping)(store_t *s);
+  int (*tx)(store_t *s, int (*fn)(store_t *s, void *arg), void *arg);
 
   int (*user_create)(store_t *s, const store_user_t *u);
   int (*user_by_email)(store_t *s, const char *email, store_user_t *out);
