@@ -8,13 +8,17 @@
  *                  one when its run's final `agent_completed` of the supervisor
  *                  arrives) for --duration seconds.  Prints completed runs/s and
  *                  events/s received, and checks each user's seq is +1.
- *   --mode fanout  N connections of ONE user; connection 0 starts one run at a
- *                  time (--runs of them); every event reaches all N sockets.  For
- *                  every event on every socket it records receipt time (wall
- *                  clock, taken when the bytes are read, before any parsing) minus
- *                  the event's "timestamp" (the server's wall clock at emit, same
- *                  machine) and prints p50/p90/p99/p99.9/max.  The next run starts
- *                  when every socket has the previous run's final event.
+ *   --mode fanout  N connections of --users U users (socket i belongs to user
+ *                  i % U; default U = 1: every event reaches all N sockets).  With
+ *                  --rate 0 (default) socket 0 starts one run at a time, the next
+ *                  when every socket has the previous run's final event; with
+ *                  --rate R the first socket of each user starts runs open-loop,
+ *                  R per second in turn over the users (a user whose run is still
+ *                  going is skipped, and counted), --runs in all.  For every event
+ *                  on every socket it records receipt time (wall clock, taken when
+ *                  the bytes are read, before any parsing) minus the event's
+ *                  "timestamp" (the server's wall clock at emit, same machine) and
+ *                  prints p50/p90/p99/p99.9/max.
  * The last line is `RESULT {json}` with every figure.
  *
  * Thread: one thread, one uv loop; nothing is shared.
@@ -42,11 +46,13 @@ typedef struct conn {
   int64_t last_seq;       /* last event seq seen on this socket */
   uint64_t runs_done;     /* runs mode: completed runs */
   uint64_t finals_seen;   /* fanout mode: final events seen */
+  int user;               /* fanout mode: index of its user (socket i: i % users) */
+  uint64_t run_events;    /* fanout mode: events of the current run on this socket */
 } conn_t;
 
 static struct {
   const char *host, *secret, *message;
-  int port, conns, duration, runs, mode, timeout_s;
+  int port, conns, duration, runs, mode, timeout_s, users, rate;
   bool quiet;
   uv_loop_t *loop;
   conn_t *c;
@@ -64,8 +70,11 @@ static struct {
   double *tlat;     /* ms, agent_thinking only (isolated events when the server runs with --llm-latency-ms) */
   size_t tlat_len, tlat_cap;
   double recv_now;  /* wall clock (s) of the read being processed */
-  uint64_t run_events; /* events seen on conn 0 in the current run */
   uint64_t events_per_run_min, events_per_run_max;
+  /* paced fanout (--rate) */
+  uv_timer_t pace;
+  int started, next_user;
+  uint64_t skipped;
 } g;
 
 static void conn_close(conn_t *c);
@@ -86,6 +95,7 @@ static void on_closed(wsc_conn_t *w) {
     g.phase = PH_DONE;
     uv_close((uv_handle_t *)&g.timer, NULL);
     uv_close((uv_handle_t *)&g.progress, NULL);
+    uv_close((uv_handle_t *)&g.pace, NULL);
   }
 }
 
@@ -182,10 +192,16 @@ static void on_event(conn_t *c, const uint8_t *m, size_t n) {
       }
     }
     g.deliveries++;
-    if (c->w.id == 0) g.run_events++;
+    c->run_events++;
     if (final) {
       c->finals_seen++;
       g.finals_got++;
+      if ((int)c->w.id < g.users) { /* a run's driver: its events per run */
+        if (!g.events_per_run_min || c->run_events < g.events_per_run_min) g.events_per_run_min = c->run_events;
+        if (c->run_events > g.events_per_run_max) g.events_per_run_max = c->run_events;
+        c->in_run = false;
+      }
+      c->run_events = 0;
       if (g.finals_got == g.finals_needed) fanout_final();
     }
     return;
@@ -273,9 +289,13 @@ static void report(void) {
     qsort(g.tlat, g.tlat_len, sizeof *g.tlat, cmp_double);
     double sum = 0;
     for (size_t i = 0; i < g.lat_len; i++) sum += g.lat[i];
-    printf("fanout: %d sockets of one user, %d runs, %" PRIu64 "-%" PRIu64 " events per run, %" PRIu64
+    int runs = g.rate ? g.started : g.run_no;
+    char how[64];
+    if (g.rate) snprintf(how, sizeof how, "started %d/s open-loop, %" PRIu64 " skipped", g.rate, g.skipped);
+    else snprintf(how, sizeof how, "one at a time");
+    printf("fanout: %d sockets of %d user(s), %d runs (%s), %" PRIu64 "-%" PRIu64 " events per run, %" PRIu64
            " deliveries in %.2fs (%.0f deliveries/s)\n",
-           g.ok, g.run_no, g.events_per_run_min, g.events_per_run_max, g.deliveries, secs,
+           g.ok, g.users, runs, how, g.events_per_run_min, g.events_per_run_max, g.deliveries, secs,
            secs > 0 ? (double)g.deliveries / secs : 0);
     printf("fanout: emit -> receipt latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n",
            pct(50), pct(90), pct(99), pct(99.9), g.lat_len ? g.lat[g.lat_len - 1] : 0,
@@ -284,12 +304,13 @@ static void report(void) {
            tpct(99), g.tlat_len ? g.tlat[g.tlat_len - 1] : 0);
     printf("fanout: seq gaps %" PRIu64 ", error frames %" PRIu64 ", dropped sockets %" PRIu64 "\n", g.seq_gaps,
            g.error_frames, g.drops);
-    printf("RESULT {\"mode\":\"fanout\",\"sockets\":%d,\"connect_failed\":%d,\"runs\":%d,\"deliveries\":%" PRIu64
+    printf("RESULT {\"mode\":\"fanout\",\"sockets\":%d,\"users\":%d,\"rate\":%d,\"skipped\":%" PRIu64
+           ",\"connect_failed\":%d,\"runs\":%d,\"deliveries\":%" PRIu64
            ",\"seconds\":%.3f,\"events_per_run_min\":%" PRIu64 ",\"events_per_run_max\":%" PRIu64
            ",\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"p999\":%.4f,\"max\":%.4f,\"mean\":%.4f},"
            "\"thinking_latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"max\":%.4f},"
            "\"seq_gaps\":%" PRIu64 ",\"error_frames\":%" PRIu64 ",\"drops\":%" PRIu64 "}\n",
-           g.ok, g.failed, g.run_no, g.deliveries, secs, g.events_per_run_min, g.events_per_run_max, pct(50), pct(90),
+           g.ok, g.users, g.rate, g.skipped, g.failed, runs, g.deliveries, secs, g.events_per_run_min, g.events_per_run_max, pct(50), pct(90),
            pct(99), pct(99.9), g.lat_len ? g.lat[g.lat_len - 1] : 0, g.lat_len ? sum / (double)g.lat_len : 0,
            tpct(50), tpct(90), tpct(99), g.tlat_len ? g.tlat[g.tlat_len - 1] : 0, g.seq_gaps, g.error_frames, g.drops);
   }
@@ -322,13 +343,37 @@ static void start_close(void) {
     g.phase = PH_DONE;
     uv_close((uv_handle_t *)&g.timer, NULL);
     uv_close((uv_handle_t *)&g.progress, NULL);
+    uv_close((uv_handle_t *)&g.pace, NULL);
     return;
   }
   uv_timer_stop(&g.timer);
   uv_timer_start(&g.timer, on_close_timeout, 3000, 0);
 }
 
+/* Paced: start the next user's run (one per tick). */
+static void on_pace(uv_timer_t *t) {
+  if (g.started >= g.runs || g.phase != PH_RUN) {
+    uv_timer_stop(&g.pace);
+    return;
+  }
+  for (int k = 0; k < g.users; k++) {
+    conn_t *c = &g.c[(g.next_user + k) % g.users];
+    if (c->in_run || c->w.state != CS_OPEN || c->w.closing) continue;
+    g.next_user = (c->user + 1) % g.users;
+    g.started++;
+    send_user_message(c);
+    return;
+  }
+  g.skipped++; /* every user still has a run going: the rate is more than the server keeps up with */
+}
+
 static void fanout_next_run(void) {
+  if (g.rate) { /* paced: the end is when every run's final event reached every socket */
+    g.t_end_ns = uv_hrtime();
+    uv_timer_stop(&g.pace);
+    start_close();
+    return;
+  }
   if (g.run_no >= g.runs || g.drops) {
     g.t_end_ns = uv_hrtime();
     start_close();
@@ -336,7 +381,6 @@ static void fanout_next_run(void) {
   }
   g.run_no++;
   g.finals_got = 0;
-  g.run_events = 0;
   int open = 0;
   for (int i = 0; i < g.conns; i++)
     if (g.c[i].w.state == CS_OPEN && !g.c[i].w.closing) open++;
@@ -344,11 +388,7 @@ static void fanout_next_run(void) {
   send_user_message(&g.c[0]);
 }
 
-static void fanout_final(void) {
-  if (g.run_no == 1 || g.run_events < g.events_per_run_min || !g.events_per_run_min) g.events_per_run_min = g.run_events;
-  if (g.run_events > g.events_per_run_max) g.events_per_run_max = g.run_events;
-  fanout_next_run();
-}
+static void fanout_final(void) { fanout_next_run(); }
 
 static void on_drain_timeout(uv_timer_t *t) { start_close(); }
 
@@ -392,7 +432,14 @@ static void start_phase_run(void) {
   } else {
     if (g.c[0].w.state != CS_OPEN) wsc_die("socket 0 did not connect");
     uv_timer_start(&g.timer, on_run_timeout, (uint64_t)g.timeout_s * 1000, 0);
-    fanout_next_run();
+    if (g.rate) {
+      /* Every run's final event reaches every socket of its user. */
+      g.finals_needed = (uint64_t)g.runs * (uint64_t)(g.conns / g.users);
+      uint64_t every = g.rate >= 1000 ? 1 : (uint64_t)(1000 / g.rate);
+      uv_timer_start(&g.pace, on_pace, every, every);
+    } else {
+      fanout_next_run();
+    }
   }
 }
 
@@ -414,9 +461,10 @@ static long parse_long(const char *name, const char *v, long lo, long hi) {
 
 static void usage(void) {
   printf("usage: fanout --port P --secret S [--mode runs|fanout] [--conns N] [--duration S] [--runs R]\n"
-         "              [--host 127.0.0.1] [--message TEXT] [--timeout S] [--quiet]\n"
+         "              [--users U] [--rate R] [--host 127.0.0.1] [--message TEXT] [--timeout S] [--quiet]\n"
          "  runs:   N sockets, one user each, closed-loop user_message for --duration s (default 10)\n"
-         "  fanout: N sockets of one user, --runs runs (default 20) one at a time; emit->receipt latency\n");
+         "  fanout: N sockets of U users (default 1), --runs runs (default 20), one at a time or --rate\n"
+         "          per second open-loop over the users; emit->receipt latency of every delivery\n");
 }
 
 int main(int argc, char **argv) {
@@ -446,6 +494,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--runs")) g.runs = (int)parse_long(a, v, 1, 100000);
     else if (!strcmp(a, "--timeout")) g.timeout_s = (int)parse_long(a, v, 1, 3600);
     else if (!strcmp(a, "--message")) g.message = v;
+    else if (!strcmp(a, "--users")) g.users = (int)parse_long(a, v, 1, 100000);
+    else if (!strcmp(a, "--rate")) g.rate = (int)parse_long(a, v, 0, 1000);
     else if (!strcmp(a, "--mode")) {
       if (!strcmp(v, "runs")) g.mode = MODE_RUNS;
       else if (!strcmp(v, "fanout")) g.mode = MODE_FANOUT;
@@ -453,6 +503,10 @@ int main(int argc, char **argv) {
     } else wsc_die("unknown option %s (see --help)", a);
   }
   if (!g.port || !g.secret || !*g.secret) wsc_die("--port and --secret are required");
+  if (!g.users) g.users = 1;
+  if (g.mode == MODE_FANOUT && (g.users > g.conns || g.conns % g.users != 0))
+    wsc_die("--users must divide --conns (the same number of sockets per user)");
+  if (g.mode == MODE_FANOUT && g.rate == 0 && g.users != 1) wsc_die("--users > 1 needs --rate");
   if (strlen(g.message) > 1000 || strpbrk(g.message, "\"\\\n")) wsc_die("--message: at most 1000 plain characters");
   wsc_raise_nofile(NULL, NULL);
   if (wsc_set_host(g.host, g.port) != 0) wsc_die("--host must be a numeric address: %s", g.host);
@@ -462,20 +516,25 @@ int main(int argc, char **argv) {
 
   g.c = calloc((size_t)g.conns, sizeof *g.c);
   if (!g.c) abort();
-  char *shared = g.mode == MODE_FANOUT ? wsc_mint_token(g.secret, "usr_fanout") : NULL;
+  /* Fanout: one token per user, shared by its sockets; runs: one user per socket. */
+  int ntok = g.mode == MODE_FANOUT ? g.users : g.conns;
+  char **tokens = calloc((size_t)ntok, sizeof *tokens);
+  if (!tokens) abort();
+  for (int u = 0; u < ntok; u++) {
+    char sub[64];
+    if (g.mode == MODE_FANOUT && g.users == 1) snprintf(sub, sizeof sub, "usr_fanout");
+    else snprintf(sub, sizeof sub, "usr_fanout_%d", u);
+    tokens[u] = wsc_mint_token(g.secret, sub);
+  }
   for (int i = 0; i < g.conns; i++) {
     g.c[i].w.id = (uint32_t)i;
-    if (shared) {
-      g.c[i].w.token = shared;
-    } else {
-      char sub[64];
-      snprintf(sub, sizeof sub, "usr_fanout_%d", i);
-      g.c[i].w.token = wsc_mint_token(g.secret, sub);
-    }
+    g.c[i].user = i % ntok;
+    g.c[i].w.token = tokens[i % ntok];
   }
   g.loop = uv_default_loop();
   uv_timer_init(g.loop, &g.timer);
   uv_timer_init(g.loop, &g.progress);
+  uv_timer_init(g.loop, &g.pace);
   uv_timer_start(&g.progress, on_progress, 2000, 2000);
   uv_check_t check;
   uv_check_init(g.loop, &check);
@@ -489,9 +548,8 @@ int main(int argc, char **argv) {
   uv_run(g.loop, UV_RUN_DEFAULT);
   uv_loop_close(g.loop);
   int bad = g.ok == 0 ? 2 : (g.failed || g.drops || g.seq_gaps) ? 3 : 0;
-  if (shared) free(shared);
-  else
-    for (int i = 0; i < g.conns; i++) free(g.c[i].w.token);
+  for (int u = 0; u < ntok; u++) free(tokens[u]);
+  free(tokens);
   free(g.c);
   free(g.lat);
   free(g.tlat);

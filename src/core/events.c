@@ -167,31 +167,15 @@ static void writer_flush(pending_t *batch) {
   if (was_empty) uv_async_send(&q_async);
 }
 
-/* Group commit window: a flush waits until WRITER_WINDOW_US have passed since
- * the previous one (or the queue is long), so each commit and each wake of the
- * loop carries many events — fewer transactions and fewer socket writes, for at
- * most this much added latency. */
-#define WRITER_WINDOW_US 1000
-
-static uint64_t mono_us(void) { return time_mono_ns() / 1000; }
-
+/* Group commit without a timer: the writer takes whatever is queued the moment it
+ * is free.  While one batch commits, the next piles up, so under load batches grow
+ * by themselves (hundreds of items) and at low load an event waits for no window. */
 static void *writer_main(void *arg) {
   pthread_setname_np(pthread_self(), "agentd-events");
-  uint64_t last_flush = 0;
   pthread_mutex_lock(&w_mu);
   for (;;) {
     while (!w_head && !w_stop) pthread_cond_wait(&w_cv, &w_mu);
     if (!w_head && w_stop) break;
-    uint64_t now = mono_us();
-    if (!w_stop && now - last_flush < WRITER_WINDOW_US) {
-      /* Let the batch grow for the rest of the window. */
-      uint64_t wait_us = WRITER_WINDOW_US - (now - last_flush);
-      pthread_mutex_unlock(&w_mu);
-      struct timespec ts = {0, (long)wait_us * 1000L};
-      nanosleep(&ts, NULL);
-      pthread_mutex_lock(&w_mu);
-    }
-    last_flush = mono_us();
     /* Take up to WRITER_BATCH items. */
     pending_t *batch = w_head, *p = w_head;
     size_t n = 1;
