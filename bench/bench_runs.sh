@@ -8,14 +8,21 @@
 #   (1) runs/s end to end: BENCH_RUN_CONNS WebSockets (one user each) send
 #       user_message closed-loop (next on the run's final agent_completed) for
 #       BENCH_DURATION s; completed runs/s and events/s received (target >= 1,000 runs/s).
-#   (2) fan-out latency: BENCH_FANOUT_CONNS sockets of ONE user, BENCH_FANOUT_RUNS
-#       runs one at a time; per event and socket, receipt wall clock minus the
-#       event's "timestamp"; p50/p99 (target p99 <= 1 ms).  Also with the server's
-#       --llm-latency-ms BENCH_FANOUT_SPACED_MS so that model steps are spaced.
+#   (2) fan-out latency: BENCH_FANOUT_CONNS open sockets; per event and socket,
+#       receipt wall clock minus the event's "timestamp" (set at emit); p50/p99
+#       (target p99 <= 1 ms).  Cases, each on a fresh server:
+#         - one socket per user (BENCH_FANOUT_CONNS users), runs started open-loop
+#           at BENCH_FANOUT_RATE/s over the users, BENCH_FANOUT_PACED_RUNS runs;
+#         - the same with 10 sockets per user (every event goes to 10 sockets);
+#         - one socket per user again, the server run with --llm-latency-ms
+#           BENCH_FANOUT_SPACED_MS (model steps spaced as with a real model);
+#         - every socket of ONE user, BENCH_FANOUT_RUNS runs one at a time (each
+#           event to all BENCH_FANOUT_CONNS sockets: the worst case of fan-out).
 # Each measurement runs BENCH_REPEAT times (default 3); the median is reported.
 #
 # Environment: BENCH_DURATION (10), BENCH_RUN_CONNS ("50 10"), BENCH_FANOUT_CONNS (1000),
-# BENCH_FANOUT_RUNS (20), BENCH_FANOUT_SPACED_MS (20), BENCH_REPEAT (3),
+# BENCH_FANOUT_RATE (50), BENCH_FANOUT_PACED_RUNS (500), BENCH_FANOUT_RUNS (20),
+# BENCH_FANOUT_SPACED_MS (20), BENCH_REPEAT (3),
 # AGENTD_BIN (build/agentd), FANOUT_BIN (build/fanout), BENCH_JSON (also write the figures there).
 set -uo pipefail
 
@@ -26,6 +33,8 @@ DURATION="${BENCH_DURATION:-10}"
 RUN_CONNS="${BENCH_RUN_CONNS:-50 10}"
 FAN_CONNS="${BENCH_FANOUT_CONNS:-1000}"
 FAN_RUNS="${BENCH_FANOUT_RUNS:-20}"
+FAN_RATE="${BENCH_FANOUT_RATE:-50}"
+FAN_PACED_RUNS="${BENCH_FANOUT_PACED_RUNS:-500}"
 FAN_SPACED="${BENCH_FANOUT_SPACED_MS:-20}"
 REPEAT="${BENCH_REPEAT:-3}"
 
@@ -103,28 +112,39 @@ for conns in $RUN_CONNS; do
 done
 
 # ---- (2) fan-out latency ----------------------------------------------------------
-for spaced in 0 "$FAN_SPACED"; do
-  files=()
-  flags=()
-  [ "$spaced" != 0 ] && flags=(--llm-latency-ms "$spaced")
+# fanout_case KEY TITLE LLM_MS CLIENT_ARGS...: BENCH_REPEAT tries on fresh servers, medians.
+fanout_case() {
+  local key="$1" title="$2" llm="$3"
+  shift 3
+  local files=() flags=() i out
+  [ "$llm" != 0 ] && flags=(--llm-latency-ms "$llm")
   for i in $(seq 1 "$REPEAT"); do
     bench_start_server "${flags[@]}"
-    out="$TMP/fan_${spaced}_$i.out"
-    try_client "$out" "fan-out latency, $FAN_CONNS sockets of one user, llm latency ${spaced} ms, try $i" \
-      "$FANOUT" --port "$PORT" --secret "$SECRET" --mode fanout --conns "$FAN_CONNS" --runs "$FAN_RUNS" --quiet
+    out="$TMP/fan_${key}_$i.out"
+    try_client "$out" "fan-out latency, $title, try $i" \
+      "$FANOUT" --port "$PORT" --secret "$SECRET" --mode fanout --conns "$FAN_CONNS" "$@" --quiet
     files+=("$out")
   done
+  local p50 p99 t50 t99
   p50="$(median latency_ms.p50 "${files[@]}")"
   p99="$(median latency_ms.p99 "${files[@]}")"
   t50="$(median thinking_latency_ms.p50 "${files[@]}")"
   t99="$(median thinking_latency_ms.p99 "${files[@]}")"
-  FIG["fanout_${spaced}_p50_ms"]="$p50"
-  FIG["fanout_${spaced}_p99_ms"]="$p99"
-  FIG["fanout_${spaced}_thinking_p50_ms"]="$t50"
-  FIG["fanout_${spaced}_thinking_p99_ms"]="$t99"
-  SUMMARY+=("$(printf '%-52s p50 %8s ms  p99 %8s ms' "fan-out, $FAN_CONNS sockets, llm ${spaced} ms, all events" "$p50" "$p99")")
-  SUMMARY+=("$(printf '%-52s p50 %8s ms  p99 %8s ms' "   agent_thinking events only" "$t50" "$t99")")
-done
+  FIG["fanout_${key}_p50_ms"]="$p50"
+  FIG["fanout_${key}_p99_ms"]="$p99"
+  FIG["fanout_${key}_thinking_p50_ms"]="$t50"
+  FIG["fanout_${key}_thinking_p99_ms"]="$t99"
+  SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms' "fan-out, $title" "$p50" "$p99")")
+  SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms' "   agent_thinking events only" "$t50" "$t99")")
+}
+
+fanout_case users "$FAN_CONNS sockets, 1 per user, $FAN_RATE runs/s" 0 \
+  --users "$FAN_CONNS" --rate "$FAN_RATE" --runs "$FAN_PACED_RUNS"
+fanout_case users10 "$FAN_CONNS sockets, 10 per user, $FAN_RATE runs/s" 0 \
+  --users "$((FAN_CONNS / 10))" --rate "$FAN_RATE" --runs "$FAN_PACED_RUNS"
+fanout_case spaced "$FAN_CONNS sockets, 1 per user, llm ${FAN_SPACED} ms" "$FAN_SPACED" \
+  --users "$FAN_CONNS" --rate "$FAN_RATE" --runs "$FAN_PACED_RUNS"
+fanout_case oneuser "$FAN_CONNS sockets of ONE user, runs one at a time" 0 --runs "$FAN_RUNS"
 bench_stop_server 100
 
 echo "------------------------------------------------------------------------------"

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agents/agent.h"
 #include "core/events.h"
@@ -24,6 +27,9 @@
 #include "util/jsonx.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+
+/* Run threads' nice value, relative to the loop and the event writer (0). */
+#define RUN_THREAD_NICE 5
 
 typedef struct watcher {
   struct watcher *next;
@@ -238,6 +244,11 @@ static void run_execute(run_t *r) {
 
 static void *run_thread(void *arg) {
   pthread_setname_np(pthread_self(), "agentd-run"); /* names threads in top -H and perf */
+  /* Agents are throughput work; the loop and the event writer carry every event
+   * to its sockets and must not wait behind them for a core (nice is per thread
+   * on Linux, and raising it needs no privilege). */
+  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), RUN_THREAD_NICE) != 0)
+    log_debug("runs: cannot lower the priority of a run thread");
   pthread_mutex_lock(&mu);
   for (;;) {
     while (!q_head && !shutting_down) {
