@@ -136,7 +136,7 @@ static int writer_store_batch(store_t *st, void *arg) {
 }
 
 /* Store one batch in a transaction, then hand what the loop needs to it, in order. */
-static void writer_flush(pending_t *batch) {
+static void writer_commit(pending_t *batch) {
   int rc = store_tx(g_store, writer_store_batch, batch);
   if (rc != 0) log_error("events: the batch's transaction failed: %s", agd_err_code(rc));
   pending_t *head = NULL, **tail = &head, *last = NULL;
@@ -165,6 +165,43 @@ static void writer_flush(pending_t *batch) {
   pthread_mutex_unlock(&q_mu);
   /* Wake the loop only on empty → non-empty (STYLE §7): it drains everything. */
   if (was_empty) uv_async_send(&q_async);
+}
+
+/* A small batch whose write-behinds (a run start, an answer message: a dozen pages
+ * of rows and indexes) would make every event in it wait for their pages is
+ * committed in two transactions: first the events of users with no write-behind
+ * before them in this batch, then everything else in queue order.  Each user's
+ * items keep their order (that is all delivery and replay rely on); other users'
+ * events just stop waiting for rows that are not theirs.  Big batches (under load)
+ * stay one transaction: there the pages per commit matter more than the wait. */
+#define SPLIT_MAX 64
+
+static void writer_flush(pending_t *batch) {
+  size_t n = 0, wb = 0;
+  for (pending_t *p = batch; p; p = p->next, n++) wb += p->write_behind;
+  if (wb == 0 || n > SPLIT_MAX || wb == n) {
+    writer_commit(batch);
+    return;
+  }
+  const char *held[SPLIT_MAX]; /* users with a write-behind so far in this batch */
+  size_t nheld = 0;
+  pending_t *first = NULL, **ft = &first, *rest = NULL, **rt = &rest;
+  for (pending_t *p = batch, *next; p; p = next) {
+    next = p->next;
+    p->next = NULL;
+    int is_held = 0;
+    for (size_t i = 0; i < nheld && !is_held; i++) is_held = strcmp(held[i], p->user_id) == 0;
+    if (p->write_behind && !is_held) held[nheld++] = p->user_id;
+    if (p->write_behind || is_held) {
+      *rt = p;
+      rt = &p->next;
+    } else {
+      *ft = p;
+      ft = &p->next;
+    }
+  }
+  if (first) writer_commit(first);
+  writer_commit(rest);
 }
 
 /* Group commit without a timer: the writer takes whatever is queued the moment it
@@ -436,6 +473,7 @@ void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), v
   p->store_fn = fn;
   p->store_done = done;
   p->store_arg = arg;
+  snprintf(p->user_id, sizeof(p->user_id), "%s", user_id);
   /* Under the user's stripe: ordered with that user's events. */
   stripe_t *st = &stripes[hash_str(user_id) % STRIPES];
   pthread_mutex_lock(&st->mu);

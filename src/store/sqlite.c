@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 #include "util/err.h"
@@ -382,6 +385,8 @@ static int conn_open(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
 static void *checkpointer_main(void *arg) {
   sq_store_t *st = arg;
   pthread_setname_np(pthread_self(), "agentd-ckpt");
+  /* Background work: never ahead of the threads that carry requests and events. */
+  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0) log_debug("store: checkpointer keeps nice 0");
   sq_conn_t *c = NULL;
   pthread_mutex_lock(&st->ckpt_mu);
   for (;;) {
