@@ -47,6 +47,11 @@ typedef int (*agent_emit_fn)(void *emit_arg, event_type_t type, const char *agen
  * (ID_MAX bytes).  Provided by core/runs. */
 typedef int (*agent_persist_fn)(void *emit_arg, const char *content, char *message_id);
 
+/* Told right before the run's last event (the top agent's agent_completed, or
+ * agent_error / agent_stopped) is emitted, with that event's data, so the run's
+ * end is recorded before any client can see the event.  Provided by core/runs. */
+typedef void (*agent_final_fn)(void *emit_arg, event_type_t type, const json_t *data);
+
 typedef struct agent_ops {
   const char *name;        /* "triage", "data", … */
   const char *description; /* one line for GET /api/agents */
@@ -80,6 +85,7 @@ typedef struct agent_run_params {
   struct store *store;                      /* store_t* for tools that read the caller's data (may be NULL) */
   agent_emit_fn emit;
   agent_persist_fn persist;
+  agent_final_fn on_final;                  /* may be NULL */
   void *emit_arg;
 } agent_run_params_t;
 

@@ -50,6 +50,7 @@ typedef struct run {
   watcher_t *watchers;          /* loop thread only */
   /* outcome, written by the run thread before the end is posted */
   char status[16];
+  int end_recorded;             /* the status row of the end is queued (run_record_end) */
   char *response;
 } run_t;
 
@@ -188,6 +189,49 @@ static char *json_text(json_t *v) {
   return s;
 }
 
+/* The run's status for outcome rc (SPEC §4), filling *error when it says why. */
+static const char *run_outcome(run_t *r, int rc, json_t **error) {
+  /* Cut short by a shutdown: like a run found in flight at start, it failed. */
+  int interrupted = rc == AGD_EUNAVAILABLE && atomic_load(&r->cancel) == 2;
+  if (interrupted && !*error)
+    *error = json_pack("{s:s,s:s}", "error_message", "the server stopped while this run was in flight", "error_code",
+                       "INTERRUPTED");
+  if (rc == AGD_ETIMEOUT && !*error)
+    *error = json_pack("{s:s,s:s}", "error_message", "run exceeded its deadline", "error_code", "TIMEOUT");
+  if (rc != 0 && rc != AGD_EUNAVAILABLE && rc != AGD_ETIMEOUT && !*error)
+    *error = json_pack("{s:s,s:s}", "error_message", "agent failed", "error_code", agd_err_code(rc));
+  return rc == 0 ? "completed"
+         : interrupted ? "failed"
+         : (rc == AGD_EUNAVAILABLE || rc == AGD_ETIMEOUT) ? "cancelled"
+                                                           : "failed";
+}
+
+/* Record the run's end (status row queued behind its events); error is taken. */
+static void run_record_end(run_t *r, int rc, const json_t *result, json_t *error) {
+  const char *status = run_outcome(r, rc, &error);
+  snprintf(r->status, sizeof(r->status), "%s", status);
+  r->end_recorded = 1;
+  run_store_status(r, status, 0, time_now(), json_text((json_t *)result), json_text(error));
+  json_decref(error);
+}
+
+/* agent_final_fn: the run's last event is about to be emitted; its end goes to
+ * the store first, so a client that sees that event finds the run ended. */
+static void run_on_final(void *arg, event_type_t type, const json_t *data) {
+  run_t *r = arg;
+  int rc = 0;
+  json_t *error = NULL;
+  if (type == EV_AGENT_ERROR) {
+    rc = AGD_EINTERNAL;
+    error = json_pack("{s:O?,s:O?}", "error_message", json_object_get(data, "error_message"), "error_code",
+                      json_object_get(data, "error_code"));
+  } else if (type == EV_AGENT_STOPPED) {
+    const char *reason = jsonx_get_str(data, "reason");
+    rc = reason && strcmp(reason, "timeout") == 0 ? AGD_ETIMEOUT : AGD_EUNAVAILABLE;
+  }
+  run_record_end(r, rc, type == EV_AGENT_COMPLETED ? json_object_get(data, "result") : NULL, error);
+}
+
 static void run_execute(run_t *r) {
   const agent_ops_t *ops = agent_find(r->agent);
   double now = time_now();
@@ -196,11 +240,13 @@ static void run_execute(run_t *r) {
   int rc;
   if (!ops) {
     rc = AGD_EVALIDATION;
-    error = json_pack("{s:s,s:s}", "error_message", "unknown agent", "error_code", "VALIDATION_ERROR");
+    run_record_end(r, rc, NULL,
+                   json_pack("{s:s,s:s}", "error_message", "unknown agent", "error_code", "VALIDATION_ERROR"));
     run_emit(r, EV_AGENT_ERROR, r->agent, json_pack("{s:s,s:s,s:s}", "agent_name", r->agent, "error_message",
                                                      "unknown agent", "error_code", "VALIDATION_ERROR"));
   } else if (atomic_load(&r->cancel)) {
     rc = AGD_EUNAVAILABLE;
+    run_record_end(r, rc, NULL, NULL);
     run_emit(r, EV_AGENT_STOPPED, r->agent, json_pack("{s:s}", "reason", "cancelled"));
   } else {
     run_store_status(r, "running", now, 0, NULL, NULL);
@@ -217,27 +263,15 @@ static void run_execute(run_t *r) {
         .step_latency_ms = strcmp(g_cfg->llm_provider, "builtin") == 0 ? g_cfg->llm_latency_ms : 0,
         .emit = run_emit,
         .persist = run_persist,
+        .on_final = run_on_final,
         .emit_arg = r,
     };
     rc = agent_run_top(ops, &p, &result, &response, &error);
   }
-  /* Cut short by a shutdown: like a run found in flight at start, it failed (SPEC §4). */
-  int interrupted = rc == AGD_EUNAVAILABLE && atomic_load(&r->cancel) == 2;
-  const char *status = rc == 0 ? "completed"
-                       : interrupted ? "failed"
-                       : (rc == AGD_EUNAVAILABLE || rc == AGD_ETIMEOUT) ? "cancelled"
-                                                                         : "failed";
-  if (interrupted && !error)
-    error = json_pack("{s:s,s:s}", "error_message", "the server stopped while this run was in flight", "error_code",
-                      "INTERRUPTED");
-  if (rc == AGD_ETIMEOUT && !error)
-    error = json_pack("{s:s,s:s}", "error_message", "run exceeded its deadline", "error_code", "TIMEOUT");
-  if (rc != 0 && rc != AGD_EUNAVAILABLE && rc != AGD_ETIMEOUT && !error)
-    error = json_pack("{s:s,s:s}", "error_message", "agent failed", "error_code", agd_err_code(rc));
-  run_store_status(r, status, 0, time_now(), json_text(result), json_text(error));
+  /* Normally recorded at the final event; this covers a run that could not emit it. */
+  if (!r->end_recorded) run_record_end(r, rc, result, error);
+  else json_decref(error);
   json_decref(result);
-  json_decref(error);
-  snprintf(r->status, sizeof(r->status), "%s", status);
   r->response = response;
   metrics_add("agentd_runs_total", rc == 0 ? "state=\"completed\"" : rc == AGD_EUNAVAILABLE || rc == AGD_ETIMEOUT ? "state=\"cancelled\"" : "state=\"failed\"", 1);
 }

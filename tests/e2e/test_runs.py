@@ -392,3 +392,41 @@ def test_restart_during_run_marks_failed(server_factory, how):
         newer = stored_events(srv, token, after_seq=last)
     assert newer and newer[0]["seq"] == last + 1 and newer[0]["run_id"] == nxt["id"], (last, newer[:1])
     call(srv, "POST", "/api/agents/stop", {"run_id": nxt["id"]}, token=token)
+
+
+# ---- what a client sees is already in the store ---------------------------------
+
+def test_store_is_ahead_of_every_frame(server):
+    """The rows a frame speaks of are readable the moment the frame arrives: the run
+    and the user's message at message_received, the assistant message at
+    agent_response, the run's final status at its last event (they share the event
+    writer's group commit, and a frame goes out only after its commit)."""
+    user = "usr_runs_read_your_writes"
+    token = server.token(sub=user)
+    ws = WSClient(server, user)
+    try:
+        for _ in range(20):
+            start = len(ws.frames)
+            ack = ws.send_message()
+            assert ack["type"] == "message_received", ack
+            d = ack["data"]
+            r = call(server, "GET", "/api/runs/" + d["run_id"], token=token)
+            assert r.status == 200, r
+            assert r.json()["thread_id"] == d["thread_id"]
+            msgs = call(server, "GET", "/api/threads/%s/messages" % d["thread_id"], token=token).json()
+            ids = [m["id"] for m in msgs["messages"]]
+            assert d["message_id"] in ids, msgs
+
+            resp = ws.wait_for(lambda f: f.get("type") == "agent_response" and f.get("run_id") == d["run_id"],
+                               start=start)
+            m = call(server, "GET", "/api/messages/" + resp["data"]["message_id"], token=token)
+            assert m.status == 200, m
+            assert m.json()["content"] == resp["data"]["content"]
+
+            last = ws.wait_for(lambda f: f.get("type") == "agent_completed" and f.get("agent_name") == "supervisor"
+                               and f.get("run_id") == d["run_id"], start=start)
+            run = call(server, "GET", "/api/runs/" + d["run_id"], token=token).json()
+            assert run["status"] == "completed", (run, last)
+            assert run["completed_at"] and run["result"], run
+    finally:
+        ws.close()
