@@ -499,8 +499,15 @@ static void wmu_release(sq_conn_t *c) {
 
 /* Transactions nest: inside one (store_tx), a store call's own tx_begin … tx_end
  * becomes a savepoint, so its failure undoes only its own writes. */
+/* A cached statement with no result (transaction control: a group commit opens a
+ * savepoint per item, so they are prepared once per connection like the rest). */
+static int tx_run(sq_conn_t *c, int id, const char *what) {
+  sqlite3_stmt *st = q(c, id);
+  return st ? q_run(c, st, what) : ERR(AGD_EINTERNAL);
+}
+
 static int tx_savepoint(sq_conn_t *c) {
-  int e = conn_exec(c, "SAVEPOINT agd", "savepoint");
+  int e = tx_run(c, Q_SAVEPOINT, "savepoint");
   if (e == 0) c->tx_depth++;
   return e;
 }
@@ -527,7 +534,8 @@ static void tx_rollback(sq_conn_t *c) {
   if (--c->tx_depth > 0) {
     /* When SQLite rolled the whole transaction back by itself (autocommit is on
      * again) there is no savepoint left: the outer levels' COMMIT will fail. */
-    if (!sqlite3_get_autocommit(c->db)) conn_exec(c, "ROLLBACK TO agd; RELEASE agd", "rollback to savepoint");
+    if (!sqlite3_get_autocommit(c->db) && tx_run(c, Q_ROLLBACK_TO, "rollback to savepoint") == 0)
+      tx_run(c, Q_RELEASE, "release savepoint");
     return;
   }
   if (!sqlite3_get_autocommit(c->db)) { /* else SQLite already rolled back */
@@ -540,7 +548,7 @@ static void tx_rollback(sq_conn_t *c) {
 static int tx_end(sq_conn_t *c, int e) {
   if (e == 0) {
     if (c->tx_depth > 1) {
-      e = conn_exec(c, "RELEASE agd", "release savepoint");
+      e = tx_run(c, Q_RELEASE, "release savepoint");
       if (e == 0) {
         c->tx_depth--;
         return 0;
@@ -1292,11 +1300,6 @@ static int sq_message_add(store_t *s, const char *user_id, const store_message_n
 }
 
 /* Run a statement that returns nothing (savepoints). */
-static int run0(sq_conn_t *c, int qid, const char *what) {
-  sqlite3_stmt *st = q(c, qid);
-  return st ? q_run(c, st, what) : ERR(AGD_EINTERNAL);
-}
-
 /* Group commit: the items share one write transaction; each has a savepoint so a
  * failed item leaves nothing behind while the others are kept. */
 static int sq_message_add_batch(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
@@ -1307,12 +1310,12 @@ static int sq_message_add_batch(store_t *s, size_t n, const char *const user_ids
   double now = time_now();
   for (size_t i = 0; i < n && !e; i++) {
     if (rcs[i]) continue; /* refused by store.c */
-    e = run0(c, Q_SAVEPOINT, "savepoint");
+    e = tx_run(c, Q_SAVEPOINT, "savepoint");
     if (e) break;
     rcs[i] = message_add_tx(c, user_ids[i], &in[i], now, &out[i]);
     if (rcs[i] == AGD_EUNAVAILABLE || rcs[i] == AGD_EINTERNAL) e = rcs[i]; /* the database, not the item */
-    else if (rcs[i]) e = run0(c, Q_ROLLBACK_TO, "rollback to");
-    if (!e) e = run0(c, Q_RELEASE, "release");
+    else if (rcs[i]) e = tx_run(c, Q_ROLLBACK_TO, "rollback to");
+    if (!e) e = tx_run(c, Q_RELEASE, "release");
   }
   e = tx_end(c, e);
   if (e) {
