@@ -5,7 +5,6 @@
  * under concurrent writers, racing consumers, and store_close with live threads.
  */
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -19,32 +18,18 @@
 #include "util/err.h"
 #include "util/log.h"
 
-static char tmpdir[256];
-static char dbpath[512];
-static char url[600];
+#include "store_harness.h"
 
-static void setup(void) {
-  log_init(LOG_OFF, LOG_FMT_TEXT);
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/agentd_store_XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-  /* A missing parent directory is created by store_open. */
-  snprintf(dbpath, sizeof dbpath, "%s/data/sub/agentd.db", tmpdir);
-  snprintf(url, sizeof url, "sqlite:%s", dbpath);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(p);
-}
-
-static void teardown(void) { nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+/* A missing parent directory is created by store_open. */
+static void setup(void) { store_h_setup("data/sub/agentd.db"); }
+static void teardown(void) { store_h_teardown(); }
 
 TestSuite(store, .init = setup, .fini = teardown);
 
 static store_t *open_ok(void) {
   store_t *s = NULL;
   char err[256] = "";
-  int rc = store_open(&s, url, err, sizeof err);
+  int rc = store_open(&s, store_h_url, err, sizeof err);
   cr_assert_eq(rc, 0, "store_open: %d %s", rc, err);
   cr_assert_not_null(s);
   return s;
@@ -57,13 +42,9 @@ static int known_version(void) {
 }
 
 static void make_user(store_t *s, const char *id, const char *email, const char *hash) {
-  store_user_t u;
-  memset(&u, 0, sizeof u);
-  snprintf(u.id, sizeof u.id, "%s", id);
-  snprintf(u.email, sizeof u.email, "%s", email);
-  snprintf(u.name, sizeof u.name, "Name %s", id);
-  snprintf(u.password_hash, sizeof u.password_hash, "%s", hash);
-  cr_assert_eq(store_user_create(s, &u), 0, "create %s", id);
+  char name[64];
+  snprintf(name, sizeof name, "Name %s", id);
+  store_h_user(s, id, email, name, hash);
 }
 
 /* ---- lifecycle and migrations ---- */
@@ -71,7 +52,7 @@ static void make_user(store_t *s, const char *id, const char *email, const char 
 Test(store, migrations_applied) {
   store_t *s = open_ok();
   struct stat sb;
-  cr_assert_eq(stat(dbpath, &sb), 0, "database file created with its parents");
+  cr_assert_eq(stat(store_h_path, &sb), 0, "database file created with its parents");
   cr_assert_str_eq(store_kind(s), "sqlite");
   int v = -1;
   char err[256];
@@ -87,7 +68,7 @@ Test(store, migrations_applied) {
 
   /* The pragmas took: WAL journal on disk. */
   sqlite3 *db;
-  cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+  cr_assert_eq(sqlite3_open(store_h_path, &db), SQLITE_OK);
   sqlite3_stmt *st;
   cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
   cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
@@ -104,7 +85,7 @@ Test(store, migrations_applied) {
 Test(store, url_forms) {
   store_t *s = NULL;
   char err[256];
-  snprintf(url, sizeof url, "sqlite://%s", dbpath); /* sqlite:///abs/path */
+  snprintf(store_h_url, sizeof store_h_url, "sqlite://%s", store_h_path); /* sqlite:///abs/path */
   s = open_ok();
   store_close(s);
   store_close(NULL);
@@ -119,11 +100,11 @@ Test(store, url_forms) {
   }
   /* A parent that is a file cannot become a directory. */
   char p[600];
-  snprintf(p, sizeof p, "%s/file", tmpdir);
+  snprintf(p, sizeof p, "%s/file", store_h_dir);
   FILE *f = fopen(p, "w");
   fclose(f);
-  snprintf(url, sizeof url, "sqlite:%s/file/x.db", tmpdir);
-  cr_assert_eq(store_open(&s, url, err, sizeof err), AGD_EUNAVAILABLE);
+  snprintf(store_h_url, sizeof store_h_url, "sqlite:%s/file/x.db", store_h_dir);
+  cr_assert_eq(store_open(&s, store_h_url, err, sizeof err), AGD_EUNAVAILABLE);
 }
 
 Test(store, reopen_keeps_data) {
@@ -144,14 +125,14 @@ Test(store, reopen_keeps_data) {
 Test(store, newer_schema_refused) {
   store_close(open_ok());
   sqlite3 *db;
-  cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+  cr_assert_eq(sqlite3_open(store_h_path, &db), SQLITE_OK);
   cr_assert_eq(sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (9999, '9999_future.sql', 0)",
                             NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
 
   store_t *s = (store_t *)1;
   char err[256] = "", want[256];
-  cr_assert_lt(store_open(&s, url, err, sizeof err), 0);
+  cr_assert_lt(store_open(&s, store_h_url, err, sizeof err), 0);
   cr_assert_null(s);
   snprintf(want, sizeof want,
            "database schema version 9999 is newer than this agentd (knows up to %d); upgrade agentd",

@@ -7,7 +7,6 @@
  * events, and the 0005 migration of events stored under the 0003 layout.
  */
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,41 +19,23 @@
 #include "util/ids.h"
 #include "util/log.h"
 
-static char tmpdir[256];
-static char dbpath[512];
-static char url[600];
+#include "store_harness.h"
+
 static store_t *S;
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(p);
-}
-
-static void make_user(const char *id) {
-  store_user_t u;
-  memset(&u, 0, sizeof u);
-  snprintf(u.id, sizeof u.id, "%s", id);
-  snprintf(u.email, sizeof u.email, "%s@example.com", id);
-  cr_assert_eq(store_user_create(S, &u), 0, "create %s", id);
-}
+static void make_user(const char *id) { store_h_user(S, id, NULL, NULL, NULL); }
 
 static void open_store(void) {
   char err[256] = "";
-  cr_assert_eq(store_open(&S, url, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(store_open(&S, store_h_url, err, sizeof err), 0, "%s", err);
 }
 
-static void setup(void) {
-  log_init(LOG_OFF, LOG_FMT_TEXT);
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/agentd_runs_XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-  snprintf(dbpath, sizeof dbpath, "%s/agentd.db", tmpdir);
-  snprintf(url, sizeof url, "sqlite:%s", dbpath);
-}
+static void setup(void) { store_h_setup("agentd.db"); }
 
 static void teardown(void) {
   if (S) store_close(S);
   S = NULL;
-  nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  store_h_teardown();
 }
 
 TestSuite(store_runs, .init = setup, .fini = teardown);
@@ -249,7 +230,7 @@ static void exec_ok(sqlite3 *db, const char *sql) {
 Test(store_runs, migration_keeps_events_of_the_old_layout) {
   /* A database as agentd at schema version 4 left it. */
   sqlite3 *db;
-  cr_assert_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+  cr_assert_eq(sqlite3_open(store_h_path, &db), SQLITE_OK);
   exec_ok(db, "PRAGMA foreign_keys=ON; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
               " name TEXT NOT NULL, applied_at REAL NOT NULL)");
   for (const embedded_file_t *m = store_migrations; m->name; m++) {

@@ -5,7 +5,6 @@
  * totals, soft and hard delete (cascade), message counts, history paging, validation.
  */
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,30 +15,16 @@
 #include "util/err.h"
 #include "util/log.h"
 
-static char tmpdir[256];
-static char url[600];
+#include "store_harness.h"
+
 static store_t *S;
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(p);
-}
-
-static void make_user(const char *id) {
-  store_user_t u;
-  memset(&u, 0, sizeof u);
-  snprintf(u.id, sizeof u.id, "%s", id);
-  snprintf(u.email, sizeof u.email, "%s@example.com", id);
-  cr_assert_eq(store_user_create(S, &u), 0, "create %s", id);
-}
+static void make_user(const char *id) { store_h_user(S, id, NULL, NULL, NULL); }
 
 static void setup(void) {
-  log_init(LOG_OFF, LOG_FMT_TEXT);
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/agentd_thr_XXXXXX");
-  cr_assert_not_null(mkdtemp(tmpdir));
-  snprintf(url, sizeof url, "sqlite:%s/agentd.db", tmpdir);
+  store_h_setup("agentd.db");
   char err[256] = "";
-  cr_assert_eq(store_open(&S, url, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(store_open(&S, store_h_url, err, sizeof err), 0, "%s", err);
   make_user("usr_a");
   make_user("usr_b");
 }
@@ -47,7 +32,7 @@ static void setup(void) {
 static void teardown(void) {
   store_close(S);
   S = NULL;
-  nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  store_h_teardown();
 }
 
 TestSuite(store_threads, .init = setup, .fini = teardown);
