@@ -204,6 +204,21 @@ static void writer_flush(pending_t *batch) {
   writer_commit(rest);
 }
 
+/* Up to WRITER_BATCH items off the writer queue (NULL when empty).  w_mu held. */
+static pending_t *writer_take_locked(void) {
+  if (!w_head) return NULL;
+  pending_t *batch = w_head, *p = w_head;
+  size_t n = 1;
+  while (p->next && n < WRITER_BATCH) {
+    p = p->next;
+    n++;
+  }
+  w_head = p->next;
+  if (!w_head) w_tail = NULL;
+  p->next = NULL;
+  return batch;
+}
+
 /* Group commit without a timer: the writer takes whatever is queued the moment it
  * is free.  While one batch commits, the next piles up, so under load batches grow
  * by themselves (hundreds of items) and at low load an event waits for no window. */
@@ -213,16 +228,7 @@ static void *writer_main(void *arg) {
   for (;;) {
     while (!w_head && !w_stop) pthread_cond_wait(&w_cv, &w_mu);
     if (!w_head && w_stop) break;
-    /* Take up to WRITER_BATCH items. */
-    pending_t *batch = w_head, *p = w_head;
-    size_t n = 1;
-    while (p->next && n < WRITER_BATCH) {
-      p = p->next;
-      n++;
-    }
-    w_head = p->next;
-    if (!w_head) w_tail = NULL;
-    p->next = NULL;
+    pending_t *batch = writer_take_locked();
     pthread_mutex_unlock(&w_mu);
     writer_flush(batch);
     pthread_mutex_lock(&w_mu);
@@ -467,6 +473,11 @@ void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), 
 
 void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
                        void *arg) {
+  if (!initialised) { /* after events_shutdown: no writer, so here and now */
+    int rc = fn(g_store, arg);
+    if (done) done(arg, rc);
+    return;
+  }
   pending_t *p = calloc(1, sizeof(*p));
   if (!p) abort();
   p->write_behind = 1;
@@ -701,6 +712,15 @@ void events_shutdown(void) {
     pthread_mutex_unlock(&w_mu);
     pthread_join(w_thread, NULL);
     w_running = 0;
+  }
+  /* Anything queued after the writer's last look is stored here (main.c's order
+   * leaves nothing, but a late write-behind must not be lost or leak). */
+  for (;;) {
+    pthread_mutex_lock(&w_mu);
+    pending_t *batch = writer_take_locked();
+    pthread_mutex_unlock(&w_mu);
+    if (!batch) break;
+    writer_flush(batch);
   }
   on_queue(&q_async);
   initialised = 0;

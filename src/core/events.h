@@ -40,7 +40,8 @@ int64_t events_emit(const char *user_id, const char *run_id, const char *thread_
  * user_id emitted so far by this thread and before any emitted later, so a client
  * that sees an event also finds in the store what the run wrote before it.  fn owns
  * arg (frees it) and reports its own failures: a run never waits on the database
- * for its bookkeeping.  Not on the loop. */
+ * for its bookkeeping.  Any thread: it only queues (after events_shutdown, when
+ * there is no writer any more, fn runs at once on the calling thread). */
 void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), void *arg);
 
 /* The same, waited for: fn(store, arg) runs in the writer's next group commit and
@@ -48,7 +49,7 @@ void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), 
  * or the transaction's error when the commit failed and fn's writes with it.  fn
  * must not free arg.  Requests that write rows (a run's message and run row) use
  * it so their writes share the events' transaction instead of queueing for the
- * write lock beside it.  Not on the loop. */
+ * write lock beside it.  Any thread, as events_store_later. */
 void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
                        void *arg);
 
