@@ -28,8 +28,11 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 
-/* Run threads' nice value, relative to the loop and the event writer (0). */
-#define RUN_THREAD_NICE 5
+/* Run threads' nice value, relative to the loop and the event writer (0).  Agents
+ * compute in bursts; at nice 5 an event's writer and loop still queued behind them
+ * for a core (emit → receipt p50 0.9 ms at 50 runs/s); at 15 they preempt at once
+ * (p50 0.15 ms) and runs/s does not drop: the CPU they leave is used. */
+#define RUN_THREAD_NICE 15
 
 typedef struct watcher {
   struct watcher *next;
