@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "store/sqlite_vfs.h"
 #include "store/store_int.h"
 #include "util/err.h"
 #include "util/ids.h"
@@ -347,7 +348,7 @@ static int conn_open(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
   c->st = st;
   /* NOMUTEX: a connection is only ever used by the thread that opened it. */
   int rc = sqlite3_open_v2(st->path, &c->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, sqlite_vfs_name());
   if (rc != SQLITE_OK) {
     store__errf(err, cap, "cannot open database %s: %s", st->path,
                 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));

@@ -42,7 +42,7 @@ static int store_h_rm_one(const char *p, const struct stat *sb, int flag, struct
 static void store_h_teardown(void) { nftw(store_h_dir, store_h_rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* A user row `id`; email NULL: <id>@example.com; name and password hash when given. */
-static void store_h_user(store_t *s, const char *id, const char *email, const char *name, const char *hash) {
+static inline void store_h_user(store_t *s, const char *id, const char *email, const char *name, const char *hash) {
   store_user_t u;
   memset(&u, 0, sizeof u);
   snprintf(u.id, sizeof u.id, "%s", id);
