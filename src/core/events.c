@@ -4,10 +4,11 @@
  * user's stripe the event gets the user's next seq (cached per user, loaded
  * from the store once) and joins the writer queue, so each user's events are
  * queued in seq order.  One writer thread stores the queue in batches (group
- * commit: one transaction for everything that piled up) and only then hands
- * the batch to the loop, so an event a client sees is always stored and a
- * replay can find it.  Loop side: the queue is drained on uv_async; each event
- * goes to the subscriptions of its user.
+ * commit: one transaction for everything that piled up while the previous one
+ * committed, write-behinds of runs included) and only then hands the batch to
+ * the loop, so an event a client sees is always stored and a replay can find
+ * it.  Loop side: the queue is drained on uv_async; each event goes to the
+ * subscriptions of its user; a write-behind's done callback runs there too.
  */
 #include "core/events.h"
 

@@ -1,9 +1,12 @@
 /* core/events.h — the one event path (DESIGN.md; SPEC §5).
  *
- * events_emit() gives an Event the user's next `seq`, stores it, and queues it
- * to the loop, all under a per-user lock so the loop sees each user's events
- * in seq order.  On the loop, each event is encoded once and written to every
- * subscription (WebSocket or SSE stream) of that user — never another user's.
+ * events_emit() gives an Event the user's next `seq` under a per-user lock and
+ * queues it to the event writer thread, which stores what is queued in one
+ * transaction (group commit) and only then hands it to the loop, each user's
+ * events in seq order.  On the loop, each event is encoded once and written to
+ * every subscription (WebSocket or SSE stream) of that user — never another
+ * user's.  The same transaction carries the runs' own rows (events_store_later /
+ * events_store_then), in order with the user's events.
  *
  * Replay: a subscription created with after_seq ≥ 0 first receives the stored
  * events after that seq, page by page (fetched on a worker), then continues
@@ -11,8 +14,9 @@
  * that does not follow it (events stored while a page was in flight) sends it
  * back to replaying, so nothing is lost and nothing is sent twice.
  *
- * Threads: events_emit() blocks on the store (run threads, workers — never the
- * loop).  Subscriptions are created and dropped on the loop thread.
+ * Threads: events_emit() may read the user's last seq from the store once per
+ * process (so: run threads, workers — never the loop); otherwise it only
+ * queues.  Subscriptions are created and dropped on the loop thread.
  */
 #ifndef AGD_CORE_EVENTS_H
 #define AGD_CORE_EVENTS_H
