@@ -1655,7 +1655,7 @@ static int sq_event_append(store_t *s, const store_event_t *ev) {
 }
 
 /* Group commit: the whole batch in one transaction.  When a row fails (its run
- * or thread was deleted meanwhile) the batch is redone with a savepoint per row,
+ * was deleted meanwhile, with its thread) the batch is redone with a savepoint per row,
  * so one bad row does not cost the others. */
 static int sq_event_append_batch(store_t *s, const store_event_t *evs, size_t n) {
   CONN(s, c);

@@ -345,7 +345,9 @@ void store_event_list_free(store_event_list_t *l);
  * repeats, even after the events of a deleted thread are gone).  AGD_ECONFLICT on a seq
  * already used. */
 int store_event_append(store_t *s, const store_event_t *ev);
-/* Append n events in one transaction (group commit); same rules as store_event_append. */
+/* Append n events in one transaction (group commit); same rules as store_event_append.
+ * A row that cannot be stored (its run was deleted meanwhile) is left out alone, and
+ * the seq counters still move past it.  AGD_ENOT_FOUND only when no row could be. */
 int store_event_append_batch(store_t *s, const store_event_t *evs, size_t n);
 /* The user's highest seq ever assigned (0 when none). */
 int store_event_last_seq(store_t *s, const char *user_id, int64_t *out);
