@@ -136,10 +136,9 @@ static int emit_as(agent_ctx_t *ctx, event_type_t type, const char *agent_name, 
   return ctx->p->emit(ctx->p->emit_arg, type, agent_name, data);
 }
 
-/* Emit the run's last event, telling the run first (agent_final_fn). */
-static int emit_final_as(agent_ctx_t *ctx, event_type_t type, const char *agent_name, json_t *data) {
+/* The run's last event is about to be emitted: tell the run first (agent_final_fn). */
+static void tell_final(agent_ctx_t *ctx, event_type_t type, const json_t *data) {
   if (data && ctx->p->on_final) ctx->p->on_final(ctx->p->emit_arg, type, data);
-  return emit_as(ctx, type, agent_name, data);
 }
 
 static int emit(agent_ctx_t *ctx, event_type_t type, json_t *data) {
@@ -372,7 +371,7 @@ int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **
   if (rc == 0) {
     json_t *done = json_pack("{s:s,s:O,s:f,s:s}", "agent_name", ops->name, "result", result, "execution_time_ms",
                              ms_since(t0), "status", "completed");
-    if (done && ctx.p->on_final) ctx.p->on_final(ctx.p->emit_arg, EV_AGENT_COMPLETED, done);
+    tell_final(&ctx, EV_AGENT_COMPLETED, done);
     rc = emit(&ctx, EV_AGENT_COMPLETED, done);
   }
   if (rc == 0) {
@@ -387,16 +386,19 @@ int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **
 
   /* failed: agent_error last */
   if (!ctx.failed) agent_fail(&ctx, agd_err_code(rc), "agent '%s' failed (%s)", ops->name, agd_err_code(rc));
-  emit_final_as(&ctx, EV_AGENT_ERROR, ctx.fail_agent,
-                json_pack("{s:s,s:s,s:s}", "agent_name", ctx.fail_agent, "error_message", ctx.fail_msg, "error_code",
-                          ctx.fail_code));
+  json_t *err = json_pack("{s:s,s:s,s:s}", "agent_name", ctx.fail_agent, "error_message", ctx.fail_msg,
+                          "error_code", ctx.fail_code);
+  tell_final(&ctx, EV_AGENT_ERROR, err);
+  emit_as(&ctx, EV_AGENT_ERROR, ctx.fail_agent, err);
   if (error_out) *error_out = json_pack("{s:s,s:s}", "error_message", ctx.fail_msg, "error_code", ctx.fail_code);
   if (rc >= 0 || rc == AGD_ETIMEOUT || rc == AGD_EUNAVAILABLE) rc = AGD_EINTERNAL; /* those mean stopped */
   goto out;
 
 stopped: {
   const char *reason = stop_reason(&ctx);
-  emit_final_as(&ctx, EV_AGENT_STOPPED, ops->name, json_pack("{s:s}", "reason", reason));
+  json_t *stop = json_pack("{s:s}", "reason", reason);
+  tell_final(&ctx, EV_AGENT_STOPPED, stop);
+  emit_as(&ctx, EV_AGENT_STOPPED, ops->name, stop);
   rc = strcmp(reason, "timeout") == 0 ? AGD_ETIMEOUT : AGD_EUNAVAILABLE;
 }
 out:

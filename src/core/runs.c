@@ -153,12 +153,14 @@ static int write_message(store_t *st, void *arg) {
 }
 
 /* The answer becomes the thread's assistant message: its id now, its row behind
- * the events already emitted (so before agent_response reaches anyone). */
+ * the events already emitted (so before agent_response reaches anyone).  What the
+ * store would refuse is refused here, while the run can still say so. */
 static int run_persist(void *arg, const char *content, char *message_id) {
   run_t *r = arg;
+  store_message_new_t check = {.thread_id = r->thread_id, .role = "assistant", .content = content, .run_id = r->id};
+  int rc = store_message_check(r->user_id, &check);
+  if (rc != 0) return rc;
   size_t n = strlen(content);
-  if (!r->thread_id[0]) return AGD_ENOT_FOUND; /* as the store would answer */
-  if (n > STORE_CONTENT_MAX) return AGD_EBAD_REQUEST;
   message_write_t *w = malloc(sizeof(*w) + n + 1);
   if (!w) abort();
   snprintf(w->user_id, sizeof(w->user_id), "%s", r->user_id);
@@ -235,6 +237,13 @@ static void run_on_final(void *arg, event_type_t type, const json_t *data) {
   run_record_end(r, rc, type == EV_AGENT_COMPLETED ? json_object_get(data, "result") : NULL, error);
 }
 
+/* Emit one of the run's possible last events outside agent_run_top (which tells
+ * run_on_final itself): the same record of the end, then the event. */
+static void run_emit_final(run_t *r, event_type_t type, json_t *data) {
+  if (data) run_on_final(r, type, data);
+  run_emit(r, type, r->agent, data);
+}
+
 static void run_execute(run_t *r) {
   const agent_ops_t *ops = agent_find(r->agent);
   double now = time_now();
@@ -243,14 +252,11 @@ static void run_execute(run_t *r) {
   int rc;
   if (!ops) {
     rc = AGD_EVALIDATION;
-    run_record_end(r, rc, NULL,
-                   json_pack("{s:s,s:s}", "error_message", "unknown agent", "error_code", "VALIDATION_ERROR"));
-    run_emit(r, EV_AGENT_ERROR, r->agent, json_pack("{s:s,s:s,s:s}", "agent_name", r->agent, "error_message",
-                                                     "unknown agent", "error_code", "VALIDATION_ERROR"));
+    run_emit_final(r, EV_AGENT_ERROR, json_pack("{s:s,s:s,s:s}", "agent_name", r->agent, "error_message",
+                                                "unknown agent", "error_code", "VALIDATION_ERROR"));
   } else if (atomic_load(&r->cancel)) {
     rc = AGD_EUNAVAILABLE;
-    run_record_end(r, rc, NULL, NULL);
-    run_emit(r, EV_AGENT_STOPPED, r->agent, json_pack("{s:s}", "reason", "cancelled"));
+    run_emit_final(r, EV_AGENT_STOPPED, json_pack("{s:s}", "reason", "cancelled"));
   } else {
     run_store_status(r, "running", now, 0, NULL, NULL);
     agent_run_params_t p = {

@@ -257,8 +257,7 @@ int store_thread_delete(store_t *s, const char *user_id, const char *thread_id) 
   return s->ops->thread_delete(s, user_id, thread_id);
 }
 
-/* The argument checks of store_message_add (out already zeroed). */
-static int message_new_check(const char *user_id, const store_message_new_t *in) {
+int store_message_check(const char *user_id, const store_message_new_t *in) {
   if (!fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (in->thread_id && !fits(in->thread_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (!in->role || !in->content || !opt_fits(in->content, STORE_CONTENT_MAX) ||
@@ -276,7 +275,7 @@ int store_message_add_batch(store_t *s, size_t n, const char *const user_ids[], 
   size_t ok = 0;
   for (size_t i = 0; i < n; i++) {
     memset(&out[i], 0, sizeof out[i]);
-    rcs[i] = message_new_check(user_ids[i], &in[i]);
+    rcs[i] = store_message_check(user_ids[i], &in[i]);
     ok += rcs[i] == 0;
   }
   return ok ? s->ops->message_add_batch(s, n, user_ids, in, out, rcs) : 0;
@@ -286,7 +285,7 @@ int store_message_add(store_t *s, const char *user_id, const store_message_new_t
                       store_message_t *out) {
   if (!out || !in) return ERR(AGD_EINTERNAL);
   memset(out, 0, sizeof *out);
-  int rc = message_new_check(user_id, in);
+  int rc = store_message_check(user_id, in);
   if (rc) return rc;
   return s->ops->message_add(s, user_id, in, out);
 }

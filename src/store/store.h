@@ -245,6 +245,9 @@ typedef struct store_message_new {
  * in->thread_id is not the caller's thread. */
 int store_message_add(store_t *s, const char *user_id, const store_message_new_t *in,
                       store_message_t *out);
+/* The argument checks store_message_add makes before it touches the database (0, or
+ * the code it would return), for a caller that writes the message later. */
+int store_message_check(const char *user_id, const store_message_new_t *in);
 
 /* Group commit: append n messages in ONE write transaction (much cheaper per message
  * than n calls).  Item i is stored as store_message_add(s, user_ids[i], &in[i], &out[i])
