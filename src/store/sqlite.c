@@ -1300,9 +1300,8 @@ static int sq_message_add(store_t *s, const char *user_id, const store_message_n
   return e;
 }
 
-/* Run a statement that returns nothing (savepoints). */
-/* Group commit: the items share one write transaction; each has a savepoint so a
- * failed item leaves nothing behind while the others are kept. */
+/* Group commit: the items share one write transaction; each is a nested level (a
+ * savepoint) so a failed item leaves nothing behind while the others are kept. */
 static int sq_message_add_batch(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
                                 store_message_t out[], int rcs[]) {
   CONN(s, c);
@@ -1311,12 +1310,12 @@ static int sq_message_add_batch(store_t *s, size_t n, const char *const user_ids
   double now = time_now();
   for (size_t i = 0; i < n && !e; i++) {
     if (rcs[i]) continue; /* refused by store.c */
-    e = tx_run(c, Q_SAVEPOINT, "savepoint");
+    e = tx_begin(c); /* a savepoint */
     if (e) break;
     rcs[i] = message_add_tx(c, user_ids[i], &in[i], now, &out[i]);
+    int released = tx_end(c, rcs[i]); /* kept, or undone alone */
     if (rcs[i] == AGD_EUNAVAILABLE || rcs[i] == AGD_EINTERNAL) e = rcs[i]; /* the database, not the item */
-    else if (rcs[i]) e = tx_run(c, Q_ROLLBACK_TO, "rollback to");
-    if (!e) e = tx_run(c, Q_RELEASE, "release");
+    else if (rcs[i] == 0) e = released;
   }
   e = tx_end(c, e);
   if (e) {
@@ -1589,7 +1588,7 @@ static int sq_runs_fail_inflight(store_t *s, double now, long *n) {
   return e;
 }
 
-/* Insert one event and move its user's seq counter (inside the caller's transaction). */
+/* Insert one event row (inside the caller's transaction; event_seqs_set moves the counters). */
 static int event_row_insert(sq_conn_t *c, const store_event_t *ev) {
   sqlite3_stmt *st = q(c, Q_EV_INSERT);
   if (!st) return ERR(AGD_EINTERNAL);
