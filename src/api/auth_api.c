@@ -32,6 +32,7 @@
 #include "api/router.h"
 #include "core/auth.h"
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/ids.h"
 #include "util/jsonx.h"
 #include "util/log.h"
@@ -74,8 +75,7 @@ static size_t users_n;
 static uint64_t users_seed;
 
 static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed) {
-  uint64_t h = 1469598103934665603ULL ^ seed;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+  uint64_t h = hash_fnv1a(p, n, seed);
   return h ^ (h >> 29);
 }
 

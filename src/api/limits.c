@@ -17,6 +17,7 @@
 #include "api/router.h"
 #include "core/metrics.h"
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/ids.h"
 #include "util/timeutil.h"
 
@@ -114,8 +115,7 @@ void api_limits_stop(void) {
 /* ---- failed logins ---- */
 
 static uint64_t login_hash(const char *key) {
-  uint64_t h = 1469598103934665603ULL ^ login_seed; /* FNV-1a, seeded, then mixed */
-  for (const unsigned char *p = (const unsigned char *)key; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+  uint64_t h = hash_fnv1a_str(key, login_seed); /* seeded, then mixed */
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;
   h ^= h >> 33;

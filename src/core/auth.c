@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/hash.h"
 
 #define SECRET_FILE_MAX 4096
 #define REV_KEY_MAX 128 /* bytes, NUL included */
@@ -593,19 +594,10 @@ static struct {
   uint64_t seed;
 } g_rev = {.lock = PTHREAD_RWLOCK_INITIALIZER};
 
+/* FNV-1a, seeded, then a 64-bit finaliser. */
 static uint64_t rev_hash(const char *s, uint64_t seed)
 {
-  uint64_t h = 0xcbf29ce484222325ULL ^ seed; /* FNV-1a, seeded, then a 64-bit finaliser */
-  for (; *s; s++) {
-    h ^= (unsigned char)*s;
-    h *= 0x100000001b3ULL;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
+  return hash_mix64(hash_fnv1a_str(s, seed));
 }
 
 static double wall_now(void)

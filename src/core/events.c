@@ -22,6 +22,7 @@
 
 #include "core/metrics.h"
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/jsonx.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -47,11 +48,7 @@ static store_t *g_store;
 static uv_loop_t *g_loop;
 static atomic_uint_fast64_t emitted_total, delivered_total;
 
-static uint64_t hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
+static uint64_t hash_str(const char *s) { return hash_fnv1a_str(s, 0); }
 
 /* The loop queue. */
 typedef struct pending {

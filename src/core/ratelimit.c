@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/hash.h"
 #include "util/ids.h"
 
 /* Float slack in tokens: epoch seconds as doubles are exact to ~0.25 µs, so
@@ -83,20 +84,7 @@ void ratelimit_free(ratelimit_t *rl)
 
 /* Seeded FNV-1a with a 64-bit finaliser: keys carry client-chosen text
  * (e-mails), so the bucket index is not predictable from outside. */
-static uint64_t key_hash(const char *k, size_t n, uint64_t seed)
-{
-  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)k[i];
-    h *= 0x100000001b3ULL;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
+static uint64_t key_hash(const char *k, size_t n, uint64_t seed) { return hash_mix64(hash_fnv1a(k, n, seed)); }
 
 static void lru_unlink(ratelimit_t *rl, bucket_t *b)
 {

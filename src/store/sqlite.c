@@ -24,6 +24,7 @@
 #include "store/sqlite_vfs.h"
 #include "store/store_int.h"
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/ids.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -1624,9 +1625,7 @@ static int event_seqs_set(sq_conn_t *c, const store_event_t *evs, size_t n) {
     const char *seen[SLOTS] = {0};
     int64_t max_seq[SLOTS];
     for (size_t i = base; i < base + m; i++) {
-      uint64_t h = 1469598103934665603ull;
-      for (const char *p = evs[i].user_id; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-      size_t k = h & (SLOTS - 1);
+      size_t k = hash_fnv1a_str(evs[i].user_id, 0) & (SLOTS - 1);
       while (seen[k] && strcmp(seen[k], evs[i].user_id) != 0) k = (k + 1) & (SLOTS - 1);
       if (!seen[k]) {
         seen[k] = evs[i].user_id;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "util/err.h"
+#include "util/hash.h"
 #include "util/ids.h"
 #include "util/log.h"
 #include "workloads/wl_int.h"
@@ -25,8 +26,7 @@
 /* ---- interned strings ----------------------------------------------------------------- */
 
 static uint64_t str_hash(const char *s) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a, then a final mix (splitmix64) */
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  uint64_t h = hash_fnv1a_str(s, 0); /* then a final mix (splitmix64) */
   h ^= h >> 30;
   h *= 0xbf58476d1ce4e5b9ull;
   h ^= h >> 27;
