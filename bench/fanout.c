@@ -153,7 +153,7 @@ static bool starts(const char *p, const uint8_t *end, const char *s) {
   return p && (size_t)((const char *)end - p) >= n && memcmp(p, s, n) == 0;
 }
 
-static void fanout_final(void);
+static void fanout_next_run(void);
 
 static void on_event(conn_t *c, const uint8_t *m, size_t n) {
   const uint8_t *end = m + n;
@@ -202,7 +202,7 @@ static void on_event(conn_t *c, const uint8_t *m, size_t n) {
         c->in_run = false;
       }
       c->run_events = 0;
-      if (g.finals_got == g.finals_needed) fanout_final();
+      if (g.finals_got == g.finals_needed) fanout_next_run();
     }
     return;
   }
@@ -387,8 +387,6 @@ static void fanout_next_run(void) {
   g.finals_needed = (uint64_t)open;
   send_user_message(&g.c[0]);
 }
-
-static void fanout_final(void) { fanout_next_run(); }
 
 static void on_drain_timeout(uv_timer_t *t) { start_close(); }
 
