@@ -1619,14 +1619,19 @@ static int event_seq_set(sq_conn_t *c, const char *user_id, int64_t seq) {
  * write per user, not per event (a batch holds many events of few users).  Also for
  * events whose row failed: their seq was handed out and must never come again. */
 static int event_seqs_set(sq_conn_t *c, const store_event_t *evs, size_t n) {
-  enum { CHUNK = 1024, SLOTS = 2048 }; /* SLOTS > CHUNK: the probe always ends */
+  enum { CHUNK = 1024, SLOTS_MAX = 2048 };
+  const char *seen[SLOTS_MAX];
+  int64_t max_seq[SLOTS_MAX];
   for (size_t base = 0; base < n; base += CHUNK) {
     size_t m = n - base < CHUNK ? n - base : CHUNK;
-    const char *seen[SLOTS] = {0};
-    int64_t max_seq[SLOTS];
+    /* A table twice the chunk (so the probe always ends), no bigger: most
+     * batches hold a few events, and this runs on every commit. */
+    size_t slots = 16;
+    while (slots < 2 * m) slots <<= 1;
+    memset(seen, 0, slots * sizeof *seen);
     for (size_t i = base; i < base + m; i++) {
-      size_t k = hash_fnv1a_str(evs[i].user_id, 0) & (SLOTS - 1);
-      while (seen[k] && strcmp(seen[k], evs[i].user_id) != 0) k = (k + 1) & (SLOTS - 1);
+      size_t k = hash_fnv1a_str(evs[i].user_id, 0) & (slots - 1);
+      while (seen[k] && strcmp(seen[k], evs[i].user_id) != 0) k = (k + 1) & (slots - 1);
       if (!seen[k]) {
         seen[k] = evs[i].user_id;
         max_seq[k] = evs[i].seq;
@@ -1634,7 +1639,7 @@ static int event_seqs_set(sq_conn_t *c, const store_event_t *evs, size_t n) {
         max_seq[k] = evs[i].seq;
       }
     }
-    for (size_t k = 0; k < SLOTS; k++) {
+    for (size_t k = 0; k < slots; k++) {
       if (!seen[k]) continue;
       int e = event_seq_set(c, seen[k], max_seq[k]);
       if (e) return e;

@@ -345,3 +345,27 @@ Test(store_runs, checkpointer_copies_and_rewinds_the_wal) {
   cr_assert_eq(store_event_last_seq(S, "usr_a", &last), 0);
   cr_expect_eq(last, seq);
 }
+
+Test(store_runs, event_batch_counters_many_users_and_chunks) {
+  /* 1,500 events of 300 users in one batch: past the 1,024-event chunk of the
+   * counter update, and more users than its smallest table. */
+  open_store();
+  enum { USERS = 300, EACH = 5 };
+  static char users[USERS][ID_MAX], threads[USERS][ID_MAX], runs[USERS][ID_MAX];
+  for (int u = 0; u < USERS; u++) {
+    snprintf(users[u], ID_MAX, "usr_many_%d", u);
+    make_user(users[u]);
+    new_thread(users[u], threads[u]);
+    new_run(users[u], threads[u], runs[u]);
+  }
+  static store_event_t evs[USERS * EACH];
+  size_t n = 0;
+  for (int k = 1; k <= EACH; k++)
+    for (int u = 0; u < USERS; u++) evs[n++] = ev(users[u], 10 * k + u % 7, runs[u], threads[u], "{}");
+  cr_assert_eq(store_event_append_batch(S, evs, n), 0);
+  for (int u = 0; u < USERS; u++) {
+    int64_t last = 0;
+    cr_assert_eq(store_event_last_seq(S, users[u], &last), 0);
+    cr_expect_eq(last, 10 * EACH + u % 7, "%s", users[u]);
+  }
+}
