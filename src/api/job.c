@@ -5,6 +5,7 @@
 
 #include "api/app.h"
 #include "core/events.h"
+#include "core/metrics.h"
 #include "util/err.h"
 
 typedef struct job_hdr {
@@ -34,8 +35,12 @@ static void on_work(uv_work_t *w) {
   h->rc = h->fn(h->user);
 }
 
+/* Jobs waiting for or on a worker (the pool's queue depth, GET /metrics). */
+#define JOBS_GAUGE "agentd_jobs_in_flight"
+
 static void on_done(uv_work_t *w, int status) {
   job_hdr_t *h = w->data;
+  metrics_add(JOBS_GAUGE, NULL, -1);
   if (status != 0 && h->rc == 0) h->rc = AGD_EINTERNAL;
   h->done(h->req, h->user, h->rc);
   free(h);
@@ -66,7 +71,9 @@ void job_run(http_req_t *r, void *job, job_work_fn work, job_done_fn done) {
   h->fn = work;
   h->done = done;
   h->work.data = h;
+  metrics_add(JOBS_GAUGE, NULL, 1);
   if (uv_queue_work(g_app->loop, &h->work, on_work, on_done) != 0) {
+    metrics_add(JOBS_GAUGE, NULL, -1);
     h->rc = AGD_EUNAVAILABLE;
     done(r, job, h->rc);
     free(h);

@@ -47,6 +47,8 @@ static stripe_t stripes[STRIPES];
 static store_t *g_store;
 static uv_loop_t *g_loop;
 static atomic_uint_fast64_t emitted_total, delivered_total;
+/* Where an event's time goes between emit and its sockets (GET /metrics). */
+static metrics_hist_t *hist_store, *hist_delivery;
 
 static uint64_t hash_str(const char *s) { return hash_fnv1a_str(s, 0); }
 
@@ -69,6 +71,7 @@ typedef struct pending {
   char thread_id[ID_MAX];
   char agent_name[32];
   double created_at;
+  uint64_t emitted_ns; /* monotonic, for the latency histograms */
 } pending_t;
 
 static pthread_mutex_t q_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -137,6 +140,9 @@ static int writer_store_batch(store_t *st, void *arg) {
 static void writer_commit(pending_t *batch) {
   int rc = store_tx(g_store, writer_store_batch, batch);
   if (rc != 0) log_error("events: the batch's transaction failed: %s", agd_err_code(rc));
+  uint64_t committed_ns = time_mono_ns();
+  for (pending_t *p = batch; p; p = p->next)
+    if (p->json) metrics_hist_observe(hist_store, (double)(committed_ns - p->emitted_ns) / 1e9);
   pending_t *head = NULL, **tail = &head, *last = NULL;
   for (pending_t *p = batch, *next; p; p = next) {
     next = p->next;
@@ -299,6 +305,7 @@ int64_t events_emit(const char *user_id, const char *run_id, const char *thread_
   p->json = json;
   p->len = strlen(json);
   p->created_at = now;
+  p->emitted_ns = time_mono_ns();
   snprintf(p->type, sizeof(p->type), "%s", tname);
   snprintf(p->user_id, sizeof(p->user_id), "%s", user_id);
   snprintf(p->run_id, sizeof(p->run_id), "%s", run_id ? run_id : "");
@@ -435,6 +442,7 @@ static void deliver(pending_t *p) {
   if (p->seq > u->last_seq_loop) u->last_seq_loop = p->seq;
   wire_t w;
   wire_init(&w, p->seq, p->type, p->json, p->len);
+  int sent = 0;
   for (events_sub_t *s = u->head.next, *next; s != &u->head; s = next) {
     next = s->next;
     if (s->state != SUB_LIVE || s->dead) continue;
@@ -447,9 +455,10 @@ static void deliver(pending_t *p) {
     s->last_seen = p->seq;
     if (!s->first_live) s->first_live = p->seq;
     if (!sub_matches(s, p->run_id, p->thread_id)) continue;
-    wire_send(s, &w);
+    sent += wire_send(s, &w) == 0;
   }
   wire_dispose(&w);
+  if (sent) metrics_hist_observe(hist_delivery, (double)(time_mono_ns() - p->emitted_ns) / 1e9);
 }
 
 /* A run ended: streams bound to it end once its events are out. */
@@ -693,6 +702,11 @@ int events_init(uv_loop_t *loop, store_t *store) {
   metrics_gauge_fn_register("agentd_events_emitted_total", NULL, "Events emitted", gauge_emitted, NULL);
   metrics_gauge_fn_register("agentd_events_sent_total", NULL, "Events written to sockets and streams",
                             gauge_delivered, NULL);
+  hist_store = metrics_hist("agentd_event_store_seconds",
+                            "Events from emit to the commit of the transaction that stores them.");
+  hist_delivery = metrics_hist("agentd_event_delivery_seconds",
+                               "Events from emit to written on their subscribers' sockets (events with a live "
+                               "subscriber).");
   w_stop = 0;
   if (pthread_create(&w_thread, NULL, writer_main, NULL) != 0) return AGD_EINTERNAL;
   w_running = 1;

@@ -2,7 +2,8 @@
  *
  * Everything lives in fixed-size static tables, so hostile traffic can never
  * grow memory: 256 request series (method, route, status), 64 route latency
- * histograms, 128 named counter/gauge series, 64 render-time gauge callbacks.
+ * histograms, 128 named counter/gauge series, 64 render-time gauge callbacks,
+ * 16 fine-grained histograms (metrics_hist).
  * Past a cap, request series fold into route="other"; named series past the
  * cap are dropped and counted in agentd_metrics_dropped_series_total.
  *
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include "util/err.h"
+#include "util/hash.h"
 
 #define MET_REQ_SERIES 256   /* (method, route, status) counters */
 #define MET_REQ_RESERVED 16  /* of which kept for route="other" */
@@ -33,9 +35,12 @@
 #define MET_NAMED 128        /* metrics_add / metrics_set series */
 #define MET_DESCS 128        /* metrics_describe entries */
 #define MET_GAUGE_FNS 64     /* metrics_gauge_fn_register entries */
+#define MET_FINE_HISTS 16    /* metrics_hist histograms */
 
 static const double BUCKETS[] = {METRICS_LATENCY_BUCKETS};
 #define N_BUCKETS (sizeof(BUCKETS) / sizeof(BUCKETS[0]))
+static const double FINE_BUCKETS[] = {METRICS_FINE_BUCKETS};
+#define N_FINE (sizeof(FINE_BUCKETS) / sizeof(FINE_BUCKETS[0]))
 
 static const char ROUTE_OTHER[] = "other";
 
@@ -74,6 +79,15 @@ typedef struct gauge_fn {
   void *arg;
 } gauge_fn_t;
 
+/* Fine histogram: per-bucket counts, the last slot for observations past the
+ * last bound; the count is their sum, so a render is always consistent
+ * (+Inf == _count) even while other threads observe. */
+struct metrics_hist {
+  const char *name, *help;
+  _Atomic unsigned long long buckets[N_FINE + 1];
+  _Atomic unsigned long long sum_ns;
+};
+
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static req_series_t g_req[MET_REQ_SERIES];
 static size_t g_n_req;
@@ -86,6 +100,8 @@ static desc_t g_desc[MET_DESCS];
 static size_t g_n_desc;
 static gauge_fn_t g_gfn[MET_GAUGE_FNS];
 static size_t g_n_gfn;
+static metrics_hist_t g_fine[MET_FINE_HISTS];
+static _Atomic size_t g_n_fine;
 static _Atomic unsigned long long g_dropped;
 static double g_start_time;
 
@@ -109,15 +125,9 @@ static const char *method_norm(const char *m) {
 
 static bool same(const char *a, const char *b) { return a == b || strcmp(a, b) == 0; }
 
-#define FNV_BASIS 14695981039346656037ULL
-
-static uint64_t fnv(uint64_t h, const char *s) {
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return h;
-}
-
+/* FNV-1a of name, XOR 0xff (so "ab"+"c" and "a"+"bc" differ), continued over labels. */
 static uint64_t named_hash(const char *name, const char *labels) {
-  return fnv(fnv(FNV_BASIS, name) ^ 0xff, labels);
+  return hash_fnv1a_str(labels, (hash_fnv1a_str(name, 0) ^ 0xff) ^ HASH_FNV1A_OFFSET);
 }
 
 /* Shortest decimal that reads back as v (Go-style special values). */
@@ -179,7 +189,7 @@ static route_hist_t *hist_find_or_add(const char *route, uint64_t rh) {
     if (g_hist[i].route_hash == rh && same(g_hist[i].route, route)) return &g_hist[i];
   /* The last slot is kept for "other". */
   if (g_n_hist >= MET_ROUTE_HISTS - 1 && !same(route, ROUTE_OTHER))
-    return hist_find_or_add(ROUTE_OTHER, fnv(FNV_BASIS, ROUTE_OTHER));
+    return hist_find_or_add(ROUTE_OTHER, hash_fnv1a_str(ROUTE_OTHER, 0));
   if (g_n_hist >= MET_ROUTE_HISTS) return NULL; /* cannot happen: "other" always fits */
   route_hist_t *h = &g_hist[g_n_hist++];
   memset(h, 0, sizeof *h);
@@ -194,11 +204,11 @@ void metrics_observe_request(const char *method, const char *route, int status, 
   if (status < 100 || status > 599) status = 0;
   if (!(seconds >= 0) || isinf(seconds)) seconds = 0; /* NaN, negative, inf */
 
-  uint64_t rh = fnv(FNV_BASIS, route);
+  uint64_t rh = hash_fnv1a_str(route, 0);
 
   pthread_mutex_lock(&g_mu);
   req_series_t *s = req_find_or_add(m, route, rh, status, MET_REQ_SERIES - MET_REQ_RESERVED);
-  if (!s) s = req_find_or_add(m, ROUTE_OTHER, fnv(FNV_BASIS, ROUTE_OTHER), status, MET_REQ_SERIES);
+  if (!s) s = req_find_or_add(m, ROUTE_OTHER, hash_fnv1a_str(ROUTE_OTHER, 0), status, MET_REQ_SERIES);
   if (s) s->count++;
   else g_req_overflow++;
 
@@ -285,6 +295,47 @@ void metrics_gauge_fn_register(const char *name, const char *labels, const char 
     atomic_fetch_add_explicit(&g_dropped, 1, memory_order_relaxed);
   }
   pthread_mutex_unlock(&g_mu);
+}
+
+/* ---- fine histograms --------------------------------------------------------- */
+
+static metrics_hist_t *fine_lookup(const char *name) {
+  size_t n = atomic_load_explicit(&g_n_fine, memory_order_acquire);
+  for (size_t i = 0; i < n; i++)
+    if (same(g_fine[i].name, name)) return &g_fine[i];
+  return NULL;
+}
+
+metrics_hist_t *metrics_hist(const char *name, const char *help) {
+  if (!name) return NULL;
+  metrics_hist_t *h = fine_lookup(name);
+  if (h) return h;
+  pthread_mutex_lock(&g_mu);
+  h = fine_lookup(name);
+  if (!h) {
+    size_t n = atomic_load_explicit(&g_n_fine, memory_order_relaxed);
+    if (n < MET_FINE_HISTS) {
+      h = &g_fine[n];
+      h->name = name;
+      h->help = help;
+      atomic_store_explicit(&g_n_fine, n + 1, memory_order_release);
+    } else {
+      atomic_fetch_add_explicit(&g_dropped, 1, memory_order_relaxed);
+    }
+  }
+  pthread_mutex_unlock(&g_mu);
+  return h;
+}
+
+void metrics_hist_observe(metrics_hist_t *h, double seconds) {
+  if (!h) return;
+  if (!(seconds > 0)) seconds = 0; /* NaN too */
+  size_t k = 0;
+  while (k < N_FINE && seconds > FINE_BUCKETS[k]) k++;
+  atomic_fetch_add_explicit(&h->buckets[k], 1, memory_order_relaxed);
+  double ns = seconds * 1e9;
+  atomic_fetch_add_explicit(&h->sum_ns, ns < 1e18 ? (unsigned long long)ns : 1000000000000000000ULL,
+                            memory_order_relaxed);
 }
 
 /* ---- render ------------------------------------------------------------------ */
@@ -408,6 +459,27 @@ static int render_named(buf_t *b, const snapshot_t *sn) {
   return rc;
 }
 
+static int render_fine(buf_t *b) {
+  int rc = 0;
+  size_t n = atomic_load_explicit(&g_n_fine, memory_order_acquire);
+  char num[40];
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    metrics_hist_t *h = &g_fine[i];
+    if (h->help) rc = append_help(b, h->name, h->help);
+    if (rc == 0) rc = buf_appendf(b, "# TYPE %s histogram\n", h->name);
+    unsigned long long cum = 0;
+    for (size_t k = 0; k <= N_FINE && rc == 0; k++) {
+      cum += atomic_load_explicit(&h->buckets[k], memory_order_relaxed);
+      if (k < N_FINE) fmt_double(FINE_BUCKETS[k], num);
+      else strcpy(num, "+Inf");
+      rc = buf_appendf(b, "%s_bucket{le=\"%s\"} %llu\n", h->name, num, cum);
+    }
+    fmt_double((double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9, num);
+    if (rc == 0) rc = buf_appendf(b, "%s_sum %s\n%s_count %llu\n", h->name, num, h->name, cum);
+  }
+  return rc;
+}
+
 static int render_process(buf_t *b) {
   long long rss = 0;
   FILE *f = fopen("/proc/self/statm", "r");
@@ -441,6 +513,7 @@ int metrics_render(buf_t *b) {
   sn.n_gfn = g_n_gfn;
   pthread_mutex_unlock(&g_mu);
   if (rc == 0) rc = render_named(b, &sn);
+  if (rc == 0) rc = render_fine(b);
   if (rc == 0) rc = render_process(b);
   return rc ? AGD_ETOO_LARGE : 0;
 }
@@ -458,6 +531,11 @@ void metrics_reset(void) {
   g_n_desc = 0;
   memset(g_gfn, 0, sizeof g_gfn);
   g_n_gfn = 0;
+  for (size_t i = 0; i < MET_FINE_HISTS; i++) {
+    for (size_t k = 0; k <= N_FINE; k++) atomic_store_explicit(&g_fine[i].buckets[k], 0, memory_order_relaxed);
+    atomic_store_explicit(&g_fine[i].sum_ns, 0, memory_order_relaxed);
+  }
+  atomic_store_explicit(&g_n_fine, 0, memory_order_release);
   atomic_store_explicit(&g_dropped, 0, memory_order_relaxed);
   pthread_mutex_unlock(&g_mu);
 }

@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/metrics.h"
 #include "store/sqlite_vfs.h"
 #include "store/store_int.h"
 #include "util/err.h"
@@ -291,6 +292,7 @@ static int sq_fail(sq_conn_t *c, int rc, const char *what, const char *file, int
 
 static void conn_free(sq_conn_t *c) {
   for (int i = 0; i < Q__COUNT; i++) sqlite3_finalize(c->stmt[i]);
+  if (c->db) metrics_add("agentd_db_connections_open", NULL, -1);
   int rc = sqlite3_close(c->db); /* NULL is harmless */
   if (rc != SQLITE_OK) log_error("store: sqlite close: %s", sqlite3_errstr(rc));
   free(c);
@@ -357,6 +359,7 @@ static int conn_open(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
     conn_free(c);
     return e;
   }
+  metrics_add("agentd_db_connections_open", NULL, 1);
   sqlite3_extended_result_codes(c->db, 1);
   sqlite3_busy_timeout(c->db, SQ_BUSY_TIMEOUT_MS);
   /* WAL: readers never block the writer nor the writer them.  synchronous=NORMAL in
@@ -477,11 +480,25 @@ static void q_done(sqlite3_stmt *st) {
   sqlite3_clear_bindings(st);
 }
 
+/* Queue for this process's write mutex.  How long writers wait for it (0 when it
+ * was free) is agentd_db_write_wait_seconds on GET /metrics. */
+static void wmu_lock(sq_store_t *st) {
+  metrics_hist_t *h = metrics_hist("agentd_db_write_wait_seconds",
+                                   "Database writers' wait for this process's write lock (0: it was free).");
+  if (pthread_mutex_trylock(&st->wmu) == 0) {
+    metrics_hist_observe(h, 0);
+    return;
+  }
+  uint64_t t0 = time_mono_ns();
+  pthread_mutex_lock(&st->wmu);
+  metrics_hist_observe(h, (double)(time_mono_ns() - t0) / 1e9);
+}
+
 /* Step a statement that returns no row and finish it.  0 or AGD_E*. */
 static int q_run(sq_conn_t *c, sqlite3_stmt *st, const char *what) {
   /* A write outside a transaction is a transaction of its own: queue for it. */
   int lock = !c->holds_wmu && !sqlite3_stmt_readonly(st);
-  if (lock) pthread_mutex_lock(&c->st->wmu);
+  if (lock) wmu_lock(c->st);
   int rc = sqlite3_step(st);
   if (lock) pthread_mutex_unlock(&c->st->wmu);
   int e = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : SQ_FAIL(c, rc, what);
@@ -519,7 +536,7 @@ static int tx_begin(sq_conn_t *c) {
   if (c->tx_depth > 0) return tx_savepoint(c);
   sqlite3_stmt *st = q(c, Q_BEGIN);
   if (!st) return ERR(AGD_EINTERNAL);
-  pthread_mutex_lock(&c->st->wmu);
+  wmu_lock(c->st);
   c->holds_wmu = 1;
   int e = q_run(c, st, "begin");
   if (e) wmu_release(c);

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from agentd import agentd_server, check_envelope
+from agentd import agentd_server, check_envelope, metric_value
 from auth_helpers import call
 from test_events import (QUESTION, WSClient, check_persisted, check_run_events, check_stopped_events, start_run,
                          stored_events, wait_run_status)
@@ -430,3 +430,45 @@ def test_store_is_ahead_of_every_frame(server):
             assert run["completed_at"] and run["result"], run
     finally:
         ws.close()
+
+
+# ---- where an event's time goes, on GET /metrics -----------------------------------
+
+def _event_histograms(srv):
+    text = srv.get("/metrics").text()
+    out = {}
+    for name in ("agentd_event_store_seconds", "agentd_event_delivery_seconds"):
+        lines = [ln for ln in text.splitlines() if ln.startswith(name + "_bucket{")]
+        cum = [float(ln.rsplit(" ", 1)[1]) for ln in lines]
+        assert lines and lines[-1].startswith(name + '_bucket{le="+Inf"}'), text[-3000:]
+        assert cum == sorted(cum), (name, cum)  # cumulative
+        count = metric_value(text, name + "_count")
+        assert count == cum[-1], (name, count, cum)
+        out[name] = (count, metric_value(text, name + "_sum"))
+    return out
+
+
+def test_event_latency_histograms(server):
+    """Every stored event is timed from emit to its commit, and every event that had a
+    live subscriber from emit to its sockets (agentd_event_*_seconds histograms)."""
+    before = _event_histograms(server)
+    ws = WSClient(server, "usr_runs_histograms")
+    try:
+        ack = ws.send_message()
+        run_id = ack["data"]["run_id"]
+        ws.wait_for(lambda f: f.get("type") == "agent_completed" and f.get("agent_name") == "supervisor"
+                    and f.get("run_id") == run_id)
+        frames = [f for f in ws.frames if f.get("run_id") == run_id]
+    finally:
+        ws.close()
+    after = _event_histograms(server)
+    for name in after:
+        n = after[name][0] - before[name][0]
+        assert n >= len(frames) >= 5, (name, n, len(frames))
+        assert after[name][1] > before[name][1], name
+        assert after[name][1] - before[name][1] < 30 * n, name  # seconds, not nanoseconds
+    # The database and worker-pool side of the same page (SPEC §1 "DB pool").
+    text = server.get("/metrics").text()
+    assert metric_value(text, "agentd_db_connections_open") >= 2, text[-3000:]  # loop's workers, event writer
+    assert metric_value(text, "agentd_db_write_wait_seconds_count") > 0
+    assert metric_value(text, "agentd_jobs_in_flight") >= 0

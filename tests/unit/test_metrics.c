@@ -253,3 +253,64 @@ Test(metrics, reset_forgets) {
   cr_assert_eq(count_prefix(t, "agentd_a_total"), 0);
   free(t);
 }
+
+Test(metrics, fine_histogram_buckets_sum_count) {
+  metrics_hist_t *h = metrics_hist("agentd_step_seconds", "A step.");
+  cr_assert_not_null(h);
+  cr_assert_eq(metrics_hist("agentd_step_seconds", NULL), h, "the same name is the same histogram");
+  metrics_hist_observe(h, 0.00003);  /* ≤ 50 µs */
+  metrics_hist_observe(h, 0.0001);   /* on a bound: counted in it (le) */
+  metrics_hist_observe(h, 0.0009);   /* ≤ 1 ms */
+  metrics_hist_observe(h, 2.0);      /* past the last bound: only +Inf */
+  metrics_hist_observe(h, -1.0);     /* a clock step back counts as 0 */
+  metrics_hist_observe(NULL, 1.0);   /* ignored */
+  char *t = render();
+  LINE(t, "# HELP agentd_step_seconds A step.");
+  LINE(t, "# TYPE agentd_step_seconds histogram");
+  LINE(t, "agentd_step_seconds_bucket{le=\"5e-05\"} 2");
+  LINE(t, "agentd_step_seconds_bucket{le=\"0.0001\"} 3");
+  LINE(t, "agentd_step_seconds_bucket{le=\"0.00075\"} 3");
+  LINE(t, "agentd_step_seconds_bucket{le=\"0.001\"} 4");
+  LINE(t, "agentd_step_seconds_bucket{le=\"1\"} 4");
+  LINE(t, "agentd_step_seconds_bucket{le=\"+Inf\"} 5");
+  LINE(t, "agentd_step_seconds_count 5");
+  LINE(t, "agentd_step_seconds_sum 2.00103");
+  cr_assert_eq(count_prefix(t, "agentd_step_seconds_bucket{"), 12);
+  free(t);
+}
+
+static void *observe(void *arg) {
+  metrics_hist_t *h = arg;
+  for (int i = 0; i < 10000; i++) metrics_hist_observe(h, (i & 1) ? 0.0002 : 0.003);
+  return NULL;
+}
+
+Test(metrics, fine_histogram_from_threads) {
+  metrics_hist_t *h = metrics_hist("agentd_t_seconds", NULL);
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, observe, h);
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  char *t = render();
+  NO_LINE(t, "# HELP agentd_t_seconds ");
+  LINE(t, "agentd_t_seconds_bucket{le=\"0.00025\"} 20000");
+  LINE(t, "agentd_t_seconds_bucket{le=\"0.0025\"} 20000");
+  LINE(t, "agentd_t_seconds_bucket{le=\"0.005\"} 40000");
+  LINE(t, "agentd_t_seconds_count 40000");
+  LINE(t, "agentd_t_seconds_sum 64");
+  free(t);
+}
+
+Test(metrics, fine_histogram_cap_counts_drops) {
+  static char names[20][32];
+  for (int i = 0; i < 20; i++) {
+    snprintf(names[i], sizeof names[i], "agentd_h%d_seconds", i);
+    metrics_hist_t *h = metrics_hist(names[i], NULL);
+    if (i < 16) cr_assert_not_null(h);
+    else cr_assert_null(h);
+  }
+  char *t = render();
+  LINE(t, "agentd_h15_seconds_count 0");
+  cr_assert_eq(count_prefix(t, "agentd_h16_seconds"), 0);
+  LINE(t, "agentd_metrics_dropped_series_total 4");
+  free(t);
+}
