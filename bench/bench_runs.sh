@@ -79,6 +79,47 @@ FAIL=0
 
 # try_client OUT TITLE CLIENT...: one try against the running server: prints both
 # commands and the client's output (kept in OUT); a failing client sets FAIL.
+# metrics_dump OUT: the server's GET /metrics (its event latency histograms).
+metrics_dump() {
+  "$PY" -c 'import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode())' \
+    "$PORT" >"$1" 2>/dev/null || echo "   (no /metrics)"
+}
+
+# hist_median NAME Q FILES...: the median over tries of histogram NAME's quantile Q
+# (0..1; as Prometheus' histogram_quantile: linear within the bucket), in ms;
+# Q = "le1ms": the share of observations at most 1 ms, in %.
+hist_median() {
+  local name="$1" q="$2"
+  shift 2
+  "$PY" - "$name" "$q" "$@" <<'EOF'
+import re, statistics, sys
+name, q, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+vals = []
+for f in files:
+    try:
+        text = open(f).read()
+    except OSError:
+        continue
+    b = [(float("inf") if le == "+Inf" else float(le), float(c))
+         for le, c in re.findall(r'^%s_bucket\{le="([^"]+)"\} (\S+)$' % name, text, re.M)]
+    if not b or b[-1][1] == 0:
+        continue
+    total = b[-1][1]
+    if q == "le1ms":
+        vals.append(100.0 * next(c for le, c in b if le >= 0.001) / total)
+        continue
+    rank, lo, below = float(q) * total, 0.0, 0.0
+    for le, c in b:
+        if c >= rank:
+            hi = lo if le == float("inf") else le
+            vals.append(1000.0 * (lo + (hi - lo) * ((rank - below) / (c - below) if c > below else 0)))
+            break
+        lo, below = le, c
+print("%.3f" % statistics.median(vals) if vals else "?")
+EOF
+}
+
 try_client() {
   local out="$1" title="$2" rc
   shift 2
@@ -116,14 +157,16 @@ done
 fanout_case() {
   local key="$1" title="$2" llm="$3"
   shift 3
-  local files=() flags=() i out
+  local files=() mfiles=() flags=() i out
   [ "$llm" != 0 ] && flags=(--llm-latency-ms "$llm")
   for i in $(seq 1 "$REPEAT"); do
     bench_start_server "${flags[@]}"
     out="$TMP/fan_${key}_$i.out"
     try_client "$out" "fan-out latency, $title, try $i" \
       "$FANOUT" --port "$PORT" --secret "$SECRET" --mode fanout --conns "$FAN_CONNS" "$@" --quiet
+    metrics_dump "$TMP/fan_${key}_$i.metrics"
     files+=("$out")
+    mfiles+=("$TMP/fan_${key}_$i.metrics")
   done
   local p50 p99 t50 t99
   p50="$(median latency_ms.p50 "${files[@]}")"
@@ -136,6 +179,19 @@ fanout_case() {
   FIG["fanout_${key}_thinking_p99_ms"]="$t99"
   SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms' "fan-out, $title" "$p50" "$p99")")
   SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms' "   agent_thinking events only" "$t50" "$t99")")
+  # The server's share, from its own histograms (GET /metrics): emit -> on the sockets,
+  # and emit -> stored (part of the former).
+  local s50 s99 sle st99
+  s50="$(hist_median agentd_event_delivery_seconds 0.5 "${mfiles[@]}")"
+  s99="$(hist_median agentd_event_delivery_seconds 0.99 "${mfiles[@]}")"
+  sle="$(hist_median agentd_event_delivery_seconds le1ms "${mfiles[@]}")"
+  st99="$(hist_median agentd_event_store_seconds 0.99 "${mfiles[@]}")"
+  FIG["fanout_${key}_server_p50_ms"]="$s50"
+  FIG["fanout_${key}_server_p99_ms"]="$s99"
+  FIG["fanout_${key}_server_within_1ms_pct"]="$sle"
+  FIG["fanout_${key}_stored_p99_ms"]="$st99"
+  SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms  (%s %% <= 1 ms)' "   server side, emit -> on the sockets" "$s50" "$s99" "$sle")")
+  SUMMARY+=("$(printf '%-58s %23s p99 %8s ms' "   server side, emit -> stored" "" "$st99")")
 }
 
 fanout_case users "$FAN_CONNS sockets, 1 per user, $FAN_RATE runs/s" 0 \
