@@ -35,7 +35,8 @@ void metrics_gauge_fn_register(const char *name, const char *labels, const char 
 
 /* Bucket upper bounds in seconds for the latency of internal steps that take
  * microseconds to milliseconds (an event from emit to its sockets). */
-#define METRICS_FINE_BUCKETS 0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.1, 1
+#define METRICS_FINE_BUCKETS \
+  0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.1, 1
 
 /* A histogram with METRICS_FINE_BUCKETS, fed from any thread without a lock. */
 typedef struct metrics_hist metrics_hist_t;

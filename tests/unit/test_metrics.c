@@ -275,7 +275,7 @@ Test(metrics, fine_histogram_buckets_sum_count) {
   LINE(t, "agentd_step_seconds_bucket{le=\"+Inf\"} 5");
   LINE(t, "agentd_step_seconds_count 5");
   LINE(t, "agentd_step_seconds_sum 2.00103");
-  cr_assert_eq(count_prefix(t, "agentd_step_seconds_bucket{"), 12);
+  cr_assert_eq(count_prefix(t, "agentd_step_seconds_bucket{"), 14);
   free(t);
 }
 
@@ -293,7 +293,7 @@ Test(metrics, fine_histogram_from_threads) {
   char *t = render();
   NO_LINE(t, "# HELP agentd_t_seconds ");
   LINE(t, "agentd_t_seconds_bucket{le=\"0.00025\"} 20000");
-  LINE(t, "agentd_t_seconds_bucket{le=\"0.0025\"} 20000");
+  LINE(t, "agentd_t_seconds_bucket{le=\"0.002\"} 20000");
   LINE(t, "agentd_t_seconds_bucket{le=\"0.005\"} 40000");
   LINE(t, "agentd_t_seconds_count 40000");
   LINE(t, "agentd_t_seconds_sum 64");
