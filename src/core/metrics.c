@@ -125,7 +125,7 @@ static const char *method_norm(const char *m) {
 
 static bool same(const char *a, const char *b) { return a == b || strcmp(a, b) == 0; }
 
-/* FNV-1a of name, XOR 0xff (so "ab"+"c" and "a"+"bc" differ), continued over labels. */
+/* FNV-1a of name, its state XORed with 0xff as a separator, continued over labels. */
 static uint64_t named_hash(const char *name, const char *labels) {
   return hash_fnv1a_str(labels, (hash_fnv1a_str(name, 0) ^ 0xff) ^ HASH_FNV1A_OFFSET);
 }
