@@ -141,11 +141,10 @@ static void writer_commit(pending_t *batch) {
   int rc = store_tx(g_store, writer_store_batch, batch);
   if (rc != 0) log_error("events: the batch's transaction failed: %s", agd_err_code(rc));
   uint64_t committed_ns = time_mono_ns();
-  for (pending_t *p = batch; p; p = p->next)
-    if (p->json) metrics_hist_observe(hist_store, (double)(committed_ns - p->emitted_ns) / 1e9);
   pending_t *head = NULL, **tail = &head, *last = NULL;
   for (pending_t *p = batch, *next; p; p = next) {
     next = p->next;
+    if (p->json) metrics_hist_observe(hist_store, (double)(committed_ns - p->emitted_ns) / 1e9);
     if (p->write_behind) {
       /* Not run when the transaction could not begin: each on its own, then. */
       if (p->store_fn) p->store_rc = p->store_fn(g_store, p->store_arg);
