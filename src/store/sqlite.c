@@ -246,6 +246,7 @@ struct sq_store {
    * latency; a mutex hands the lock over as soon as the holder commits.  Other
    * processes (`agentd migrate`, `agentd user add`) still meet the busy handler. */
   pthread_mutex_t wmu;
+  metrics_hist_t *wmu_wait; /* agentd_db_write_wait_seconds, looked up once at open */
   /* Checkpoints run on their own thread (see checkpointer_main), never inside a
    * writer's COMMIT while it holds wmu. */
   pthread_t ckpt_thread;
@@ -483,15 +484,13 @@ static void q_done(sqlite3_stmt *st) {
 /* Queue for this process's write mutex.  How long writers wait for it (0 when it
  * was free) is agentd_db_write_wait_seconds on GET /metrics. */
 static void wmu_lock(sq_store_t *st) {
-  metrics_hist_t *h = metrics_hist("agentd_db_write_wait_seconds",
-                                   "Database writers' wait for this process's write lock (0: it was free).");
   if (pthread_mutex_trylock(&st->wmu) == 0) {
-    metrics_hist_observe(h, 0);
+    metrics_hist_observe(st->wmu_wait, 0);
     return;
   }
   uint64_t t0 = time_mono_ns();
   pthread_mutex_lock(&st->wmu);
-  metrics_hist_observe(h, (double)(time_mono_ns() - t0) / 1e9);
+  metrics_hist_observe(st->wmu_wait, (double)(time_mono_ns() - t0) / 1e9);
 }
 
 /* Step a statement that returns no row and finish it.  0 or AGD_E*. */
@@ -750,6 +749,8 @@ int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap) {
   }
   pthread_mutex_init(&st->mu, NULL);
   pthread_mutex_init(&st->wmu, NULL);
+  st->wmu_wait = metrics_hist("agentd_db_write_wait_seconds",
+                              "Database writers' wait for this process's write lock (0: it was free).");
   checkpointer_start(st);
 
   int version = 0;
