@@ -168,30 +168,23 @@ fanout_case() {
     files+=("$out")
     mfiles+=("$TMP/fan_${key}_$i.metrics")
   done
-  local p50 p99 t50 t99
-  p50="$(median latency_ms.p50 "${files[@]}")"
-  p99="$(median latency_ms.p99 "${files[@]}")"
-  t50="$(median thinking_latency_ms.p50 "${files[@]}")"
-  t99="$(median thinking_latency_ms.p99 "${files[@]}")"
-  FIG["fanout_${key}_p50_ms"]="$p50"
-  FIG["fanout_${key}_p99_ms"]="$p99"
-  FIG["fanout_${key}_thinking_p50_ms"]="$t50"
-  FIG["fanout_${key}_thinking_p99_ms"]="$t99"
-  SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms' "fan-out, $title" "$p50" "$p99")")
-  SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms' "   agent_thinking events only" "$t50" "$t99")")
+  local f="fanout_${key}"
+  FIG["${f}_p50_ms"]="$(median latency_ms.p50 "${files[@]}")"
+  FIG["${f}_p99_ms"]="$(median latency_ms.p99 "${files[@]}")"
+  FIG["${f}_thinking_p50_ms"]="$(median thinking_latency_ms.p50 "${files[@]}")"
+  FIG["${f}_thinking_p99_ms"]="$(median thinking_latency_ms.p99 "${files[@]}")"
   # The server's share, from its own histograms (GET /metrics): emit -> on the sockets,
   # and emit -> stored (part of the former).
-  local s50 s99 sle st99
-  s50="$(hist_median agentd_event_delivery_seconds 0.5 "${mfiles[@]}")"
-  s99="$(hist_median agentd_event_delivery_seconds 0.99 "${mfiles[@]}")"
-  sle="$(hist_median agentd_event_delivery_seconds le1ms "${mfiles[@]}")"
-  st99="$(hist_median agentd_event_store_seconds 0.99 "${mfiles[@]}")"
-  FIG["fanout_${key}_server_p50_ms"]="$s50"
-  FIG["fanout_${key}_server_p99_ms"]="$s99"
-  FIG["fanout_${key}_server_within_1ms_pct"]="$sle"
-  FIG["fanout_${key}_stored_p99_ms"]="$st99"
-  SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms  (%s %% <= 1 ms)' "   server side, emit -> on the sockets" "$s50" "$s99" "$sle")")
-  SUMMARY+=("$(printf '%-58s %23s p99 %8s ms' "   server side, emit -> stored" "" "$st99")")
+  FIG["${f}_server_p50_ms"]="$(hist_median agentd_event_delivery_seconds 0.5 "${mfiles[@]}")"
+  FIG["${f}_server_p99_ms"]="$(hist_median agentd_event_delivery_seconds 0.99 "${mfiles[@]}")"
+  FIG["${f}_server_within_1ms_pct"]="$(hist_median agentd_event_delivery_seconds le1ms "${mfiles[@]}")"
+  FIG["${f}_stored_p99_ms"]="$(hist_median agentd_event_store_seconds 0.99 "${mfiles[@]}")"
+  SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms' "fan-out, $title" "${FIG[${f}_p50_ms]}" "${FIG[${f}_p99_ms]}")")
+  SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms' "   agent_thinking events only" "${FIG[${f}_thinking_p50_ms]}" \
+    "${FIG[${f}_thinking_p99_ms]}")")
+  SUMMARY+=("$(printf '%-58s p50 %8s ms  p99 %8s ms  (%s %% <= 1 ms)' "   server side, emit -> on the sockets" \
+    "${FIG[${f}_server_p50_ms]}" "${FIG[${f}_server_p99_ms]}" "${FIG[${f}_server_within_1ms_pct]}")")
+  SUMMARY+=("$(printf '%-58s %23s p99 %8s ms' "   server side, emit -> stored" "" "${FIG[${f}_stored_p99_ms]}")")
 }
 
 fanout_case users "$FAN_CONNS sockets, 1 per user, $FAN_RATE runs/s" 0 \
