@@ -96,13 +96,13 @@ int agent_cancelled(const agent_ctx_t *ctx) {
 static int simulate_latency(agent_ctx_t *ctx) {
   int ms = ctx->p->step_latency_ms;
   while (ms > 0) {
-    if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+    if (agent_cancelled(ctx)) return AGD_ECANCELLED;
     int slice = ms < 5 ? ms : 5;
     struct timespec ts = {0, slice * 1000000L};
     nanosleep(&ts, NULL);
     ms -= slice;
   }
-  return agent_cancelled(ctx) ? AGD_EUNAVAILABLE : 0;
+  return agent_cancelled(ctx) ? AGD_ECANCELLED : 0;
 }
 
 /* The cancel flag says why: 1 a user's stop, 2 the server shutting down. */
@@ -167,7 +167,7 @@ void agent_fail(agent_ctx_t *ctx, const char *error_code, const char *fmt, ...) 
 }
 
 int agent_think(agent_ctx_t *ctx, const char *fmt, ...) {
-  if (simulate_latency(ctx) != 0) return AGD_EUNAVAILABLE;
+  if (simulate_latency(ctx) != 0) return AGD_ECANCELLED;
   char text[2048];
   va_list ap;
   va_start(ap, fmt);
@@ -193,7 +193,7 @@ int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_
   if (!args) args = json_object();
   if (simulate_latency(ctx) != 0) {
     json_decref(args);
-    return AGD_EUNAVAILABLE;
+    return AGD_ECANCELLED;
   }
   char call_id[ID_MAX];
   id_new(call_id, "call");
@@ -232,12 +232,12 @@ int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_
                       "execution_time_ms", ms_since(t0), "status", trc ? "error" : "completed"));
   *result = res;
   if (rc != 0) return rc;
-  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  if (agent_cancelled(ctx)) return AGD_ECANCELLED;
   return trc;
 }
 
 int agent__partial_n(agent_ctx_t *ctx, const char *p, size_t n) {
-  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  if (agent_cancelled(ctx)) return AGD_ECANCELLED;
   return emit(ctx, EV_PARTIAL_RESULT, json_pack("{s:s%}", "content", p, n));
 }
 
@@ -251,7 +251,7 @@ int agent_partial(agent_ctx_t *ctx, const char *delta) {
 /* Persist the answer and emit agent_response (SPEC §5: right before the top
  * agent's agent_completed). */
 static int deliver_response(agent_ctx_t *ctx) {
-  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  if (agent_cancelled(ctx)) return AGD_ECANCELLED;
   char message_id[ID_MAX] = "";
   int rc = 0;
   if (ctx->p->persist) {
@@ -265,7 +265,7 @@ static int deliver_response(agent_ctx_t *ctx) {
 }
 
 int agent_respond(agent_ctx_t *ctx, const char *text) {
-  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  if (agent_cancelled(ctx)) return AGD_ECANCELLED;
   /* What was streamed already is part of the answer: stream only the rest.  If
    * the streamed text is not a prefix of `text`, the answer becomes streamed
    * text + text, so the deltas joined are always the content (SPEC §5). */
@@ -304,7 +304,7 @@ int agent_respond(agent_ctx_t *ctx, const char *text) {
 
 int agent_run_sub(agent_ctx_t *ctx, const agent_ops_t *ops, json_t **result) {
   if (result) *result = NULL;
-  if (agent_cancelled(ctx)) return AGD_EUNAVAILABLE;
+  if (agent_cancelled(ctx)) return AGD_ECANCELLED;
   const agent_ops_t *saved_agent = ctx->agent;
   int saved_step = ctx->step;
   ctx->agent = ops;
@@ -315,7 +315,7 @@ int agent_run_sub(agent_ctx_t *ctx, const agent_ops_t *ops, json_t **result) {
   int rc = emit(ctx, EV_AGENT_STARTED,
                 json_pack("{s:s,s:s,s:s}", "agent_name", ops->name, "message", agent_input(ctx), "status", "started"));
   if (rc == 0) rc = ops->run(ctx, &res);
-  if (rc == 0 && agent_cancelled(ctx)) rc = AGD_EUNAVAILABLE;
+  if (rc == 0 && agent_cancelled(ctx)) rc = AGD_ECANCELLED;
   if (rc != 0 && !agent_cancelled(ctx))
     agent_fail(ctx, agd_err_code(rc), "agent '%s' failed (%s)", ops->name, agd_err_code(rc));
   if (rc == 0) {
@@ -391,7 +391,7 @@ int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **
   tell_final(&ctx, EV_AGENT_ERROR, err);
   emit_as(&ctx, EV_AGENT_ERROR, ctx.fail_agent, err);
   if (error_out) *error_out = json_pack("{s:s,s:s}", "error_message", ctx.fail_msg, "error_code", ctx.fail_code);
-  if (rc >= 0 || rc == AGD_ETIMEOUT || rc == AGD_EUNAVAILABLE) rc = AGD_EINTERNAL; /* those mean stopped */
+  if (rc >= 0 || rc == AGD_ETIMEOUT || rc == AGD_ECANCELLED) rc = AGD_EINTERNAL; /* those mean stopped */
   goto out;
 
 stopped: {
@@ -399,7 +399,7 @@ stopped: {
   json_t *stop = json_pack("{s:s}", "reason", reason);
   tell_final(&ctx, EV_AGENT_STOPPED, stop);
   emit_as(&ctx, EV_AGENT_STOPPED, ops->name, stop);
-  rc = strcmp(reason, "timeout") == 0 ? AGD_ETIMEOUT : AGD_EUNAVAILABLE;
+  rc = strcmp(reason, "timeout") == 0 ? AGD_ETIMEOUT : AGD_ECANCELLED;
 }
 out:
   json_decref(result);
@@ -417,7 +417,7 @@ int agent__try_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_
   if (agent_cancelled(ctx) || ctx->emit_rc) {
     json_decref(*result);
     *result = NULL;
-    return ctx->emit_rc ? ctx->emit_rc : AGD_EUNAVAILABLE;
+    return ctx->emit_rc ? ctx->emit_rc : AGD_ECANCELLED;
   }
   if (!*result) *result = json_pack("{s:s}", "error", agd_err_code(rc));
   return 1;

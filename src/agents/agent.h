@@ -58,7 +58,7 @@ typedef struct agent_ops {
   const char *const *tools; /* NULL-terminated names of the tools it may call (NULL: any) */
   /* Do the work: emit ≥ 1 agent_thinking, call tools, and set *result to a JSON
    * object (reference owned by the caller).  Return 0, AGD_ECANCELLED-like
-   * codes via agent_cancelled() checks (return AGD_EUNAVAILABLE when cancelled),
+   * codes via agent_cancelled() checks (return AGD_ECANCELLED when cancelled),
    * or a negative AGD_E* with agent_fail() having said why. */
   int (*run)(agent_ctx_t *ctx, json_t **result);
 } agent_ops_t;
@@ -91,7 +91,7 @@ typedef struct agent_run_params {
 
 /* Run agent `ops` as the top of a run (emitting agent_started … agent_completed
  * around it, or agent_error / agent_stopped last).  Returns 0 (completed),
- * AGD_ETIMEOUT (deadline), AGD_EUNAVAILABLE (cancelled) or another AGD_E*
+ * AGD_ETIMEOUT (deadline), AGD_ECANCELLED (cancelled) or another AGD_E*
  * (failed).  *result_out (may be NULL) gets the top agent's result,
  * *response_out (may be NULL, malloc'd) the final answer text, *error_out
  * (may be NULL) {"error_message","error_code"} on failure. */

@@ -23,7 +23,7 @@ struct store *agent__store(const agent_ctx_t *ctx);
 
 /* Call a tool whose failure the agent can live with: 0 with *result (new
  * reference) on success; 1 when the tool failed (*result holds {"error"}, the
- * agent goes on without it); AGD_EUNAVAILABLE when the run was cancelled (or
+ * agent goes on without it); AGD_ECANCELLED when the run was cancelled (or
  * an event could not be delivered: that error), *result NULL then. */
 int agent__try_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_t **result);
 

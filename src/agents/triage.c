@@ -85,7 +85,7 @@ static json_t *classify_from_thread(agent_ctx_t *ctx, int *rc_out) {
   int rc = agent_call_tool(ctx, "thread_context", json_pack("{s:s,s:i}", "thread_id", thread_id, "limit", 6), &hist);
   if (rc != 0) {
     json_decref(hist);
-    if (agent_cancelled(ctx)) *rc_out = AGD_EUNAVAILABLE;
+    if (agent_cancelled(ctx)) *rc_out = AGD_ECANCELLED;
     return NULL; /* history is a hint, not a requirement */
   }
   buf_t earlier;

@@ -359,7 +359,7 @@ static void ensure_done(http_req_t *r, void *p, int rc) {
   if (rc == 0) {
     users_put(&j->user);
     if (!http_req_alive(r)) { /* the client left: just free the request */
-      http_respond_error(r, AGD_EUNAVAILABLE, "client went away", NULL);
+      http_respond_error(r, AGD_ECANCELLED, "client went away", NULL);
       return;
     }
     route_ctx_t *ctx = http_req_data(r);

@@ -197,17 +197,17 @@ static char *json_text(json_t *v) {
 /* The run's status for outcome rc (SPEC §4), filling *error when it says why. */
 static const char *run_outcome(run_t *r, int rc, json_t **error) {
   /* Cut short by a shutdown: like a run found in flight at start, it failed. */
-  int interrupted = rc == AGD_EUNAVAILABLE && atomic_load(&r->cancel) == 2;
+  int interrupted = rc == AGD_ECANCELLED && atomic_load(&r->cancel) == 2;
   if (interrupted && !*error)
     *error = json_pack("{s:s,s:s}", "error_message", "the server stopped while this run was in flight", "error_code",
                        "INTERRUPTED");
   if (rc == AGD_ETIMEOUT && !*error)
     *error = json_pack("{s:s,s:s}", "error_message", "run exceeded its deadline", "error_code", "TIMEOUT");
-  if (rc != 0 && rc != AGD_EUNAVAILABLE && rc != AGD_ETIMEOUT && !*error)
+  if (rc != 0 && rc != AGD_ECANCELLED && rc != AGD_ETIMEOUT && !*error)
     *error = json_pack("{s:s,s:s}", "error_message", "agent failed", "error_code", agd_err_code(rc));
   return rc == 0 ? "completed"
          : interrupted ? "failed"
-         : (rc == AGD_EUNAVAILABLE || rc == AGD_ETIMEOUT) ? "cancelled"
+         : (rc == AGD_ECANCELLED || rc == AGD_ETIMEOUT) ? "cancelled"
                                                            : "failed";
 }
 
@@ -232,7 +232,7 @@ static void run_on_final(void *arg, event_type_t type, const json_t *data) {
                       json_object_get(data, "error_code"));
   } else if (type == EV_AGENT_STOPPED) {
     const char *reason = jsonx_get_str(data, "reason");
-    rc = reason && strcmp(reason, "timeout") == 0 ? AGD_ETIMEOUT : AGD_EUNAVAILABLE;
+    rc = reason && strcmp(reason, "timeout") == 0 ? AGD_ETIMEOUT : AGD_ECANCELLED;
   }
   run_record_end(r, rc, type == EV_AGENT_COMPLETED ? json_object_get(data, "result") : NULL, error);
 }
@@ -255,7 +255,7 @@ static void run_execute(run_t *r) {
     run_emit_final(r, EV_AGENT_ERROR, json_pack("{s:s,s:s,s:s}", "agent_name", r->agent, "error_message",
                                                 "unknown agent", "error_code", "VALIDATION_ERROR"));
   } else if (atomic_load(&r->cancel)) {
-    rc = AGD_EUNAVAILABLE;
+    rc = AGD_ECANCELLED;
     run_emit_final(r, EV_AGENT_STOPPED, json_pack("{s:s}", "reason", "cancelled"));
   } else {
     run_store_status(r, "running", now, 0, NULL, NULL);
@@ -282,7 +282,7 @@ static void run_execute(run_t *r) {
   else json_decref(error);
   json_decref(result);
   r->response = response;
-  metrics_add("agentd_runs_total", rc == 0 ? "state=\"completed\"" : rc == AGD_EUNAVAILABLE || rc == AGD_ETIMEOUT ? "state=\"cancelled\"" : "state=\"failed\"", 1);
+  metrics_add("agentd_runs_total", rc == 0 ? "state=\"completed\"" : rc == AGD_ECANCELLED || rc == AGD_ETIMEOUT ? "state=\"cancelled\"" : "state=\"failed\"", 1);
 }
 
 static void *run_thread(void *arg) {

@@ -602,7 +602,7 @@ static int builtin_compose(llm_t *l, const char *user_request, const json_t *fac
       size_t d = llm_next_delta(text + off, len - off);
       if (cb(cb_arg, text + off, d) != 0) {
         free(text);
-        return ERR(AGD_EUNAVAILABLE); /* the caller stopped the stream (cancelled) */
+        return ERR(AGD_ECANCELLED); /* the caller stopped the stream */
       }
       off += d;
     }

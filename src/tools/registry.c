@@ -223,7 +223,7 @@ int tool_call(const tool_t *t, const tool_call_ctx_t *ctx, const json_t *args, j
   }
   if (tool_call_cancelled(ctx)) {
     *result = json_pack("{s:s}", "error", "cancelled");
-    return AGD_EUNAVAILABLE;
+    return AGD_ECANCELLED;
   }
   int rc = t->call(ctx, args, result);
   if (rc == 0 && !*result) *result = json_object();

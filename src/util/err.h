@@ -24,7 +24,15 @@
   X(HEADERS_TOO_LARGE,  431, "HEADERS_TOO_LARGE",      0)              \
   X(INTERNAL,           500, "INTERNAL",               1011)           \
   X(UNAVAILABLE,        503, "UNAVAILABLE",            1013)           \
-  X(TIMEOUT,            504, "TIMEOUT",                0)
+  X(TIMEOUT,            504, "TIMEOUT",                0)              \
+  X(CANCELLED,          499, "CANCELLED",              0)
+
+/* AGD_EUNAVAILABLE is a dependency that is down or full (database, worker
+ * queue, a closed socket); AGD_ECANCELLED is work stopped on purpose (a user's
+ * stop, a shutdown, a caller that left).  They used to share one code, so a
+ * database failure during a run could read as a cancel.  CANCELLED never goes
+ * on the wire as such: a cancelled run answers with its status and
+ * agent_stopped; 499 (nginx's "client closed request") only shows in logs. */
 
 /* Codes are below libuv's range (UV_E* are > -4096) so both can travel together. */
 enum agd_err {

@@ -287,7 +287,7 @@ static void run_cancel_at(const char *event) {
   char *response = NULL;
   int rc = agent_run_top(agent_find("supervisor"), &p, &result, &response, &error);
   pthread_join(th, NULL);
-  cr_expect_eq(rc, AGD_EUNAVAILABLE, "cancel at %s", event);
+  cr_expect_eq(rc, AGD_ECANCELLED, "cancel at %s", event);
   size_t n = json_array_size(f.events);
   cr_expect_str_eq(ev_type(f.events, n - 1), "agent_stopped", "cancel at %s", event);
   cr_expect_str_eq(json_string_value(json_object_get(ev_data(f.events, n - 1), "reason")), "cancelled");
@@ -435,7 +435,9 @@ Test(agents, emit_failure_fails_the_run) {
   agent_run_params_t p = params(&f, "how can I cut my LLM costs?");
   json_t *error = NULL;
   int rc = agent_run_top(agent_find("supervisor"), &p, NULL, NULL, &error);
-  cr_expect_eq(rc, AGD_EINTERNAL);
+  /* the store said "unavailable": a failure that keeps its cause, never read as a cancel */
+  cr_expect_eq(rc, AGD_EUNAVAILABLE);
+  cr_expect_neq(rc, AGD_ECANCELLED);
   size_t n = json_array_size(f.events);
   cr_expect_str_eq(ev_type(f.events, n - 1), "agent_error");
   cr_expect_eq(n, 4); /* the failing event, then nothing but the agent_error */

@@ -21,6 +21,10 @@ Test(err, rows_map_status_code_ws) {
   cr_assert_eq(agd_err_status(AGD_EHEADERS_TOO_LARGE), 431);
   cr_assert_eq(agd_err_status(AGD_EUNAVAILABLE), 503);
   cr_assert_eq(agd_err_ws_close(AGD_EUNAVAILABLE), 1013);
+  /* a cancel is its own code, not "unavailable" */
+  cr_assert_neq(AGD_ECANCELLED, AGD_EUNAVAILABLE);
+  cr_assert_str_eq(agd_err_code(AGD_ECANCELLED), "CANCELLED");
+  cr_assert_eq(agd_err_ws_close(AGD_ECANCELLED), 0);
   cr_assert_eq(agd_err_status(AGD_ETIMEOUT), 504);
   cr_assert_eq(agd_err_ws_close(AGD_EINTERNAL), 1011);
 }
