@@ -87,6 +87,7 @@ typedef struct start_job {
   int message_exists;     /* START_THREAD_MESSAGE: the message is already stored */
   uint64_t conn_id;       /* START_WS */
   json_t *reply_to;       /* START_WS */
+  run_slot_t *slot;       /* the user's limits, held from the request until runs_submit */
   store_run_t run;        /* out */
   store_message_t msg;    /* out */
 } start_job_t;
@@ -118,6 +119,7 @@ static void start_job_run(http_req_t *r, start_job_t *j, job_done_fn done) {
 }
 
 static void start_job_free(start_job_t *j) {
+  runs_release(j->slot); /* not submitted: its place goes back to the user */
   free(j->message);
   free(j->context_json);
   json_decref(j->reply_to);
@@ -216,7 +218,8 @@ static void start_done(http_req_t *r, void *arg, int rc) {
     sse_start(r);
     events_subscribe(c, j->user_id, j->run_id, NULL, -1, 1);
   }
-  int src = runs_submit(&req, w ? on_run_done : NULL, w);
+  int src = runs_submit(j->slot, &req, w ? on_run_done : NULL, w);
+  j->slot = NULL;
   json_decref(ctx);
   if (src != 0) {
     free(w);
@@ -309,10 +312,12 @@ static void start_from_request(http_req_t *r, route_ctx_t *ctx, start_mode_t mod
   start_job_t *j = start_parse(r, ctx, body, agent_fixed);
   json_decref(body);
   if (!j) return;
-  if (!runs_user_can_start(ctx->user_id)) {
+  int rc = runs_reserve(ctx->user_id, &j->slot);
+  if (rc != 0) {
     start_job_free(j);
     job_discard(j);
-    respond_run_limited(r);
+    if (rc == AGD_ERATE_LIMITED) respond_run_limited(r);
+    else http_respond_error(r, rc, NULL, NULL);
     return;
   }
   j->mode = mode;
@@ -335,11 +340,15 @@ static void h_execute_named(http_req_t *r, route_ctx_t *ctx) {
 
 /* threads_api's hook: POST /api/threads/{id}/messages with "run": true. */
 static void thread_message_run(http_req_t *r, const char *user_id, json_t *message) {
-  if (!runs_user_can_start(user_id)) {
-    respond_run_limited(r);
+  run_slot_t *slot;
+  int rc = runs_reserve(user_id, &slot);
+  if (rc != 0) {
+    if (rc == AGD_ERATE_LIMITED) respond_run_limited(r);
+    else http_respond_error(r, rc, NULL, NULL);
     return;
   }
   start_job_t *j = job_new(sizeof(*j));
+  j->slot = slot;
   j->mode = START_THREAD_MESSAGE;
   j->message_exists = 1;
   snprintf(j->user_id, sizeof(j->user_id), "%s", user_id);
@@ -634,7 +643,8 @@ static void ws_start_done(http_req_t *unused, void *arg, int rc) {
   json_t *ctx = j->context_json ? json_loads(j->context_json, 0, NULL) : NULL;
   run_request_t req = {.run_id = j->run_id, .user_id = j->user_id, .thread_id = j->thread_id, .agent = j->agent,
                        .input = j->message, .context = ctx};
-  int src = runs_submit(&req, NULL, NULL);
+  int src = runs_submit(j->slot, &req, NULL, NULL);
+  j->slot = NULL;
   json_decref(ctx);
   if (c) {
     if (src != 0) {
@@ -678,11 +688,15 @@ static void ws_start_run(conn_t *c, json_t *frame, json_t *id, int agent_frame) 
     api_ws_send_error(c, "NOT_FOUND", "thread not found", id);
     return;
   }
-  if (!runs_user_can_start(conn_user_id(c))) {
-    api_ws_send_error(c, "RATE_LIMITED", "too many runs: wait for one to finish", id);
+  run_slot_t *slot;
+  int rc = runs_reserve(conn_user_id(c), &slot);
+  if (rc != 0) {
+    api_ws_send_error(c, agd_err_code(rc),
+                      rc == AGD_ERATE_LIMITED ? "too many runs: wait for one to finish" : "could not start the run", id);
     return;
   }
   start_job_t *j = job_new(sizeof(*j));
+  j->slot = slot;
   j->mode = START_WS;
   j->conn_id = conn_id(c);
   j->reply_to = id ? json_incref(id) : NULL;

@@ -62,6 +62,9 @@ static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;      /* queue not empty / s
 static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER; /* a run ended */
 static run_t *q_head, *q_tail;
 static run_t active = {.prev = &active, .next = &active};
+/* Slots taken by runs_reserve whose run is not submitted yet: they count
+ * against the user's limits while the message and the run row are stored. */
+static run_t reserved = {.prev = &reserved, .next = &reserved};
 static size_t n_active, n_threads, n_idle;
 static pthread_t *threads;
 static size_t threads_cap;
@@ -79,15 +82,54 @@ static size_t user_active_locked(const char *user_id) {
   size_t n = 0;
   for (run_t *r = active.next; r != &active; r = r->next)
     if (strcmp(r->user_id, user_id) == 0) n++;
+  for (run_t *r = reserved.next; r != &reserved; r = r->next)
+    if (strcmp(r->user_id, user_id) == 0) n++;
   return n;
 }
 
-int runs_user_can_start(const char *user_id) {
-  if (g_cfg->rate_per_s <= 0) return 1;
+static void list_unlink(run_t *r) {
+  r->prev->next = r->next;
+  r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+}
+
+static void list_append(run_t *list, run_t *r) {
+  r->prev = list->prev;
+  r->next = list;
+  list->prev->next = r;
+  list->prev = r;
+}
+
+int runs_reserve(const char *user_id, run_slot_t **slot_out) {
+  *slot_out = NULL;
+  if (!initialised || shutting_down) return AGD_EUNAVAILABLE;
+  run_t *r = calloc(1, sizeof(*r));
+  if (!r) abort();
+  snprintf(r->user_id, sizeof(r->user_id), "%s", user_id);
   pthread_mutex_lock(&mu);
-  size_t n = user_active_locked(user_id);
+  int ok = 1;
+  if (g_cfg->rate_per_s > 0) {
+    /* concurrency first: a refused start must not spend a start-rate token */
+    ok = user_active_locked(user_id) < RUNS_PER_USER_DEFAULT;
+    ratelimit_info_t info;
+    if (ok) ok = ratelimit_try_take(start_rate, user_id, time_now(), &info);
+  }
+  if (ok) list_append(&reserved, r);
   pthread_mutex_unlock(&mu);
-  return n < RUNS_PER_USER_DEFAULT;
+  if (!ok) {
+    free(r);
+    return AGD_ERATE_LIMITED;
+  }
+  *slot_out = r;
+  return 0;
+}
+
+void runs_release(run_slot_t *slot) {
+  if (!slot) return;
+  pthread_mutex_lock(&mu);
+  list_unlink(slot);
+  pthread_mutex_unlock(&mu);
+  free(slot);
 }
 
 /* ---- the emitter the agents use ---- */
@@ -309,8 +351,7 @@ static void *run_thread(void *arg) {
     run_execute(r);
 
     pthread_mutex_lock(&mu);
-    r->prev->next = r->next;
-    r->next->prev = r->prev;
+    list_unlink(r);
     n_active--;
     pthread_cond_broadcast(&idle_cv);
     /* Announce the end after the run's events (same per-user order). */
@@ -341,17 +382,14 @@ static void spawn_thread_locked(void) {
   pthread_attr_destroy(&attr);
 }
 
-int runs_submit(const run_request_t *req, run_done_cb done, void *done_arg) {
-  if (!initialised || shutting_down) return AGD_EUNAVAILABLE;
-  double now = time_now();
-  if (g_cfg->rate_per_s > 0) {
-    ratelimit_info_t info;
-    if (!ratelimit_try_take(start_rate, req->user_id, now, &info)) return AGD_ERATE_LIMITED;
+int runs_submit(run_slot_t *slot, const run_request_t *req, run_done_cb done, void *done_arg) {
+  if (!initialised || shutting_down) {
+    runs_release(slot);
+    return AGD_EUNAVAILABLE;
   }
-  run_t *r = calloc(1, sizeof(*r));
-  if (!r) abort();
+  run_t *r = slot;
+  double now = time_now();
   snprintf(r->id, sizeof(r->id), "%s", req->run_id);
-  snprintf(r->user_id, sizeof(r->user_id), "%s", req->user_id);
   snprintf(r->thread_id, sizeof(r->thread_id), "%s", req->thread_id ? req->thread_id : "");
   snprintf(r->agent, sizeof(r->agent), "%s", req->agent ? req->agent : "supervisor");
   r->input = strdup(req->input ? req->input : "");
@@ -365,19 +403,10 @@ int runs_submit(const run_request_t *req, run_done_cb done, void *done_arg) {
     w->arg = done_arg;
     r->watchers = w;
   }
+  /* the limits were checked (and the start-rate token taken) by runs_reserve */
   pthread_mutex_lock(&mu);
-  if (g_cfg->rate_per_s > 0 && user_active_locked(r->user_id) >= RUNS_PER_USER_DEFAULT) {
-    pthread_mutex_unlock(&mu);
-    free(r->watchers);
-    free(r->input);
-    json_decref(r->context);
-    free(r);
-    return AGD_ERATE_LIMITED;
-  }
-  r->prev = active.prev;
-  r->next = &active;
-  active.prev->next = r;
-  active.prev = r;
+  list_unlink(r);
+  list_append(&active, r);
   n_active++;
   if (q_tail) q_tail->qnext = r;
   else q_head = r;

@@ -40,11 +40,22 @@ int runs_init(uv_loop_t *loop, store_t *store, llm_t *llm, const config_t *cfg);
  * cancel them (they end with agent_stopped); join the threads. */
 void runs_shutdown(double grace_s);
 
-/* 1 if user may start another run now (per-user concurrency and start rate). */
-int runs_user_can_start(const char *user_id);
-/* Queue a run.  0, AGD_ERATE_LIMITED (too many for this user), AGD_EUNAVAILABLE
+/* A place for one run of a user, taken before anything of the run is stored,
+ * so a request refused by a limit leaves no message and no queued run behind
+ * (SPEC §9).  It counts against the user's concurrent runs from runs_reserve
+ * until the run ends or the slot is released. */
+typedef struct run run_slot_t;
+
+/* Check every per-user limit (concurrency, then start rate, whose token it
+ * takes) and hold a slot.  0 and *slot, AGD_ERATE_LIMITED, or AGD_EUNAVAILABLE
  * (shutting down).  Loop thread. */
-int runs_submit(const run_request_t *req, run_done_cb done, void *done_arg);
+int runs_reserve(const char *user_id, run_slot_t **slot);
+/* Give back a slot whose run will not be submitted (its rows could not be
+ * stored).  NULL is a no-op.  Loop thread. */
+void runs_release(run_slot_t *slot);
+/* Queue the run of a reserved slot (taken, on failure too).  0, or
+ * AGD_EUNAVAILABLE (shutting down).  Loop thread. */
+int runs_submit(run_slot_t *slot, const run_request_t *req, run_done_cb done, void *done_arg);
 /* Cancel a queued or running run of user_id.  0 (will stop), AGD_ENOT_FOUND
  * (no such active run of that user).  Loop thread. */
 int runs_cancel(const char *user_id, const char *run_id);

@@ -582,6 +582,10 @@ class RawWS(HttpConn):
     def send_json(self, obj):
         self.send_text(json.dumps(obj))
 
+    def send_many(self, objs):
+        """Several JSON text frames in one write (they reach the server together)."""
+        self.send(b"".join(build_frame(OP_TEXT, json.dumps(o).encode()) for o in objs))
+
     def recv_frame(self, timeout=None):
         """One frame (any opcode). Raises Closed on EOF, socket.timeout on timeout."""
         old = self.timeout

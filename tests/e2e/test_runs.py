@@ -5,6 +5,7 @@ stop mid-run (REST and WS) with its latency, stop of finished/unknown/foreign
 runs, the per-user concurrent run limit, the run deadline, and a server restart
 during a run.  Event order itself is checked with test_events.py's helpers.
 """
+import json
 import signal
 import threading
 import time
@@ -472,3 +473,62 @@ def test_event_latency_histograms(server):
     assert metric_value(text, "agentd_db_connections_open") >= 2, text[-3000:]  # loop's workers, event writer
     assert metric_value(text, "agentd_db_write_wait_seconds_count") > 0
     assert metric_value(text, "agentd_jobs_in_flight") >= 0
+
+
+def _thread_state(srv, token, thread_id):
+    msgs = call(srv, "GET", "/api/threads/%s/messages" % thread_id, token=token).json()["messages"]
+    runs = call(srv, "GET", "/api/threads/%s/runs" % thread_id, token=token).json()["runs"]
+    return [m for m in msgs if m["role"] == "user"], runs
+
+
+def _check_no_orphans(srv, token, thread_id, started):
+    """Only the started runs exist, each ended; nothing stays queued or active."""
+    for rid in started:
+        wait_run_status(srv, token, rid, ("completed", "failed", "cancelled"))
+    users, runs = _thread_state(srv, token, thread_id)
+    assert len(users) == len(started), users
+    assert sorted(r["id"] for r in runs) == sorted(started), runs
+    assert all(r["status"] == "completed" for r in runs), runs
+    assert call(srv, "GET", "/api/agents/status", token=token).json()["runs"] == []
+
+
+def test_start_rate_refusal_stores_nothing_ws(server_factory):
+    """Issue 13 defect 2: the 4th user_message inside a second (SPEC §9: 3 starts/s) is refused
+    before anything is stored: no 4th message, no run left queued."""
+    srv = server_factory()
+    user = "usr_orphans_ws"
+    token = srv.token(sub=user)
+    t = call(srv, "POST", "/api/threads", {"title": "orphans"}, token=token).json()
+    ws = WSClient(srv, user)
+    try:
+        # One write: the four frames reach the server inside the same second.
+        ws.send_many([{"type": "user_message", "id": "m%d" % i, "payload": {"content": "q%d" % i, "thread_id": t["id"]}}
+                      for i in range(4)])
+        replies = [ws.wait_for(lambda f, i=i: f.get("reply_to") == "m%d" % i) for i in range(4)]
+    finally:
+        ws.close()
+    ok = [f for f in replies if f["type"] == "message_received"]
+    refused = [f for f in replies if f["type"] == "error"]
+    assert len(ok) == 3 and len(refused) == 1, replies
+    assert refused[0]["code"] == "RATE_LIMITED", refused
+    _check_no_orphans(srv, token, t["id"], [f["data"]["run_id"] for f in ok])
+
+
+def test_start_rate_refusal_stores_nothing_rest(server_factory):
+    """The same over REST: 4 pipelined starts, 3 × 202 and one 429, and only 3 messages and runs."""
+    from agentd import HttpConn, build_request
+    srv = server_factory()
+    token = srv.token(sub="usr_orphans_rest")
+    t = call(srv, "POST", "/api/threads", {"title": "orphans"}, token=token).json()
+    hdrs = [("Authorization", "Bearer " + token), ("Content-Type", "application/json")]
+    c = HttpConn(srv.addr, timeout=30.0)
+    try:
+        c.send(b"".join(build_request("POST", "/api/agents/start", hdrs,
+                                      json.dumps({"message": "q%d" % i, "thread_id": t["id"]}), "%s:%d" % srv.addr)
+                        for i in range(4)))
+        rs = [c.read_response() for _ in range(4)]
+    finally:
+        c.close()
+    assert sorted(r.status for r in rs) == [202, 202, 202, 429], rs
+    check_envelope([r for r in rs if r.status == 429][0], "RATE_LIMITED", 429)
+    _check_no_orphans(srv, token, t["id"], [r.json()["id"] for r in rs if r.status == 202])
