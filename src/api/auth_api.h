@@ -54,6 +54,17 @@ void api_limits_stop(void);
 int api_login_reserve(const char *key, ratelimit_info_t *info);
 void api_login_refund(const char *key);
 
+/* SPEC §9 default for WebSocket frames: 20 per second per socket, bursts of 40
+ * (the same bucket shape as the /api default; --rate-limit 0 turns it off, any
+ * other value leaves it at this default). */
+#define API_WS_FRAMES_PER_S 20.0
+#define API_WS_FRAMES_BURST 40.0
+
+/* SPEC §9 frame limit: take one token from the bucket of socket conn_id.
+ * 1 allowed; 0 limited (the rejection is counted in /metrics).  Always 1 when
+ * limits are off.  Loop thread. */
+int api_limits_ws_frame(uint64_t conn_id);
+
 /* Add X-RateLimit-Limit/-Remaining/-Reset, and Retry-After when limited, to r. */
 void api_limits_set_headers(http_req_t *r, const ratelimit_info_t *info, int limited);
 

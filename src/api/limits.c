@@ -1,6 +1,7 @@
 /* api/limits.c — SPEC §9 rate limits for HTTP: the router's limit hook (token
  * bucket per user, per client IP when anonymous, on /api/…) and the
- * failed-login limit (5/min per email+IP).
+ * failed-login limit (5/min per email+IP) and the per-socket WebSocket frame
+ * limit (20/s, bursts of 40).
  *
  * Loop thread only (the hook, the login table and the sweep timer).  Owns one
  * ratelimit_t (bounded: RL_MAX_KEYS buckets, LRU eviction) and a fixed-size
@@ -41,6 +42,7 @@ typedef struct login_slot {
 } login_slot_t;
 
 static ratelimit_t *api_rl;    /* NULL: /api limits off */
+static ratelimit_t *ws_rl;     /* per-socket frame buckets; NULL: off */
 static login_slot_t *login_tab; /* NULL: login limit off */
 static uint64_t login_seed;
 static uv_timer_t sweep_timer;
@@ -83,6 +85,7 @@ void api_limits_register(void) {
   if (cfg->rate_per_s <= 0) return; /* SPEC §9: --rate-limit 0 turns every limit off */
   api_rl = ratelimit_new(cfg->rate_per_s, cfg->rate_burst, RL_MAX_KEYS);
   router_set_limit(limit_hook);
+  ws_rl = ratelimit_new(API_WS_FRAMES_PER_S, API_WS_FRAMES_BURST, RL_MAX_KEYS);
   login_tab = calloc(LOGIN_SLOTS, sizeof(*login_tab));
   if (!login_tab) abort();
   id_random_bytes(&login_seed, sizeof login_seed);
@@ -90,6 +93,16 @@ void api_limits_register(void) {
 
 static void on_sweep(uv_timer_t *t) {
   if (api_rl) ratelimit_sweep(api_rl, now_mono());
+  if (ws_rl) ratelimit_sweep(ws_rl, now_mono());
+}
+
+int api_limits_ws_frame(uint64_t conn_id) {
+  if (!ws_rl) return 1;
+  char key[32];
+  snprintf(key, sizeof key, "c:%llu", (unsigned long long)conn_id); /* ids are never reused */
+  if (ratelimit_try_take(ws_rl, key, now_mono(), NULL)) return 1;
+  metrics_add("agentd_ratelimit_rejections_total", "kind=\"ws_frame\"", 1);
+  return 0;
 }
 
 void api_limits_start(uv_loop_t *loop) {
@@ -108,6 +121,8 @@ void api_limits_stop(void) {
   }
   ratelimit_free(api_rl);
   api_rl = NULL;
+  ratelimit_free(ws_rl);
+  ws_rl = NULL;
   free(login_tab);
   login_tab = NULL;
 }

@@ -32,8 +32,6 @@ typedef struct ws_session {
   char last_run[ID_MAX]; /* the latest run this socket started (stop_agent default) */
   char jti[128];      /* the handshake token's jti: logout of it closes the socket (1008) */
   double token_exp;   /* its expiry: the socket is closed with 1008 after it */
-  double bucket;      /* SPEC §9: frames per second per socket (token bucket) */
-  double bucket_at;   /* time_now() of the last refill */
 } ws_session_t;
 
 static ws_session_t sessions = {.prev = &sessions, .next = &sessions};
@@ -186,8 +184,6 @@ static void h_ws(http_req_t *r, route_ctx_t *ctx) {
   if (!s) abort();
   snprintf(s->jti, sizeof(s->jti), "%s", claims.jti);
   s->token_exp = claims.exp;
-  s->bucket = 40;
-  s->bucket_at = time_now();
   s->conn = c;
   conn_set_data(c, s);
   if (ws_upgrade(r, claims.user_id) != 0) {
@@ -266,29 +262,20 @@ void api_stream_on_close(conn_t *c) {
   conn_set_data(c, NULL);
 }
 
-/* SPEC §9: 20 frames/s per socket unless --rate-limit 0. */
-static int ws_frame_allowed(ws_session_t *s) {
-  if (!s || g_app->cfg->rate_per_s <= 0) return 1;
-  double now = time_now();
-  s->bucket += (now - s->bucket_at) * 20.0;
-  if (s->bucket > 40) s->bucket = 40;
-  s->bucket_at = now;
-  if (s->bucket < 1) return 0;
-  s->bucket -= 1;
-  return 1;
-}
-
 void api_ws_on_text(conn_t *c, const char *p, size_t n) {
-  ws_session_t *s = conn_data(c);
   metrics_add("agentd_ws_frames_received_total", NULL, 1);
-  if (!ws_frame_allowed(s)) {
-    metrics_add("agentd_ratelimit_rejections_total", "kind=\"ws_frame\"", 1);
-    ws_send_error(c, "RATE_LIMITED", "too many frames: at most 20 per second", NULL);
-    return;
-  }
+  int allowed = api_limits_ws_frame(conn_id(c));
+  /* Parsed even when refused (the frame is within --max-ws-frame): the
+   * refusal answers the frame's id like any other error (reply_to). */
   json_t *frame = NULL;
   char msg[160];
   int rc = jsonx_parse(p, n, g_app->cfg->max_json_depth, &frame, msg, sizeof(msg));
+  json_t *id = rc == 0 && json_is_object(frame) ? json_object_get(frame, "id") : NULL;
+  if (!allowed) {
+    ws_send_error(c, "RATE_LIMITED", "too many frames: at most 20 per second", id);
+    json_decref(frame);
+    return;
+  }
   if (rc != 0 || !json_is_object(frame)) {
     char m[200];
     snprintf(m, sizeof(m), "invalid JSON: %s", rc != 0 ? msg : "expected an object");
@@ -296,7 +283,6 @@ void api_ws_on_text(conn_t *c, const char *p, size_t n) {
     json_decref(frame);
     return;
   }
-  json_t *id = json_object_get(frame, "id");
   const char *type = jsonx_get_str(frame, "type");
   if (!type) {
     ws_send_error(c, "INVALID_MESSAGE", "missing \"type\"", id);

@@ -110,3 +110,37 @@ def test_rate_limit_0_disables_everything(server_factory):
     for _ in range(8):
         check_envelope(login(srv, email, "wrong password"), "AUTH_INVALID", 401)
     assert login(srv, email).status == 200
+
+
+def _burst_of_pings(srv, sub, n):
+    """n ping frames with ids in one write; the n replies ([frame]) by id."""
+    from test_events import WSClient
+    ws = WSClient(srv, sub)
+    try:
+        ws.send_many([{"type": "ping", "id": "p%d" % i} for i in range(n)])
+        return [ws.wait_for(lambda f, i=i: f.get("reply_to") == "p%d" % i) for i in range(n)]
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("flag", ["1/5", None])
+def test_ws_frame_limit_20_per_s_burst_40_with_reply_to(server_factory, flag):
+    """SPEC §9: 20 frames/s per socket (bursts of 40) whatever --rate-limit says but 0; a refused
+    frame's error answers its id (issue 13, defects 4 and 14)."""
+    srv = server_factory(*(["--rate-limit", flag] if flag else []))
+    replies = _burst_of_pings(srv, "usr_ws_frames_%s" % ("flag" if flag else "default"), 60)
+    pongs = [f for f in replies if f["type"] == "pong"]
+    refused = [f for f in replies if f["type"] == "error"]
+    assert len(pongs) + len(refused) == 60, replies
+    assert 40 <= len(pongs) < 60, len(pongs)
+    for f in refused:
+        assert f["code"] == "RATE_LIMITED" and f["data"]["code"] == "RATE_LIMITED", f
+    m = metric_value(srv.get("/metrics").text(), "agentd_ratelimit_rejections_total", {"kind": "ws_frame"})
+    assert m is not None and m >= len(refused)
+    # the bucket is per socket: another socket starts full
+    assert all(f["type"] == "pong" for f in _burst_of_pings(srv, "usr_ws_frames_x", 40))
+
+
+def test_ws_frame_limit_off_with_rate_limit_0(server_factory):
+    srv = server_factory("--rate-limit", "0")
+    assert all(f["type"] == "pong" for f in _burst_of_pings(srv, "usr_ws_frames_off", 100))
