@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +59,9 @@ typedef struct pending {
   void (*fn)(void *arg); /* a run-end marker instead of an event (json NULL) */
   void *fn_arg;
   int write_behind; /* json NULL: store_fn(store, store_arg) on the writer */
-  int (*store_fn)(store_t *st, void *arg); /* NULL once it ran */
+  int (*store_fn)(store_t *st, void *arg); /* again in each attempt of the commit */
   void (*store_done)(void *arg, int rc);   /* then on the loop, if set */
+  void (*store_release)(void *arg);        /* after the last attempt, on the writer */
   void *store_arg;
   int store_rc;
   int64_t seq;
@@ -83,7 +85,7 @@ static int initialised;
 static pthread_mutex_t w_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t w_cv = PTHREAD_COND_INITIALIZER;
 static pending_t *w_head, *w_tail;
-static int w_stop;
+static atomic_int w_stop; /* set under w_mu; read without it by a retrying commit */
 static pthread_t w_thread;
 static int w_running;
 
@@ -98,28 +100,79 @@ static void writer_push(pending_t *p) {
 
 #define WRITER_BATCH 1024
 
-static void store_events(store_t *st, store_event_t *evs, size_t n) {
-  if (n == 0) return;
-  int rc = store_event_append_batch(st, evs, n);
-  if (rc != 0) {
-    /* Still delivered live (the run goes on), but a replay will not find them. */
-    log_error("events: cannot store %zu event(s): %s", n, agd_err_code(rc));
-    metrics_add("agentd_events_store_failures_total", NULL, (long long)n);
+/* ---- runs that lost a batch of their events ---- */
+
+/* A batch given up after EVENTS_RETRY_S was never delivered; its runs must not go
+ * on as if it had been (a client would see a hole it can never fill), so their
+ * later emits fail and they end failed.  A run leaves the set at its end
+ * (events_post_run_end).  Bounded: beyond LOST_MAX the oldest is forgotten. */
+#define LOST_MAX 1024
+static pthread_mutex_t lost_mu = PTHREAD_MUTEX_INITIALIZER;
+static char lost_runs[LOST_MAX][ID_MAX];
+static size_t lost_n;
+static atomic_int lost_any; /* lost_n != 0: emits only take lost_mu then */
+
+static size_t lost_find_locked(const char *run_id) {
+  for (size_t i = 0; i < lost_n; i++)
+    if (strcmp(lost_runs[i], run_id) == 0) return i;
+  return lost_n;
+}
+
+static void lost_mark(const char *run_id) {
+  if (!run_id[0]) return;
+  pthread_mutex_lock(&lost_mu);
+  if (lost_find_locked(run_id) == lost_n) {
+    if (lost_n == LOST_MAX) {
+      memmove(lost_runs[0], lost_runs[1], (LOST_MAX - 1) * sizeof lost_runs[0]);
+      lost_n--;
+    }
+    snprintf(lost_runs[lost_n++], ID_MAX, "%s", run_id);
   }
+  atomic_store(&lost_any, 1);
+  pthread_mutex_unlock(&lost_mu);
+}
+
+static int lost_has(const char *run_id) {
+  if (!atomic_load(&lost_any) || !run_id || !run_id[0]) return 0;
+  pthread_mutex_lock(&lost_mu);
+  int has = lost_find_locked(run_id) < lost_n;
+  pthread_mutex_unlock(&lost_mu);
+  return has;
+}
+
+static void lost_forget(const char *run_id) {
+  if (!atomic_load(&lost_any)) return;
+  pthread_mutex_lock(&lost_mu);
+  size_t i = lost_find_locked(run_id);
+  if (i < lost_n) {
+    memmove(lost_runs[i], lost_runs[i + 1], (lost_n - i - 1) * sizeof lost_runs[0]);
+    lost_n--;
+  }
+  atomic_store(&lost_any, lost_n > 0);
+  pthread_mutex_unlock(&lost_mu);
+}
+
+/* ---- the writer: group commit ---- */
+
+static int store_events(store_t *st, store_event_t *evs, size_t n) {
+  if (n == 0) return 0;
+  int rc = store_event_append_batch(st, evs, n);
+  if (rc != 0) log_error("events: cannot store %zu event(s): %s", n, agd_err_code(rc));
+  return rc;
 }
 
 /* Inside the batch's transaction: its events, and between them the write-behinds
- * in the order they were queued. */
+ * in the order they were queued.  An event that cannot be stored fails the whole
+ * transaction (it is retried): nothing of the batch may go out unless it is stored. */
 static int writer_store_batch(store_t *st, void *arg) {
   store_event_t evs[WRITER_BATCH];
   size_t n = 0;
-  for (pending_t *p = arg; p; p = p->next) {
+  int rc = 0;
+  for (pending_t *p = arg; p && rc == 0; p = p->next) {
     if (p->write_behind) {
-      store_events(st, evs, n);
+      rc = store_events(st, evs, n);
       n = 0;
-      int (*fn)(store_t *, void *) = p->store_fn;
-      p->store_fn = NULL;
-      p->store_rc = fn(st, p->store_arg);
+      if (rc == 0) p->store_rc = p->store_fn(st, p->store_arg);
       continue;
     }
     if (!p->json) continue; /* a run-end marker */
@@ -132,23 +185,58 @@ static int writer_store_batch(store_t *st, void *arg) {
                                .created_at = p->created_at,
                                .json = p->json};
   }
-  store_events(st, evs, n);
-  return 0;
+  if (rc == 0) rc = store_events(st, evs, n);
+  return rc;
 }
 
-/* Store one batch in a transaction, then hand what the loop needs to it, in order. */
+static void sleep_ms(unsigned ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+/* The batch's transaction, retried with backoff while it fails (a locked or full
+ * database usually comes back): every later event waits behind it, which keeps
+ * each user's order.  At shutdown only a couple of attempts.  0 or the last error. */
+static int writer_commit_retrying(pending_t *batch) {
+  uint64_t t0 = time_mono_ns();
+  unsigned delay_ms = 50;
+  for (int attempt = 1;; attempt++) {
+    int rc = store_tx(g_store, writer_store_batch, batch);
+    if (rc == 0) {
+      if (attempt > 1) log_info("events: group commit stored after %d attempts", attempt);
+      return 0;
+    }
+    metrics_add("agentd_events_commit_failures_total", NULL, 1);
+    double waited = (double)(time_mono_ns() - t0) / 1e9 + delay_ms / 1000.0;
+    if (waited > EVENTS_RETRY_S || (atomic_load(&w_stop) && attempt >= 2)) return rc;
+    log_warn("events: group commit failed (%s): retrying in %u ms", agd_err_code(rc), delay_ms);
+    sleep_ms(delay_ms);
+    delay_ms = delay_ms * 2 > 2000 ? 2000 : delay_ms * 2;
+  }
+}
+
+/* Store one batch in a transaction, then hand what the loop needs to it, in order.
+ * A batch that could not be stored is not delivered (its runs are marked lost). */
 static void writer_commit(pending_t *batch) {
-  int rc = store_tx(g_store, writer_store_batch, batch);
-  if (rc != 0) log_error("events: the batch's transaction failed: %s", agd_err_code(rc));
+  int rc = writer_commit_retrying(batch);
+  if (rc != 0) log_error("events: giving up a group commit after %.0f s: %s", EVENTS_RETRY_S, agd_err_code(rc));
   uint64_t committed_ns = time_mono_ns();
   pending_t *head = NULL, **tail = &head, *last = NULL;
+  long long lost = 0;
   for (pending_t *p = batch, *next; p; p = next) {
     next = p->next;
+    if (p->json && rc != 0) {
+      lost_mark(p->run_id);
+      lost++;
+      free(p->json);
+      free(p);
+      continue;
+    }
     if (p->json) metrics_hist_observe(hist_store, (double)(committed_ns - p->emitted_ns) / 1e9);
     if (p->write_behind) {
-      /* Not run when the transaction could not begin: each on its own, then. */
-      if (p->store_fn) p->store_rc = p->store_fn(g_store, p->store_arg);
-      else if (rc != 0) p->store_rc = rc; /* ran, then rolled back with the batch */
+      if (rc != 0) p->store_rc = rc; /* rolled back with the batch, or never ran */
+      if (p->store_release) p->store_release(p->store_arg);
       if (!p->store_done) {
         free(p);
         continue;
@@ -159,6 +247,7 @@ static void writer_commit(pending_t *batch) {
     last = p;
   }
   *tail = NULL;
+  if (lost) metrics_add("agentd_events_store_failures_total", NULL, lost);
   if (!head) return;
   pthread_mutex_lock(&q_mu);
   int was_empty = q_head == NULL;
@@ -278,6 +367,10 @@ int64_t events_emit(const char *user_id, const char *run_id, const char *thread_
   if (!initialised || !user_id || !user_id[0] || !tname) {
     json_decref(data);
     return AGD_EINTERNAL;
+  }
+  if (lost_has(run_id)) { /* a batch of this run's events was given up */
+    json_decref(data);
+    return AGD_EUNAVAILABLE;
   }
   stripe_t *st = &stripes[hash_str(user_id) % STRIPES];
   double now = time_now();
@@ -473,14 +566,11 @@ static void deliver_run_end(pending_t *p) {
   if (p->fn) p->fn(p->fn_arg);
 }
 
-void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), void *arg) {
-  events_store_then(user_id, fn, NULL, arg);
-}
-
-void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
-                       void *arg) {
+static void store_behind(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
+                         void (*release)(void *arg), void *arg) {
   if (!initialised) { /* after events_shutdown: no writer, so here and now */
     int rc = fn(g_store, arg);
+    if (release) release(arg);
     if (done) done(arg, rc);
     return;
   }
@@ -489,6 +579,7 @@ void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), v
   p->write_behind = 1;
   p->store_fn = fn;
   p->store_done = done;
+  p->store_release = release;
   p->store_arg = arg;
   snprintf(p->user_id, sizeof(p->user_id), "%s", user_id);
   /* Under the user's stripe: ordered with that user's events. */
@@ -498,7 +589,18 @@ void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), v
   pthread_mutex_unlock(&st->mu);
 }
 
+void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), void (*release)(void *arg),
+                        void *arg) {
+  store_behind(user_id, fn, NULL, release, arg);
+}
+
+void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
+                       void *arg) {
+  store_behind(user_id, fn, done, NULL, arg);
+}
+
 void events_post_run_end(const char *user_id, const char *run_id, void (*fn)(void *arg), void *arg) {
+  lost_forget(run_id); /* the run emits nothing more */
   pending_t *p = calloc(1, sizeof(*p));
   if (!p) abort();
   p->fn = fn;

@@ -35,27 +35,40 @@ int events_init(uv_loop_t *loop, store_t *store);
 void events_shutdown(void);
 
 /* Emit one event.  data: SPEC §5 data object (reference taken).  Returns the
- * seq (> 0) or a negative AGD_E* (not stored, not delivered).  Not on the loop. */
+ * seq (> 0) or a negative AGD_E* (not stored, not delivered; AGD_EUNAVAILABLE
+ * too for a run that lost a batch of its events, see EVENTS_RETRY_S).  Not on
+ * the loop. */
 int64_t events_emit(const char *user_id, const char *run_id, const char *thread_id, const char *agent_name,
                     event_type_t type, json_t *data);
 
 /* Write-behind for the runs' own rows: fn(store, arg) runs on the event writer
  * thread inside its group-commit transaction (store_tx), after every event of
  * user_id emitted so far by this thread and before any emitted later, so a client
- * that sees an event also finds in the store what the run wrote before it.  fn owns
- * arg (frees it) and reports its own failures: a run never waits on the database
- * for its bookkeeping.  Any thread: it only queues (after events_shutdown, when
- * there is no writer any more, fn runs at once on the calling thread). */
-void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), void *arg);
+ * that sees an event also finds in the store what the run wrote before it.
+ * When that transaction fails it is retried (EVENTS_RETRY_S at most), and fn runs
+ * again inside each new attempt: fn only writes to the store and never frees arg.
+ * release(arg) (may be NULL) runs once, on the writer thread, after the last
+ * attempt; fn reports its own failures: a run never waits on the database for its
+ * bookkeeping.  Any thread: it only queues (after events_shutdown, when there is
+ * no writer any more, fn and release run at once on the calling thread). */
+void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), void (*release)(void *arg),
+                        void *arg);
 
-/* The same, waited for: fn(store, arg) runs in the writer's next group commit and
- * done(arg, rc) on the loop thread once that commit is over — rc is fn's result,
- * or the transaction's error when the commit failed and fn's writes with it.  fn
- * must not free arg.  Requests that write rows (a run's message and run row) use
- * it so their writes share the events' transaction instead of queueing for the
+/* The same, waited for: fn(store, arg) runs in the writer's next group commit (again
+ * in each retry, as above) and done(arg, rc) on the loop thread once that commit is
+ * over — rc is fn's result, or the transaction's error when every attempt failed
+ * and fn's writes with it.  Requests that write rows (a run's message and run row)
+ * use it so their writes share the events' transaction instead of queueing for the
  * write lock beside it.  Any thread, as events_store_later. */
 void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
                        void *arg);
+
+/* How long the writer retries a group commit whose transaction failed (database
+ * locked, disk full, I/O error) before it gives the batch up.  A batch given up is
+ * never delivered (SPEC §5: a client never sees an event the store cannot replay):
+ * its events are dropped, and every later emit of their runs fails, so those runs
+ * end failed (agent_error, EVENT_FAILED) instead of going on with a hole. */
+#define EVENTS_RETRY_S 30.0
 
 typedef struct events_sub events_sub_t;
 

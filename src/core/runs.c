@@ -153,10 +153,14 @@ static int write_status(store_t *st, void *arg) {
   int rc = store_run_set_status(st, w->user_id, w->run_id, w->status, w->started_at, w->completed_at, w->result,
                                 w->error);
   if (rc != 0) log_warn("runs: cannot store status %s of %s: %s", w->status, w->run_id, agd_err_code(rc));
+  return rc;
+}
+
+static void free_status(void *arg) {
+  status_write_t *w = arg;
   free(w->result);
   free(w->error);
   free(w);
-  return rc;
 }
 
 /* Queue the run's status row; result/error (malloc'd JSON texts or NULL) are taken. */
@@ -171,7 +175,7 @@ static void run_store_status(run_t *r, const char *status, double started_at, do
   w->completed_at = completed_at;
   w->result = result;
   w->error = error;
-  events_store_later(r->user_id, write_status, w);
+  events_store_later(r->user_id, write_status, free_status, w);
 }
 
 typedef struct message_write {
@@ -190,7 +194,6 @@ static int write_message(store_t *st, void *arg) {
   int rc = store_message_add(st, w->user_id, &m, &out);
   if (rc != 0) log_warn("runs: cannot store the answer of %s: %s", w->run_id, agd_err_code(rc));
   store_message_dispose(&out);
-  free(w);
   return rc;
 }
 
@@ -211,7 +214,7 @@ static int run_persist(void *arg, const char *content, char *message_id) {
   id_new(w->id, "msg");
   memcpy(w->content, content, n + 1);
   snprintf(message_id, ID_MAX, "%s", w->id);
-  events_store_later(r->user_id, write_message, w);
+  events_store_later(r->user_id, write_message, free, w);
   return 0;
 }
 

@@ -12,13 +12,14 @@ The helpers at the top (event checks, WS/SSE clients) are shared with
 test_runs.py.
 """
 import json
+import os
 import socket
 import threading
 import time
 
 import pytest
 
-from agentd import Closed, HttpConn, RawWS, agentd_server, check_envelope, check_welcome
+from agentd import Closed, HttpConn, RawWS, agentd_server, check_envelope, check_welcome, metric_value
 from auth_helpers import call
 
 EVENT_TYPES = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "partial_result",
@@ -714,3 +715,38 @@ def test_slow_reader_closed_other_user_unaffected(server_factory):
     assert code in (1013, None), code
     slow.close()
     fast.close()
+
+
+def test_failed_commit_is_retried_never_delivered_unstored(server_factory):
+    """Issue 13 defect 3: while another process holds the database's write lock past the
+    server's busy timeout, the event writer's transaction fails.  No event of that batch
+    may reach a socket before it is stored: the batch is retried, and once the lock goes
+    every event the socket got is in the store, in order, and the run completes."""
+    import sqlite3
+    srv = server_factory("--rate-limit", "0", "--llm-latency-ms", "200")
+    user = "usr_events_locked"
+    token = srv.token(sub=user)
+    ws = WSClient(srv, user, timeout=60.0)
+    try:
+        run = start_run(srv, token)
+        ws.wait_for(lambda f: f.get("run_id") == run["id"] and f.get("type") == "agent_started", 30.0)
+        db = sqlite3.connect(os.path.join(srv.data_dir, "agentd.db"), timeout=30.0, isolation_level=None)
+        try:
+            db.execute("BEGIN EXCLUSIVE")
+            time.sleep(7.0)  # past the server's 5 s busy timeout: its commit fails at least once
+            during = [e["seq"] for e in ws.events() if e["run_id"] == run["id"]]
+            stored_now = {e["seq"] for e in stored_events(srv, token, run_id=run["id"])}
+            assert set(during) <= stored_now, ("delivered before stored", sorted(set(during) - stored_now))
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+        ws.wait_for(lambda f: f.get("run_id") == run["id"] and is_final(f), 90.0)
+    finally:
+        ws.close()
+    got = [e for e in ws.events() if e["run_id"] == run["id"]]
+    stored = stored_events(srv, token, run_id=run["id"])
+    assert [e["seq"] for e in got] == [e["seq"] for e in stored]
+    check_run_events(stored)
+    assert wait_run_status(srv, token, run["id"], ("completed", "failed", "cancelled"))["status"] == "completed"
+    m = metric_value(srv.get("/metrics").text(), "agentd_events_commit_failures_total")
+    assert m is not None and m >= 1, m
