@@ -529,6 +529,9 @@ Test(config, usage_lists_every_flag) {
   for (size_t i = 0; i < sizeof must / sizeof must[0]; i++) cr_assert_not_null(strstr(u, must[i]), "%s", must[i]);
   cr_assert_lt(strlen(u), 12000);
   cr_assert_eq(u, config_usage());
+  /* SPEC §2: the issuer is checked only when set, so --help shows no enforced default */
+  cr_assert_null(strstr(u, "default: netra-auth-service"));
+  cr_assert_not_null(strstr(u, "unset: any iss accepted"));
 }
 
 Test(config, dispose_twice_and_null) {
