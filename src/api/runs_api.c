@@ -7,6 +7,7 @@
  * arrives on the loop, after its last event.
  */
 #include "api/runs_api.h"
+#include "api/query.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -475,24 +476,6 @@ static void h_stop(http_req_t *r, route_ctx_t *ctx) {
   job_run(r, j, run_get_work, run_get_done);
 }
 
-/* Query helpers: 400 for a value that is not a number in range (SPEC conventions). */
-static int query_int(http_req_t *r, const char *name, long long min, long long max, long long def, long long *out) {
-  const char *v;
-  *out = def;
-  if (!http_req_query(r, name, &v)) return 0;
-  char *end;
-  errno = 0;
-  long long n = strtoll(v, &end, 10);
-  if (!v[0] || *end || errno || n < min || n > max) {
-    char msg[128];
-    snprintf(msg, sizeof(msg), "%s: must be an integer %lld..%lld", name, min, max);
-    http_respond_error(r, AGD_EBAD_REQUEST, msg, NULL);
-    return -1;
-  }
-  *out = n;
-  return 0;
-}
-
 static void h_status(http_req_t *r, route_ctx_t *ctx) {
   const char *run_id;
   run_get_job_t *j = job_new(sizeof(*j));
@@ -606,9 +589,8 @@ static void h_events_stream(http_req_t *r, route_ctx_t *ctx) {
     char tmp[24];
     memcpy(tmp, last.p, last.n);
     tmp[last.n] = 0;
-    char *end;
-    long long v = strtoll(tmp, &end, 10);
-    if (*end || v < 0) {
+    long long v;
+    if (query_parse_int(tmp, 0, INT64_MAX, &v) != 0) {
       http_respond_error(r, AGD_EBAD_REQUEST, "Last-Event-ID: must be an event seq", NULL);
       return;
     }

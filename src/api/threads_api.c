@@ -6,6 +6,7 @@
  * (tjob_t) owns copies of everything it needs; WebSocket jobs carry the conn id.
  */
 #include "api/threads_api.h"
+#include "api/query.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -419,34 +420,12 @@ static void tjob_done(http_req_t *r, tjob_t *j, int rc) {
 
 /* ---- request parsing (loop) ------------------------------------------------------------ */
 
-/* Query integer: 1 absent (*out untouched), 0 parsed within [lo, hi], -1 otherwise. */
-static int query_long(http_req_t *r, const char *name, long lo, long hi, long *out) {
-  const char *v;
-  if (!http_req_query(r, name, &v)) return 1;
-  size_t n = strlen(v);
-  if (n == 0 || n > 15) return -1;
-  long x = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (v[i] < '0' || v[i] > '9') return -1;
-    x = x * 10 + (v[i] - '0');
-  }
-  if (x < lo || x > hi) return -1;
-  *out = x;
-  return 0;
-}
-
 /* SPEC conventions: limit 1..100 (default 20), offset ≥ 0; anything else is 400 (never
  * clamped).  0 ok; -1 answered. */
 static int parse_page(http_req_t *r, tjob_t *j) {
-  long limit = PAGE_DEFAULT, offset = 0;
-  if (query_long(r, "limit", 1, PAGE_MAX, &limit) < 0) {
-    http_respond_error(r, AGD_EBAD_REQUEST, "limit must be an integer from 1 to 100", NULL);
-    return -1;
-  }
-  if (query_long(r, "offset", 0, OFFSET_MAX, &offset) < 0) {
-    http_respond_error(r, AGD_EBAD_REQUEST, "offset must be an integer ≥ 0", NULL);
-    return -1;
-  }
+  long long limit, offset;
+  if (query_int(r, "limit", 1, PAGE_MAX, PAGE_DEFAULT, &limit) < 0) return -1;
+  if (query_int(r, "offset", 0, OFFSET_MAX, 0, &offset) < 0) return -1;
   j->limit = (int)limit;
   j->offset = offset;
   return 0;

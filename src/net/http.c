@@ -868,6 +868,9 @@ int http_req_query(http_req_t *r, const char *name, const char **out) {
     char *key = pct_decode(&r->pool, p, (size_t)(kend - p), 1);
     if (key && strlen(key) == nl && memcmp(key, name, nl) == 0) {
       char *val = eq ? pct_decode(&r->pool, eq + 1, (size_t)(stop - eq - 1), 1) : pool_strdup(&r->pool, "");
+      /* Undecodable (bad escape, %00): the raw text, which no strict parser takes
+       * (it keeps its '%'), rather than "absent" and a silent default. */
+      if (!val && eq) val = pool_strndup(&r->pool, eq + 1, (size_t)(stop - eq - 1));
       if (!val) return 0;
       *out = val;
       return 1;

@@ -85,7 +85,9 @@ const char *http_req_method_name(const http_req_t *r);
  * segments collapsed, '..' resolved and never above '/'), NUL-terminated. */
 const char *http_req_path(const http_req_t *r);
 slice_t http_req_query_string(const http_req_t *r);
-/* Decoded value of query parameter `name`: 1 found (*out set, pool-allocated), 0 absent. */
+/* Decoded value of query parameter `name`: 1 found (*out set, pool-allocated), 0 absent.
+ * A value that does not decode (a bad escape, %00) is given raw, '%' and all, so a
+ * strict parser refuses it (api/query.h) instead of taking it as absent. */
 int http_req_query(http_req_t *r, const char *name, const char **out);
 /* Header value (first occurrence, case-insensitive name): 1 found, 0 absent. */
 int http_req_header(const http_req_t *r, const char *name, slice_t *out);

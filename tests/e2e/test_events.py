@@ -459,7 +459,8 @@ def test_events_bad_query_400(server_factory):
     token = srv.token(sub="usr_ev_badq")
     touch_user(srv, token)
     for path in ("/api/events", "/api/runs/run_nope/events"):
-        for bad in ("after_seq=-1", "after_seq=abc", "limit=0", "limit=100000"):
+        for bad in ("after_seq=-1", "after_seq=abc", "limit=0", "limit=100000", "limit=5%00abc", "limit=%00",
+                    "after_seq=2%00x", "after_seq=+2", "after_seq=%202"):
             check_envelope(call(srv, "GET", path + "?" + bad, token=token), "BAD_REQUEST", 400)
     # A run id no run can have: 404 (SPEC §4), also without leaking.
     check_envelope(call(srv, "GET", "/api/agents/status?run_id=" + "r" * 300, token=token), "NOT_FOUND", 404)

@@ -191,7 +191,9 @@ def test_pagination_errors(alice, path):
     p = path.format(tid=tid)
     sep = "&" if "?" in p else "?"
     for q in ["limit=0", "limit=101", "limit=abc", "limit=-1", "limit=", "limit=1.5", "offset=-1", "offset=x",
-              "limit=99999999999999999999"]:
+              "limit=99999999999999999999",
+              # issue 13 defect 12: an escape that decodes to NUL (or not at all) is a bad value, not absent
+              "limit=5%00abc", "limit=%00", "offset=2%00x", "limit=%zz", "limit=5%"]:
         envelope(alice.get(p + sep + q), 400, "BAD_REQUEST")
     for q in ["limit=1", "limit=100", "offset=0", "offset=1000"]:
         r = alice.get(p + sep + q)
