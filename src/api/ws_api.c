@@ -13,6 +13,7 @@
 #include "api/threads_api.h"
 #include "api/auth_api.h"
 #include "api/runs_api.h"
+#include "api/query.h"
 #include "core/auth.h"
 #include "core/events.h"
 #include "core/metrics.h"
@@ -32,7 +33,18 @@ typedef struct ws_session {
   char last_run[ID_MAX]; /* the latest run this socket started (stop_agent default) */
   char jti[128];      /* the handshake token's jti: logout of it closes the socket (1008) */
   double token_exp;   /* its expiry: the socket is closed with 1008 after it */
+  int64_t resume_after; /* handshake ?after_seq= / Last-Event-ID: replay from it (-1: none) */
+  double hold_until;  /* > 0: live events held until the first frame or this time */
 } ws_session_t;
+
+/* A socket opened without a resume point holds its live events until its first
+ * frame says whether it resumes (issue 13, defect 1), or WS_HOLD_S at most for a
+ * client that only listens.  One timer for every held socket, running only
+ * while there is one. */
+#define WS_HOLD_S 1.0
+#define WS_HOLD_TICK_MS 100
+static uv_timer_t hold_timer;
+static size_t n_held;
 
 static ws_session_t sessions = {.prev = &sessions, .next = &sessions};
 static uv_timer_t expiry_timer;
@@ -69,7 +81,24 @@ static void on_expiry_timer(uv_timer_t *t) {
   }
 }
 
+static void session_release(ws_session_t *s) {
+  if (s->hold_until <= 0) return;
+  s->hold_until = 0;
+  if (--n_held == 0) uv_timer_stop(&hold_timer);
+  events_release(s->sub);
+}
+
+static void on_hold_timer(uv_timer_t *t) {
+  double now = time_now();
+  for (ws_session_t *s = sessions.next, *next; s != &sessions && n_held > 0; s = next) {
+    next = s->next;
+    if (s->hold_until > 0 && now >= s->hold_until) session_release(s);
+  }
+}
+
 void api_ws_start(uv_loop_t *loop) {
+  uv_timer_init(loop, &hold_timer);
+  uv_unref((uv_handle_t *)&hold_timer);
   uv_timer_init(loop, &expiry_timer);
   uv_timer_start(&expiry_timer, on_expiry_timer, 1000, 1000);
   uv_unref((uv_handle_t *)&expiry_timer);
@@ -78,6 +107,32 @@ void api_ws_start(uv_loop_t *loop) {
 void api_ws_stop(void) {
   uv_timer_stop(&expiry_timer);
   uv_close((uv_handle_t *)&expiry_timer, NULL);
+  uv_timer_stop(&hold_timer);
+  uv_close((uv_handle_t *)&hold_timer, NULL);
+}
+
+/* The handshake's resume point: Last-Event-ID (as SSE) or ?after_seq=.  0 and
+ * *after (-1: none), or -1 after answering 400. */
+static int ws_resume_point(http_req_t *r, int64_t *after) {
+  *after = -1;
+  slice_t h;
+  if (http_req_header(r, "last-event-id", &h) && h.n > 0) {
+    char tmp[24];
+    long long v;
+    if (h.n >= sizeof tmp) goto bad;
+    memcpy(tmp, h.p, h.n);
+    tmp[h.n] = 0;
+    if (query_parse_int(tmp, 0, INT64_MAX, &v) != 0) goto bad;
+    *after = v;
+    return 0;
+  }
+  long long v;
+  if (query_int(r, "after_seq", 0, INT64_MAX, -1, &v) != 0) return -1;
+  *after = v;
+  return 0;
+bad:
+  http_respond_error(r, AGD_EBAD_REQUEST, "Last-Event-ID: must be an event seq", NULL);
+  return -1;
 }
 
 /* ---- handshake (SPEC §6) ---- */
@@ -178,12 +233,15 @@ static void h_ws(http_req_t *r, route_ctx_t *ctx) {
     http_respond_error(r, AGD_EAUTH_INVALID, "invalid token: sub too long", NULL);
     return;
   }
+  int64_t resume_after;
+  if (ws_resume_point(r, &resume_after) != 0) return;
   if (api_auth_ensure_user(r, ctx, claims.user_id, claims.email) != 0) return; /* h_ws runs again later */
   conn_t *c = http_req_conn(r);
   ws_session_t *s = calloc(1, sizeof(*s));
   if (!s) abort();
   snprintf(s->jti, sizeof(s->jti), "%s", claims.jti);
   s->token_exp = claims.exp;
+  s->resume_after = resume_after;
   s->conn = c;
   conn_set_data(c, s);
   if (ws_upgrade(r, claims.user_id) != 0) {
@@ -236,8 +294,15 @@ void api_ws_on_open(conn_t *c) {
   ws_session_t *s = conn_data(c);
   if (s) {
     session_link(s);
-    /* Every socket gets its user's events live; `resume` replays on top. */
-    s->sub = events_subscribe(c, conn_user_id(c), NULL, NULL, -1, 0);
+    /* Every socket gets its user's events: from the handshake's resume point
+     * (replay, then live), or live once its first frame shows it is not a
+     * `resume` — held until then, so a resume can never come after live events. */
+    s->sub = events_subscribe(c, conn_user_id(c), NULL, NULL, s->resume_after, 0);
+    if (s->sub && s->resume_after < 0) {
+      events_hold(s->sub);
+      s->hold_until = time_now() + WS_HOLD_S;
+      if (n_held++ == 0) uv_timer_start(&hold_timer, on_hold_timer, WS_HOLD_TICK_MS, WS_HOLD_TICK_MS);
+    }
   }
   char cid[ID_MAX];
   id_new(cid, "conn");
@@ -256,10 +321,18 @@ void api_stream_on_close(conn_t *c) {
   events_conn_closed(c);
   if (conn_kind(c) == CONN_KIND_WS && conn_data(c)) {
     ws_session_t *s = conn_data(c);
+    if (s->hold_until > 0 && --n_held == 0) uv_timer_stop(&hold_timer);
     session_unlink(s);
     free(s);
   }
   conn_set_data(c, NULL);
+}
+
+/* After the first frame of a held socket: a `resume` has started its replay
+ * (events_resume ended the hold); anything else lets it go live now. */
+static void first_frame_seen(conn_t *c) {
+  ws_session_t *s = conn_kind(c) == CONN_KIND_WS ? conn_data(c) : NULL;
+  if (s) session_release(s);
 }
 
 void api_ws_on_text(conn_t *c, const char *p, size_t n) {
@@ -274,6 +347,7 @@ void api_ws_on_text(conn_t *c, const char *p, size_t n) {
   if (!allowed) {
     ws_send_error(c, "RATE_LIMITED", "too many frames: at most 20 per second", id);
     json_decref(frame);
+    first_frame_seen(c);
     return;
   }
   if (rc != 0 || !json_is_object(frame)) {
@@ -281,6 +355,7 @@ void api_ws_on_text(conn_t *c, const char *p, size_t n) {
     snprintf(m, sizeof(m), "invalid JSON: %s", rc != 0 ? msg : "expected an object");
     ws_send_error(c, "INVALID_JSON", m, NULL);
     json_decref(frame);
+    first_frame_seen(c);
     return;
   }
   const char *type = jsonx_get_str(frame, "type");
@@ -310,6 +385,7 @@ void api_ws_on_text(conn_t *c, const char *p, size_t n) {
     ws_send_error(c, "UNKNOWN_TYPE", m, id);
   }
   json_decref(frame);
+  first_frame_seen(c);
 }
 
 void api_ws_register(void) {

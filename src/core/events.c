@@ -430,6 +430,8 @@ struct events_sub {
   int replay_inflight;
   int dead;            /* unsubscribed while a replay page was in flight */
   int end_on_final;
+  int held;            /* events_hold: live events wait for the replay decision */
+  int64_t held_from;   /* first seq held back (0: none yet) */
 };
 
 struct user_subs {
@@ -538,6 +540,10 @@ static void deliver(pending_t *p) {
   for (events_sub_t *s = u->head.next, *next; s != &u->head; s = next) {
     next = s->next;
     if (s->state != SUB_LIVE || s->dead) continue;
+    if (s->held) { /* sent later, from the store, in order after any replay */
+      if (!s->held_from && (s->last_seen < 0 || p->seq > s->last_seen)) s->held_from = p->seq;
+      continue;
+    }
     if (s->last_seen >= 0 && p->seq <= s->last_seen) continue; /* already sent by a replay */
     if (s->last_seen >= 0 && p->seq > s->last_seen + 1) {
       /* A gap: events stored while a replay page was in flight.  Fetch them. */
@@ -750,8 +756,27 @@ events_sub_t *events_subscribe(conn_t *c, const char *user_id, const char *run_i
   return s;
 }
 
+void events_hold(events_sub_t *s) {
+  if (s && !s->dead && s->state == SUB_LIVE) s->held = 1;
+}
+
+void events_release(events_sub_t *s) {
+  if (!s || s->dead || !s->held) return;
+  s->held = 0;
+  if (s->held_from) { /* what was held is stored: fetch it, then go on live */
+    s->last_seen = s->held_from - 1;
+    s->held_from = 0;
+    sub_start_replay(s);
+  }
+}
+
 void events_resume(events_sub_t *s, int64_t after_seq) {
   if (!s || s->dead) return;
+  if (s->held) { /* nothing was sent live yet: a plain replay from after_seq */
+    s->held = 0;
+    s->held_from = 0;
+    s->first_live = 0;
+  }
   /* Events this socket already got live are not sent again by the replay. */
   if (s->first_live > 0 && s->last_seen >= s->first_live) {
     s->skip_from = s->first_live;

@@ -85,7 +85,14 @@ void events_post_run_end(const char *user_id, const char *run_id, void (*fn)(voi
  * (the net layer's on_stream_close must call events_conn_closed(c)). */
 events_sub_t *events_subscribe(conn_t *c, const char *user_id, const char *run_id, const char *thread_id,
                                int64_t after_seq, int end_on_final);
-/* Start a replay on an existing subscription (WS `resume`). */
+/* Hold a live subscription's events back (they are stored meanwhile) until
+ * events_release or events_resume decides where it starts: a WebSocket whose
+ * first frame may be `resume` must not see live events before its replay
+ * (issue 13: seq 201 then 7).  Release sends what was held, from the store, in
+ * order, then goes on live.  Loop thread. */
+void events_hold(events_sub_t *s);
+void events_release(events_sub_t *s);
+/* Start a replay on an existing subscription (WS `resume`); ends a hold. */
 void events_resume(events_sub_t *s, int64_t after_seq);
 void events_unsubscribe(events_sub_t *s);
 /* Drop every subscription of conn c. */

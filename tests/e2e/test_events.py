@@ -666,6 +666,61 @@ def test_sse_resume_gets_missed_events_once(slow_server, how):
     _resume_scenario(srv, user, reconnect)
 
 
+@pytest.mark.parametrize("how", ["after_seq", "last_event_id"])
+def test_ws_handshake_resume_gets_missed_events_once(slow_server, how):
+    """Issue 13 defect 1: the resume point given in the handshake replays before any live event."""
+    srv = slow_server
+    user = "usr_ev_resume_hs_" + how
+
+    def reconnect(last_seq, runs, starter):
+        if how == "after_seq":
+            ws = WSClient(srv, user, path="/ws?after_seq=%d" % last_seq)
+        else:
+            ws = WSClient(srv, user, headers=[("Last-Event-ID", str(last_seq))])
+        starter.join()
+        emitting = call(srv, "GET", "/api/agents/status", token=srv.token(sub=user)).json()["runs"]
+        assert emitting, "the runs ended before the resume: the test did not overlap replay and live events"
+        for rid in runs:
+            ws.wait_for(lambda f, rid=rid: f.get("run_id") == rid and f.get("type") in EVENT_TYPES and is_final(f),
+                        60)
+        time.sleep(0.3)
+        try:
+            while True:
+                ws.next(timeout=0.2)
+        except socket.timeout:
+            pass
+        return ws.events(), ws.close
+
+    _resume_scenario(srv, user, reconnect)
+
+
+@pytest.mark.parametrize("q,hdr", [("after_seq=-1", None), ("after_seq=abc", None), ("after_seq=5%00", None),
+                                   ("", "x"), ("", "-3")])
+def test_ws_handshake_resume_point_400(server, q, hdr):
+    hdrs = [("Last-Event-ID", hdr)] if hdr else []
+    ws = RawWS(server.addr, path="/ws" + ("?" + q if q else ""), token=server.token(sub="usr_ev_hs_bad"),
+               headers=hdrs, handshake=False)
+    try:
+        r = ws.handshake()
+        assert r.status == 400, r
+    finally:
+        ws.close()
+
+
+def test_ws_silent_socket_still_gets_live_events(server):
+    """A socket that never sends a frame is held only briefly: it gets every event, in order."""
+    user = "usr_ev_silent"
+    ws = WSClient(server, user)
+    try:
+        run = start_run(server, server.token(sub=user))
+        ws.wait_for(lambda f: f.get("run_id") == run["id"] and is_final(f), 30.0)
+    finally:
+        ws.close()
+    got = [e for e in ws.events() if e["run_id"] == run["id"]]
+    assert got == stored_events(server, server.token(sub=user), run_id=run["id"])
+    check_run_events(got)
+
+
 def test_ws_resume_validation(server):
     ws = WSClient(server, "usr_ev_resume_bad")
     try:
