@@ -17,6 +17,7 @@
 #include "core/auth.h"
 #include "core/events.h"
 #include "core/metrics.h"
+#include "util/b64url.h"
 #include "util/err.h"
 #include "util/ids.h"
 #include "util/jsonx.h"
@@ -137,37 +138,6 @@ bad:
 
 /* ---- handshake (SPEC §6) ---- */
 
-/* base64url (no padding) → bytes; returns length or -1. */
-static int b64url_decode(const char *in, size_t n, char *out, size_t cap) {
-  if (n == 0 || n > WS_TOKEN_MAX * 2) return -1;
-  char *tmp = malloc(n + 4);
-  if (!tmp) abort();
-  for (size_t i = 0; i < n; i++) {
-    char ch = in[i];
-    if (ch == '-') ch = '+';
-    else if (ch == '_') ch = '/';
-    else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '+' ||
-               ch == '/' || ch == '=')) {
-      free(tmp);
-      return -1;
-    }
-    tmp[i] = ch;
-  }
-  size_t m = n;
-  while (m % 4) tmp[m++] = '=';
-  if (m / 4 * 3 + 1 > cap) {
-    free(tmp);
-    return -1;
-  }
-  int len = EVP_DecodeBlock((unsigned char *)out, (unsigned char *)tmp, (int)m);
-  if (len >= 0) {
-    size_t pad = 0;
-    while (pad < m && tmp[m - 1 - pad] == '=') pad++;
-    len -= (int)pad;
-  }
-  free(tmp);
-  return len;
-}
 
 /* Credentials, in SPEC order: Authorization: Bearer, subprotocol jwt.<b64url>, ?token=.
  * Returns 1 and the token (pool) or 0 when none was given. */
@@ -188,15 +158,15 @@ static int ws_find_token(http_req_t *r, const char **tok, size_t *len) {
       while (e > s && e[-1] == ' ') e--;
       if (e - s > 4 && strncmp(s, "jwt.", 4) == 0) {
         char *out = pool_alloc(http_req_pool(r), (size_t)(e - s));
-        int n = b64url_decode(s + 4, (size_t)(e - s - 4), out, (size_t)(e - s));
-        if (n <= 0) {
+        size_t n = 0;
+        if (b64url_decode(s + 4, (size_t)(e - s - 4), (unsigned char *)out, (size_t)(e - s) - 1, &n) != 0 || n == 0) {
           *tok = "";
           *len = 0;
           return 1; /* a credential was given, and it is invalid */
         }
         out[n] = 0;
         *tok = out;
-        *len = (size_t)n;
+        *len = n;
         return 1;
       }
     }

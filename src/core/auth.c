@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/b64url.h"
 #include "util/err.h"
 #include "util/hash.h"
 
@@ -363,29 +364,6 @@ int auth_issue_refresh(const char *user_id, const char *email, const char *famil
 }
 
 /* ---------------------------------------------------------------- verify */
-
-/* base64url (no padding) → bytes, through OpenSSL's decoder.  -1 if the
- * segment holds anything outside [A-Za-z0-9_-] or cannot be base64. */
-static int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap, size_t *outn)
-{
-  char tmp[AUTH_TOKEN_MAX + 4];
-  if (n == 0 || n > AUTH_TOKEN_MAX || n % 4 == 1) return -1;
-  size_t padded = (n + 3) / 4 * 4;
-  if (padded / 4 * 3 > cap) return -1;
-  for (size_t i = 0; i < n; i++) {
-    char ch = in[i];
-    if (ch == '-') ch = '+';
-    else if (ch == '_') ch = '/';
-    else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
-      return -1;
-    tmp[i] = ch;
-  }
-  for (size_t i = n; i < padded; i++) tmp[i] = '=';
-  int r = EVP_DecodeBlock(out, (const unsigned char *)tmp, (int)padded);
-  if (r < 0 || (size_t)r < padded - n) return -1;
-  *outn = (size_t)r - (padded - n);
-  return 0;
-}
 
 /* Decode one segment and parse it as a JSON object (duplicate keys refused). */
 static json_t *segment_json(const char *p, size_t n)
