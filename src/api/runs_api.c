@@ -20,6 +20,7 @@
 #include "api/job.h"
 #include "api/router.h"
 #include "api/threads_api.h"
+#include "api/ws_frames.h"
 #include "core/events.h"
 #include "core/runs.h"
 #include "store/store.h"
@@ -608,11 +609,6 @@ static void h_events_stream(http_req_t *r, route_ctx_t *ctx) {
 
 /* ---- WebSocket frames ---- */
 
-static json_t *frame_payload(json_t *frame) {
-  json_t *p = json_object_get(frame, "payload");
-  return json_is_object(p) ? p : frame;
-}
-
 static void ws_start_done(http_req_t *unused, void *arg, int rc) {
   start_job_t *j = arg;
   conn_t *c = server_conn_lookup(g_app->srv, j->conn_id);
@@ -644,8 +640,11 @@ static void ws_start_done(http_req_t *unused, void *arg, int rc) {
   start_job_free(j);
 }
 
-static void ws_start_run(conn_t *c, json_t *frame, json_t *id, int agent_frame) {
-  json_t *p = frame_payload(frame);
+/* user_message and start_agent (and their aliases); arg is non-NULL for the
+ * start_agent family, whose payload may choose the agent. */
+static void ws_start_run(conn_t *c, json_t *frame, json_t *id, const void *arg) {
+  int agent_frame = arg != NULL;
+  json_t *p = ws_frame_payload(frame);
   const char *text = jsonx_get_str(p, agent_frame ? "user_request" : "content");
   if (!text) text = jsonx_get_str(p, agent_frame ? "content" : "text");
   if (!text) text = jsonx_get_str(p, "message");
@@ -692,8 +691,8 @@ static void ws_start_run(conn_t *c, json_t *frame, json_t *id, int agent_frame) 
   start_job_run(NULL, j, ws_start_done);
 }
 
-static void ws_stop(conn_t *c, json_t *frame, json_t *id) {
-  json_t *p = frame_payload(frame);
+static void ws_stop(conn_t *c, json_t *frame, json_t *id, const void *arg) {
+  json_t *p = ws_frame_payload(frame);
   const char *run_id = jsonx_get_str(p, "run_id");
   char latest[ID_MAX];
   if (!run_id) run_id = api_ws_last_run(c); /* SPEC §6: default, the connection's latest */
@@ -715,8 +714,8 @@ static void ws_stop(conn_t *c, json_t *frame, json_t *id) {
   api_ws_send_json(c, o);
 }
 
-static void ws_resume(conn_t *c, json_t *frame, json_t *id) {
-  json_t *p = frame_payload(frame);
+static void ws_resume(conn_t *c, json_t *frame, json_t *id, const void *arg) {
+  json_t *p = ws_frame_payload(frame);
   json_t *v = json_object_get(p, "after_seq");
   if (!v) v = json_object_get(p, "last_seq");
   if (!json_is_integer(v) || json_integer_value(v) < 0) {
@@ -735,33 +734,22 @@ static void ws_resume(conn_t *c, json_t *frame, json_t *id) {
   events_resume(s, (int64_t)json_integer_value(v));
 }
 
-int api_runs_ws_frame(conn_t *c, const char *type, json_t *frame, json_t *id) {
+/* SPEC §6 run frames, each with its aliases. */
+static void runs_register_ws_frames(void) {
   static const char *const user_types[] = {"user_message", "message", "user", "chat", "chat_message", "stream_request",
                                            NULL};
   static const char *const agent_types[] = {"start_agent", "execute_agent", "agent_request", NULL};
-  for (const char *const *t = user_types; *t; t++)
-    if (strcmp(type, *t) == 0) {
-      ws_start_run(c, frame, id, 0);
-      return 1;
-    }
-  for (const char *const *t = agent_types; *t; t++)
-    if (strcmp(type, *t) == 0) {
-      ws_start_run(c, frame, id, 1);
-      return 1;
-    }
-  if (strcmp(type, "stop_agent") == 0 || strcmp(type, "cancel_agent") == 0) {
-    ws_stop(c, frame, id);
-    return 1;
-  }
-  if (strcmp(type, "resume") == 0 || strcmp(type, "session_restore") == 0) {
-    ws_resume(c, frame, id);
-    return 1;
-  }
-  return 0;
+  static const char *const stop_types[] = {"stop_agent", "cancel_agent", NULL};
+  static const char *const resume_types[] = {"resume", "session_restore", NULL};
+  static const int agent_frame = 1;
+  if (ws_frames_add_all(user_types, ws_start_run, NULL) || ws_frames_add_all(agent_types, ws_start_run, &agent_frame) ||
+      ws_frames_add_all(stop_types, ws_stop, NULL) || ws_frames_add_all(resume_types, ws_resume, NULL))
+    abort(); /* a type claimed twice: a bug caught at start */
 }
 
 void api_runs_register(void) {
   threads_run_starter = thread_message_run;
+  runs_register_ws_frames();
   router_add("/api/agents/execute", HTTP_M_POST, h_execute, 0);
   router_add("/api/agents/start", HTTP_M_POST, h_start, 0);
   router_add("/api/agents/stop", HTTP_M_POST, h_stop, 0);

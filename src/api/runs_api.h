@@ -7,11 +7,9 @@
 
 #include "net/net.h"
 
+/* Register the routes of SPEC §4 and the run frames of SPEC §6 (user_message,
+ * start_agent, stop_agent, resume and their aliases) in api/ws_frames. */
 void api_runs_register(void);
-/* WS frames user_message (and aliases), start_agent (and aliases), stop_agent
- * (cancel_agent), resume (session_restore).  Returns 1 when the frame was one of
- * them (and is answered), 0 otherwise. */
-int api_runs_ws_frame(conn_t *c, const char *type, json_t *frame, json_t *id);
 /* A WebSocket opened / closed: subscribe it to the user's live events. */
 void api_runs_ws_open(conn_t *c);
 

@@ -15,6 +15,7 @@
 
 #include "api/app.h"
 #include "api/router.h"
+#include "api/ws_frames.h"
 #include "util/err.h"
 #include "util/jsonx.h"
 #include "util/log.h"
@@ -776,7 +777,10 @@ static void h_history(http_req_t *r, route_ctx_t *ctx) {
   submit(r, &j);
 }
 
+static void threads_register_ws_frames(void);
+
 void api_threads_register(void) {
+  threads_register_ws_frames();
   router_add("/api/threads", HTTP_M_GET, h_threads_list, 0);
   router_add("/api/threads", HTTP_M_POST, h_threads_create, 0);
   router_add("/api/threads/{id}", HTTP_M_GET, h_thread_get, 0);
@@ -840,30 +844,31 @@ static int ws_thread_id(json_t *p, tjob_t *j, field_err_t *e) {
   return 0;
 }
 
-int api_threads_ws_frame(conn_t *c, const char *type, json_t *frame, json_t *id) {
-  static const struct {
-    const char *type, *reply;
-    op_t op;
-  } kinds[] = {
-    {"switch_thread", "thread_switched", OP_HISTORY},  {"get_thread_history", "thread_history", OP_HISTORY},
+/* The thread frames of SPEC §6 and the reply each gets. */
+typedef struct ws_thread_kind {
+  const char *type, *reply;
+  op_t op;
+} ws_thread_kind_t;
+
+static const ws_thread_kind_t ws_thread_kinds[] = {
+    {"switch_thread", "thread_switched", OP_HISTORY},      {"get_thread_history", "thread_history", OP_HISTORY},
     {"create_thread", "thread_created", OP_THREAD_CREATE}, {"rename_thread", "thread_renamed", OP_THREAD_UPDATE},
     {"delete_thread", "thread_deleted", OP_THREAD_DELETE}, {"list_threads", "thread_list", OP_THREAD_LIST},
-  };
-  size_t k = 0;
-  while (k < sizeof kinds / sizeof kinds[0] && strcmp(kinds[k].type, type) != 0) k++;
-  if (k == sizeof kinds / sizeof kinds[0]) return 0;
+};
 
-  json_t *p = json_object_get(frame, "payload");
-  if (!json_is_object(p)) p = frame; /* SPEC §6: without payload the frame is the payload */
+/* One thread frame; arg is its ws_thread_kind_t. */
+static void ws_thread_frame(conn_t *c, json_t *frame, json_t *id, const void *arg) {
+  const ws_thread_kind_t *kind = arg;
+  json_t *p = ws_frame_payload(frame);
   tjob_t j;
-  tjob_init(&j, kinds[k].op, conn_user_id(c));
+  tjob_init(&j, kind->op, conn_user_id(c));
   j.ws = 1;
   j.conn_id = conn_id(c);
-  j.reply_type = kinds[k].reply;
+  j.reply_type = kind->reply;
   field_err_t e = {0};
   int bad = 0;
   long n;
-  switch (kinds[k].op) {
+  switch (kind->op) {
   case OP_HISTORY: {
     bad = ws_thread_id(p, &j, &e);
     j.limit = WS_HISTORY_DEFAULT;
@@ -871,7 +876,7 @@ int api_threads_ws_frame(conn_t *c, const char *type, json_t *frame, json_t *id)
     else if (!bad && ws_int(p, "limit", 1, PAGE_MAX, &n) < 0)
       bad = ferr(&e, AGD_EVALIDATION, "limit", "must be an integer from 1 to 100");
     json_t *before = json_object_get(p, "before");
-    if (!bad && strcmp(type, "get_thread_history") == 0 && before && !json_is_null(before)) {
+    if (!bad && strcmp(kind->type, "get_thread_history") == 0 && before && !json_is_null(before)) {
       if (!json_is_string(before)) bad = ferr(&e, AGD_EVALIDATION, "before", "must be a message id");
       else set_msg(&j, json_string_value(before));
     }
@@ -907,9 +912,14 @@ int api_threads_ws_frame(conn_t *c, const char *type, json_t *frame, json_t *id)
     snprintf(msg, sizeof msg, "%s: %s", e.field, e.message);
     ws_send_error_frame(c, e.code, msg, id);
     tjob_free(&j);
-    return 1;
+    return;
   }
   if (id) j.reply_to = json_incref(id);
   submit(NULL, &j);
-  return 1;
+}
+
+static void threads_register_ws_frames(void) {
+  for (size_t k = 0; k < sizeof ws_thread_kinds / sizeof ws_thread_kinds[0]; k++)
+    if (ws_frames_add(ws_thread_kinds[k].type, ws_thread_frame, &ws_thread_kinds[k]) != 0)
+      abort(); /* a type claimed twice: a bug caught at start */
 }

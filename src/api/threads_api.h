@@ -25,14 +25,11 @@
  * the "…" included. */
 #define THREADS_AUTO_TITLE_CHARS 60
 
-/* Register the routes of SPEC §3 (main thread, before the loop runs). */
+/* Register the routes of SPEC §3 and the thread frames of SPEC §6 in api/ws_frames
+ * (main thread, before the loop runs).  A thread frame is answered, now or later,
+ * with its reply frame carrying "reply_to": id when it had an id, or an error frame. */
 void api_threads_register(void);
 
-/* The WebSocket protocol (ws_api.c) offers every client frame here first.  Returns 1
- * when `type` is a thread frame (it is then answered, now or later, with a reply frame
- * carrying "reply_to": id when id is non-NULL, or an error frame), 0 when it is not
- * ours.  frame and id are borrowed for the call. */
-int api_threads_ws_frame(conn_t *c, const char *type, json_t *frame, json_t *id);
 
 /* Hook for agent runs (the runs module sets it at start; NULL until then): POST
  * /api/threads/{id}/messages with "run": true stores the message, then calls it on the

@@ -10,9 +10,8 @@
 
 #include "api/app.h"
 #include "api/router.h"
-#include "api/threads_api.h"
 #include "api/auth_api.h"
-#include "api/runs_api.h"
+#include "api/ws_frames.h"
 #include "api/query.h"
 #include "core/auth.h"
 #include "core/events.h"
@@ -331,25 +330,7 @@ void api_ws_on_text(conn_t *c, const char *p, size_t n) {
   const char *type = jsonx_get_str(frame, "type");
   if (!type) {
     ws_send_error(c, "INVALID_MESSAGE", "missing \"type\"", id);
-  } else if (strcmp(type, "ping") == 0) {
-    json_t *o = json_pack("{s:s,s:f}", "type", "pong", "timestamp", time_now());
-    if (id) json_object_set(o, "reply_to", id);
-    ws_send_json(c, o);
-  } else if (strcmp(type, "heartbeat") == 0) {
-    json_t *o = json_pack("{s:s,s:f}", "type", "heartbeat_ack", "timestamp", time_now());
-    if (id) json_object_set(o, "reply_to", id);
-    ws_send_json(c, o);
-  } else if (strcmp(type, "pong") == 0) {
-    if (id) {
-      json_t *o = json_pack("{s:s,s:f}", "type", "ack", "timestamp", time_now());
-      json_object_set(o, "reply_to", id);
-      ws_send_json(c, o);
-    }
-  } else if (api_threads_ws_frame(c, type, frame, id)) {
-    /* SPEC §6 thread frames: answered by threads_api.c */
-  } else if (api_runs_ws_frame(c, type, frame, id)) {
-    /* SPEC §6 run frames: answered by runs_api.c */
-  } else {
+  } else if (!ws_frames_dispatch(c, type, frame, id)) {
     char m[200];
     snprintf(m, sizeof(m), "unknown message type: %.100s", type);
     ws_send_error(c, "UNKNOWN_TYPE", m, id);
@@ -358,7 +339,22 @@ void api_ws_on_text(conn_t *c, const char *p, size_t n) {
   first_frame_seen(c);
 }
 
+/* ---- keepalive frames (SPEC §6) ---- */
+
+/* ping → pong, heartbeat → heartbeat_ack, pong → ack (only when it has an id: a
+ * bare pong is a keepalive and needs no answer).  arg is the reply type. */
+static void ws_keepalive_frame(conn_t *c, json_t *frame, json_t *id, const void *arg) {
+  const char *reply = arg;
+  if (!id && strcmp(reply, "ack") == 0) return;
+  json_t *o = json_pack("{s:s,s:f}", "type", reply, "timestamp", time_now());
+  if (id) json_object_set(o, "reply_to", id);
+  ws_send_json(c, o);
+}
+
 void api_ws_register(void) {
+  if (ws_frames_add("ping", ws_keepalive_frame, "pong") || ws_frames_add("heartbeat", ws_keepalive_frame, "heartbeat_ack") ||
+      ws_frames_add("pong", ws_keepalive_frame, "ack"))
+    abort(); /* a type claimed twice: a bug caught at start */
   router_add("/ws", HTTP_M_GET, h_ws, ROUTE_PUBLIC | ROUTE_NO_RATELIMIT);
   router_add("/websocket", HTTP_M_GET, h_ws, ROUTE_PUBLIC | ROUTE_NO_RATELIMIT);
 }
