@@ -14,6 +14,7 @@
 
 #include "util/hash.h"
 #include "util/ids.h"
+#include "util/xalloc.h"
 
 /* Float slack in tokens: epoch seconds as doubles are exact to ~0.25 µs, so
  * "0.05 s at 20/s" must count as a whole token: allow 1 µs worth of refill. */
@@ -46,13 +47,6 @@ static long ceil_pos(double x)
   if (x > 1e12) return 1000000000000L;
   long i = (long)x;
   return (double)i < x ? i + 1 : i;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-  void *p = calloc(n ? n : 1, sz ? sz : 1);
-  if (!p) abort(); /* STYLE §4 */
-  return p;
 }
 
 ratelimit_t *ratelimit_new(double rate_per_s, double burst, size_t max_keys)

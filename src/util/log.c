@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
-#include "util/jsonx.h"
+#include "util/utf8.h"
 
 #define LOG_FIELD_MAX 8192 /* bytes of one message or path kept; the rest is cut */
 
@@ -69,9 +69,9 @@ static void log__ts(buf_t *b) {
 
 /* Length of the valid UTF-8 sequence at s[0..n), 0 if it is not one. */
 static size_t log__utf8_seq(const unsigned char *s, size_t n) {
-  size_t len = s[0] < 0x80 ? 1 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+  size_t len = utf8_seq_len(s[0]);
   if (len > n) return 0;
-  return jsonx_utf8_valid((const char *)s, len) ? len : 0;
+  return utf8_valid((const char *)s, len) ? len : 0;
 }
 
 /* Text: printable bytes as they are, control bytes as \n \r \t \xHH. */

@@ -12,18 +12,13 @@
 #include <time.h>
 
 #include "util/err.h"
+#include "util/xalloc.h"
 #include "workloads/wl_int.h"
 
 #define DAY 86400.0
 #define DAILY_MAX 1000   /* days listed in a summary's daily series (the most recent) */
 #define TOP_DEFAULT 20
 #define TOP_MAX 100
-
-static void *xcalloc(size_t n, size_t sz) {
-  void *p = calloc(n ? n : 1, sz);
-  if (!p) abort();
-  return p;
-}
 
 /* ---- selection: the records in a window ---------------------------------------------------- */
 

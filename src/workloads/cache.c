@@ -19,6 +19,7 @@
 #include "util/hash.h"
 #include "util/ids.h"
 #include "util/log.h"
+#include "util/xalloc.h"
 #include "workloads/wl_int.h"
 
 #define CACHE_DEFAULT_LIMIT ((size_t)256 << 20)
@@ -32,12 +33,6 @@ static uint64_t str_hash(const char *s) {
   h ^= h >> 27;
   h *= 0x94d049bb133111ebull;
   return h ^ (h >> 31);
-}
-
-static void *xrealloc(void *p, size_t n) {
-  void *q = realloc(p, n ? n : 1);
-  if (!q) abort();
-  return q;
 }
 
 static void dict_dispose(wl_dict_t *d) {
