@@ -43,19 +43,6 @@ const agent_ops_t *agent_find(const char *name) {
 
 const agent_ops_t *const *agent_all(void) { return registry; }
 
-static const char *const event_names[EV__COUNT] = {
-    [EV_AGENT_STARTED] = "agent_started",     [EV_AGENT_THINKING] = "agent_thinking",
-    [EV_TOOL_EXECUTING] = "tool_executing",   [EV_TOOL_COMPLETED] = "tool_completed",
-    [EV_PARTIAL_RESULT] = "partial_result",   [EV_AGENT_COMPLETED] = "agent_completed",
-    [EV_AGENT_RESPONSE] = "agent_response",   [EV_AGENT_ERROR] = "agent_error",
-    [EV_AGENT_STOPPED] = "agent_stopped",
-};
-
-const char *event_type_name(event_type_t t) {
-  if ((int)t < 0 || t >= EV__COUNT) return NULL;
-  return event_names[t];
-}
-
 /* ---- the context ---- */
 
 struct agent_ctx {

@@ -19,25 +19,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "core/events.h" /* event_type_t, event_type_name() */
+
 typedef struct agent_ctx agent_ctx_t;
 typedef struct llm llm_t;
-
-/* Event types of SPEC §5, in the order of the table. */
-typedef enum {
-  EV_AGENT_STARTED = 0,
-  EV_AGENT_THINKING,
-  EV_TOOL_EXECUTING,
-  EV_TOOL_COMPLETED,
-  EV_PARTIAL_RESULT,
-  EV_AGENT_COMPLETED,
-  EV_AGENT_RESPONSE,
-  EV_AGENT_ERROR,
-  EV_AGENT_STOPPED,
-  EV__COUNT
-} event_type_t;
-
-/* "agent_started", …; NULL for an out-of-range value. */
-const char *event_type_name(event_type_t t);
 
 /* How a context reports a step.  `data` is the SPEC §5 data object (reference
  * taken).  Returns 0 or a negative AGD_E* (the run then fails). */

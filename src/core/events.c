@@ -22,6 +22,8 @@
 #include <string.h>
 
 #include "core/metrics.h"
+#include "net/net.h"
+#include "store/store.h"
 #include "util/err.h"
 #include "util/hash.h"
 #include "util/jsonx.h"
@@ -52,6 +54,19 @@ static atomic_uint_fast64_t emitted_total, delivered_total;
 static metrics_hist_t *hist_store, *hist_delivery;
 
 static uint64_t hash_str(const char *s) { return hash_fnv1a_str(s, 0); }
+
+static const char *const event_names[EV__COUNT] = {
+    [EV_AGENT_STARTED] = "agent_started",     [EV_AGENT_THINKING] = "agent_thinking",
+    [EV_TOOL_EXECUTING] = "tool_executing",   [EV_TOOL_COMPLETED] = "tool_completed",
+    [EV_PARTIAL_RESULT] = "partial_result",   [EV_AGENT_COMPLETED] = "agent_completed",
+    [EV_AGENT_RESPONSE] = "agent_response",   [EV_AGENT_ERROR] = "agent_error",
+    [EV_AGENT_STOPPED] = "agent_stopped",
+};
+
+const char *event_type_name(event_type_t t) {
+  if ((int)t < 0 || t >= EV__COUNT) return NULL;
+  return event_names[t];
+}
 
 /* The loop queue. */
 typedef struct pending {

@@ -23,12 +23,29 @@
 
 #include <jansson.h>
 #include <stdint.h>
-#include <uv.h>
 
-#include "agents/agent.h"
-#include "net/net.h"
-#include "store/store.h"
+/* Declared here rather than included, so that agents/agent.h can take the
+ * event types without seeing sockets or the store (identical typedefs). */
+typedef struct uv_loop_s uv_loop_t;
+typedef struct conn conn_t;
+typedef struct store store_t;
 
+/* Event types of SPEC §5, in the order of the table. */
+typedef enum {
+  EV_AGENT_STARTED = 0,
+  EV_AGENT_THINKING,
+  EV_TOOL_EXECUTING,
+  EV_TOOL_COMPLETED,
+  EV_PARTIAL_RESULT,
+  EV_AGENT_COMPLETED,
+  EV_AGENT_RESPONSE,
+  EV_AGENT_ERROR,
+  EV_AGENT_STOPPED,
+  EV__COUNT
+} event_type_t;
+
+/* "agent_started", …; NULL for an out-of-range value.  Static strings. */
+const char *event_type_name(event_type_t t);
 
 int events_init(uv_loop_t *loop, store_t *store);
 /* Deliver what is queued, then stop delivering; drop every subscription. */
