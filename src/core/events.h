@@ -1,12 +1,18 @@
 /* core/events.h — the one event path (DESIGN.md; SPEC §5).
  *
- * events_emit() gives an Event the user's next `seq` under a per-user lock and
- * queues it to the event writer thread, which stores what is queued in one
- * transaction (group commit) and only then hands it to the loop, each user's
- * events in seq order.  On the loop, each event is encoded once and written to
- * every subscription (WebSocket or SSE stream) of that user — never another
- * user's.  The same transaction carries the runs' own rows (events_store_later /
- * events_store_then), in order with the user's events.
+ * events_emit() gives an Event the user's next `seq` (core/event_seq.h) under a
+ * per-user lock and queues it to the event writer (core/event_writer.h), a thread
+ * that stores what is queued in one transaction (group commit) and only then
+ * publishes the batch to the broker (broker/broker.h; the local one hands it
+ * straight on), which hands it to the fan-out (core/fanout.h): on the loop, each
+ * event is encoded once and written to every subscription (WebSocket or SSE
+ * stream) of that user — never another user's — each user's events in seq order.
+ * The same transaction carries the runs' own rows (events_store_later /
+ * events_store_then), in order with the user's events.  What travels between
+ * those parts is core/event_item.h.
+ *
+ * This header is the facade the rest of the server uses: emit and store-behind
+ * are in events.c, the subscription functions below in fanout.c.
  *
  * Replay: a subscription created with after_seq ≥ 0 first receives the stored
  * events after that seq, page by page (fetched on a worker), then continues
