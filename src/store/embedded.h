@@ -2,7 +2,7 @@
  *
  * scripts/embed.py turns a list of files into a `const embedded_file_t SYM[]`
  * array ending with an all-zero entry (name == NULL).  Read-only static data:
- * any thread.  Used for the SQL migrations (store/migrations/NNNN_name.sql).
+ * any thread.  Used for the SQL migrations (store/migrations/<engine>/NNNN_name.sql).
  */
 #ifndef AGD_STORE_EMBEDDED_H
 #define AGD_STORE_EMBEDDED_H

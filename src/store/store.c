@@ -1,8 +1,9 @@
 /* store/store.c — the backend-neutral half of store.h: URL dispatch, argument checks.
  *
  * Every public store_* call lands here, is checked (NULLs, sizes: the backends rely on
- * it) and goes through s->ops to the backend (sqlite.c; postgres.c later).  Any thread
- * except the event loop; no state of its own.
+ * it) and goes through s->ops to the backend (sqlite_*.c; postgres later).  The
+ * migration runner the backends share is migrate.c.  Any thread except the event loop;
+ * no state of its own.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -19,17 +20,6 @@ void store__errf(char *err, size_t cap, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(err, cap, fmt, ap);
   va_end(ap);
-}
-
-int store__migration_version(const char *name) {
-  /* "NNNN_name.sql": at least one digit, then '_'. */
-  int v = 0, digits = 0;
-  for (; name && *name >= '0' && *name <= '9'; name++, digits++) {
-    if (v > 100000000) return -1;
-    v = v * 10 + (*name - '0');
-  }
-  if (!name || digits == 0 || *name != '_' || v <= 0) return -1;
-  return v;
 }
 
 int store_open(store_t **out, const char *url, char *err, size_t cap) {

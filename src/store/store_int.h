@@ -1,8 +1,8 @@
 /* store/store_int.h — PRIVATE to the .c files of src/store/: the seam between store.c and backends.
  *
  * store.c checks arguments (NULLs, lengths) and dispatches through s->ops; a backend
- * (sqlite.c now, postgres.c later) embeds `store_t` as its first member and fills a
- * const store_ops_t.  Backend functions may assume arguments were checked: non-NULL
+ * (sqlite_*.c now, postgres_*.c later: see sqlite_int.h for the file map) embeds `store_t`
+ * as its first member and fills a const store_ops_t.  Backend functions may assume arguments were checked: non-NULL
  * strings that fit the store_user_t arrays and ID_MAX.  Same thread rules as store.h.
  */
 #ifndef AGD_STORE_STORE_INT_H
@@ -13,9 +13,10 @@
 #include "store/embedded.h"
 #include "store/store.h"
 
-/* SQLite migrations src/store/migrations/NNNN_name.sql in order, ending with {0};
- * generated at build time by scripts/embed.py (meson custom_target). */
-extern const embedded_file_t store_migrations[];
+/* The SQLite migrations src/store/migrations/sqlite/NNNN_name.sql in order, ending with {0};
+ * generated at build time by scripts/embed.py (meson custom_target).  Another engine's are
+ * store_migrations_<engine>[], from migrations/<engine>/, numbered the same way. */
+extern const embedded_file_t store_migrations_sqlite[];
 
 typedef struct store_ops {
   const char *kind; /* "sqlite" */
@@ -97,13 +98,60 @@ struct store {
   const store_ops_t *ops;
 };
 
-/* sqlite.c: open "PATH" (scheme already stripped), migrate, fill *out. */
+/* sqlite_db.c: open "PATH" (scheme already stripped), migrate, fill *out. */
 int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap);
 
 /* Write a printf-style one-line message into err (cap bytes; nothing when cap is 0). */
 void store__errf(char *err, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* ---- migrations (migrate.c: the runner every engine shares) ---------------------------
+ *
+ * Each engine records what it applied in a table schema_migrations with the same columns:
+ *   version    INTEGER PRIMARY KEY  the NNNN of the file name
+ *   name       TEXT NOT NULL        the file name, "NNNN_name.sql"
+ *   applied_at REAL/DOUBLE NOT NULL epoch seconds
+ *   checksum   TEXT                 lowercase hex SHA-256 of the file's bytes (NULL in rows
+ *                                   written before agentd recorded checksums; filled at open)
+ * The runner decides (order, refusal of a newer schema, checks of the recorded rows, what is
+ * pending); the backend's store_mig_ops_t does what needs its dialect. */
+
+#define STORE_MIG_NAME_MAX 128 /* a recorded name longer than this is compared truncated */
+#define STORE_MIG_SUM_HEX 65   /* SHA-256 in hex, with its NUL */
+
+typedef struct store_mig_row {
+  int version;
+  char name[STORE_MIG_NAME_MAX];
+  char checksum[STORE_MIG_SUM_HEX]; /* "" when the row has none */
+} store_mig_row_t;
+
+typedef struct store_mig_ops {
+  /* Make sure schema_migrations exists with the columns above (create it, or add `checksum`
+   * to the table of an older agentd), safely against another process doing the same. */
+  int (*prepare)(void *db, char *err, size_t cap);
+  /* Call cb for each recorded row, in version order; stop at cb's first non-zero result. */
+  int (*each_applied)(void *db, int (*cb)(void *arg, const store_mig_row_t *row), void *arg, char *err,
+                      size_t cap);
+  /* In one transaction: unless `version` was recorded meanwhile (by another process), run
+   * m's SQL and record (version, m->name, now, checksum). */
+  int (*apply)(void *db, const embedded_file_t *m, int version, const char *checksum, char *err, size_t cap);
+  /* Record the checksum of applied `version` whose row has none. */
+  int (*set_checksum)(void *db, int version, const char *checksum, char *err, size_t cap);
+} store_mig_ops_t;
+
+/* Bring the database behind ops/db up to the last of migs (an engine's embedded list):
+ * check the list, prepare the table, refuse a schema newer than the list (AGD_ECONFLICT),
+ * fill missing checksums, warn (log) about a recorded row whose name or checksum differs from
+ * the binary's file (edited after release: the database keeps the schema it has), then apply
+ * every migration above the highest recorded version, in order.  *version_out: the highest
+ * recorded version afterwards.  0 or AGD_E*, with err filled. */
+int store__migrate(const embedded_file_t *migs, const store_mig_ops_t *ops, void *db, int *version_out,
+                   char *err, size_t cap);
+
 /* The schema version of a migration file name "NNNN_name.sql"; -1 when malformed. */
 int store__migration_version(const char *name);
+
+/* The checksum recorded for migration m: lowercase hex SHA-256 of its bytes.  0, or -1 when
+ * the digest cannot be computed (OpenSSL failure). */
+int store__migration_checksum(const embedded_file_t *m, char out[STORE_MIG_SUM_HEX]);
 
 #endif

@@ -37,7 +37,7 @@ static store_t *open_ok(void) {
 
 static int known_version(void) {
   int v = 0;
-  for (const embedded_file_t *m = store_migrations; m->name; m++) v = store__migration_version(m->name);
+  for (const embedded_file_t *m = store_migrations_sqlite; m->name; m++) v = store__migration_version(m->name);
   return v;
 }
 
@@ -126,7 +126,7 @@ Test(store, newer_schema_refused) {
   store_close(open_ok());
   sqlite3 *db;
   cr_assert_eq(sqlite3_open(store_h_path, &db), SQLITE_OK);
-  cr_assert_eq(sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (9999, '9999_future.sql', 0)",
+  cr_assert_eq(sqlite3_exec(db, "INSERT INTO schema_migrations(version, name, applied_at) VALUES (9999, '9999_future.sql', 0)",
                             NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
 

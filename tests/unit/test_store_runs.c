@@ -236,7 +236,7 @@ Test(store_runs, migration_keeps_events_of_the_old_layout) {
   cr_assert_eq(sqlite3_open(store_h_path, &db), SQLITE_OK);
   exec_ok(db, "PRAGMA foreign_keys=ON; CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
               " name TEXT NOT NULL, applied_at REAL NOT NULL)");
-  for (const embedded_file_t *m = store_migrations; m->name; m++) {
+  for (const embedded_file_t *m = store_migrations_sqlite; m->name; m++) {
     int v = store__migration_version(m->name);
     if (v > 4) continue;
     exec_ok(db, m->data);
