@@ -140,6 +140,79 @@ Test(store, newer_schema_refused) {
   cr_assert_str_eq(err, want);
 }
 
+/* The recorded checksum of each applied migration, "" when NULL; -1 when the version has
+ * no row (or the table no checksum column: then the prepare fails). */
+static int recorded_checksum(sqlite3 *db, int version, char out[STORE_MIG_SUM_HEX]) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, "SELECT coalesce(checksum, '') FROM schema_migrations WHERE version = ?1", -1, &st,
+                         NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_int(st, 1, version);
+  int rc = sqlite3_step(st) == SQLITE_ROW ? 0 : -1;
+  if (rc == 0) snprintf(out, STORE_MIG_SUM_HEX, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static void exec_ok(sqlite3 *db, const char *sql) {
+  char *msg = NULL;
+  cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg ? msg : "");
+}
+
+Test(store, migrations_record_checksums) {
+  store_close(open_ok());
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(store_h_path, &db), SQLITE_OK);
+  for (const embedded_file_t *m = store_migrations_sqlite; m->name; m++) {
+    char got[STORE_MIG_SUM_HEX], want[STORE_MIG_SUM_HEX];
+    cr_assert_eq(recorded_checksum(db, store__migration_version(m->name), got), 0, "%s recorded", m->name);
+    cr_assert_eq(store__migration_checksum(m, want), 0);
+    cr_expect_str_eq(got, want, "%s", m->name);
+  }
+  sqlite3_close(db);
+}
+
+/* A database of an agentd before checksums: schema_migrations has three columns.  It
+ * opens, gains the column, and its rows get the checksums of the files they name; a row
+ * whose checksum does not match (an edited migration) is kept as it is. */
+Test(store, older_migration_table_gains_checksums) {
+  store_t *s = open_ok();
+  make_user(s, "usr_a", "a@example.com", NULL);
+  store_close(s);
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(store_h_path, &db), SQLITE_OK);
+  exec_ok(db, "CREATE TABLE old_mig (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL);"
+              "INSERT INTO old_mig SELECT version, name, applied_at FROM schema_migrations;"
+              "DROP TABLE schema_migrations; ALTER TABLE old_mig RENAME TO schema_migrations;");
+  char sum[STORE_MIG_SUM_HEX];
+  cr_assert_eq(recorded_checksum(db, 1, sum), -1, "no checksum column any more");
+  sqlite3_close(db);
+
+  s = open_ok();
+  store_user_t u;
+  cr_expect_eq(store_user_get(s, "usr_a", &u), 0, "the data stayed");
+  store_close(s);
+  cr_assert_eq(sqlite3_open(store_h_path, &db), SQLITE_OK);
+  for (const embedded_file_t *m = store_migrations_sqlite; m->name; m++) {
+    char want[STORE_MIG_SUM_HEX];
+    cr_assert_eq(recorded_checksum(db, store__migration_version(m->name), sum), 0, "%s", m->name);
+    cr_assert_eq(store__migration_checksum(m, want), 0);
+    cr_expect_str_eq(sum, want, "%s", m->name);
+  }
+  exec_ok(db, "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1");
+  sqlite3_close(db);
+
+  s = open_ok();
+  int v = 0;
+  cr_expect_eq(store_migrate(s, &v, NULL, 0), 0);
+  cr_expect_eq(v, known_version());
+  store_close(s);
+  cr_assert_eq(sqlite3_open(store_h_path, &db), SQLITE_OK);
+  cr_assert_eq(recorded_checksum(db, 1, sum), 0);
+  cr_expect_str_eq(sum, "edited", "reported, not overwritten");
+  sqlite3_close(db);
+}
+
 /* ---- users ---- */
 
 Test(store, users) {
