@@ -21,7 +21,7 @@
 
 #include "util/ids.h" /* ID_MAX */
 
-typedef struct store store_t; /* opaque; backends in store/sqlite.c (postgres.c later) */
+typedef struct store store_t; /* opaque; the backend in store/sqlite_*.c (postgres later) */
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
