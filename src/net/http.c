@@ -47,6 +47,7 @@ struct http_req {
   buf_t body;
   size_t body_limit;
   int early_err;        /* AGD_E* decided while parsing: answered instead of dispatching */
+  int obs_fold;         /* a header line continued another (RFC 9112 §5.2 obs-fold) */
   int keep_alive;
   int upgrade;
   int dispatched;
@@ -78,6 +79,10 @@ struct http_state {
   uint64_t idle_since_ms;
   int in_pump;
   int dead;              /* parse error: no more requests on this conn */
+  /* obs-fold detection: llhttp folds a continuation line into the value
+   * silently, so on_header_value looks at the bytes before each value piece. */
+  const char *exec_start; /* the buffer llhttp_execute() is running over */
+  char prev_tail;         /* last byte before it that is not SP/HT */
 };
 
 static const llhttp_settings_t parser_settings;
@@ -195,9 +200,21 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   return 0;
 }
 
+/* 1 when the value piece at `at` follows a line break and only SP/HT: an
+ * obs-fold continuation line (llhttp 8 accepts them without telling). */
+static int follows_line_break(const http_state_t *h, const char *at) {
+  const char *q = at;
+  while (q > h->exec_start && (q[-1] == ' ' || q[-1] == '\t')) q--;
+  char prev = q > h->exec_start ? q[-1] : h->prev_tail;
+  return prev == '\n';
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t n) {
-  http_req_t *r = ((conn_t *)p->data)->http->req;
+  http_state_t *h = ((conn_t *)p->data)->http;
+  http_req_t *r = h->req;
   if (head_add(r, n)) return -1;
+  /* (llhttp reports an empty value as an empty piece after its line break.) */
+  if (n > 0 && follows_line_break(h, at)) r->obs_fold = 1; /* refused in on_headers_complete */
   if (!r->in_value) {
     r->in_value = 1;
     r->href[r->n_headers].val_off = (uint32_t)r->hdrs.len;
@@ -316,6 +333,60 @@ static void req_parse_target(http_req_t *r) {
   }
 }
 
+/* Count the header lines named `name`; *all gets the last one's value. */
+static size_t header_count(const http_req_t *r, const char *name) {
+  size_t nl = strlen(name), k = 0;
+  for (size_t i = 0; i < r->n_headers; i++)
+    if (r->href[i].name_len == nl && strncasecmp(r->hdrs.base + r->href[i].name_off, name, nl) == 0) k++;
+  return k;
+}
+
+/* Transfer-Encoding over every such line: exactly one coding, `chunked`, is
+ * spoken (llhttp already refuses `chunked` that is not last).  Any other
+ * coding is 501 (RFC 9112 §6.1: not understood); `chunked` twice, or a list
+ * with no coding at all, is 400.  Empty list elements are allowed (RFC 9110
+ * §5.6.1). */
+static int check_transfer_encoding(const http_req_t *r) {
+  size_t chunked = 0, other = 0;
+  for (size_t i = 0; i < r->n_headers; i++) {
+    const hdr_ref_t *hr = &r->href[i];
+    if (hr->name_len != 17 || strncasecmp(r->hdrs.base + hr->name_off, "transfer-encoding", 17) != 0) continue;
+    const char *v = r->hdrs.base + hr->val_off, *end = v + hr->val_len;
+    while (v < end) {
+      const char *comma = memchr(v, ',', (size_t)(end - v));
+      const char *s = v, *e = comma ? comma : end;
+      while (s < e && (*s == ' ' || *s == '\t')) s++;
+      while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+      if (e > s) {
+        if ((size_t)(e - s) == 7 && strncasecmp(s, "chunked", 7) == 0) chunked++;
+        else other++;
+      }
+      v = comma ? comma + 1 : end;
+    }
+  }
+  if (other) return AGD_ENOT_IMPLEMENTED;
+  return chunked == 1 ? 0 : AGD_EBAD_REQUEST;
+}
+
+/* RFC 9112 framing that llhttp 8 lets through, refused here with 400 (501
+ * for an unknown transfer coding); the connection is then closed:
+ * - a version other than 1.0 or 1.1 (llhttp takes "HTTP/2.0");
+ * - obs-fold (§5.2: reject or unfold; agentd rejects);
+ * - HTTP/1.1 without exactly one Host, or any request with two (§3.2);
+ * - Transfer-Encoding on HTTP/1.0 (§6.1: faulty framing), or any coding
+ *   other than a single `chunked` (check_transfer_encoding). */
+static int check_framing(const llhttp_t *p, const http_req_t *r) {
+  if (p->http_major != 1 || p->http_minor > 1) return AGD_EBAD_REQUEST;
+  if (r->obs_fold) return AGD_EBAD_REQUEST;
+  size_t hosts = header_count(r, "host");
+  if (hosts > 1 || (p->http_minor == 1 && hosts == 0)) return AGD_EBAD_REQUEST;
+  if (header_count(r, "transfer-encoding") > 0) {
+    if (p->http_minor == 0) return AGD_EBAD_REQUEST;
+    return check_transfer_encoding(r);
+  }
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t *p) {
   conn_t *c = p->data;
   http_req_t *r = c->http->req;
@@ -327,8 +398,9 @@ static int on_headers_complete(llhttp_t *p) {
   r->keep_alive = llhttp_should_keep_alive(p) && !(c->flags & CONN_F_SHUTDOWN);
   r->upgrade = p->upgrade;
   req_parse_target(r);
-  /* HTTP/0.9 (no version on the request line) is not spoken here. */
-  if (p->http_major == 0 && !r->early_err) r->early_err = AGD_EBAD_REQUEST;
+  /* HTTP/0.9 (no version on the request line) is not spoken here, nor is
+   * laxer framing than RFC 9112 allows. */
+  if (!r->early_err) r->early_err = check_framing(p, r);
 
   slice_t v;
   if (http_req_header(r, "x-request-id", &v) && id_request_valid(v.p, v.n)) {
@@ -441,10 +513,21 @@ static const llhttp_settings_t parser_settings = {
  * whole request (or a fatal error) is ready. */
 static size_t http__parse(conn_t *c, const char *p, size_t n) {
   http_state_t *h = c->http;
+  h->exec_start = p;
   llhttp_errno_t err = llhttp_execute(&h->parser, p, n);
+  size_t used = n;
+  if (err != HPE_OK) {
+    const char *pos = llhttp_get_error_pos(&h->parser);
+    used = pos && pos >= p && pos <= p + n ? (size_t)(pos - p) : n;
+  }
+  if (c->http != h) return used; /* handed over inside a callback: h is gone */
+  for (size_t i = used; i > 0; i--)
+    if (p[i - 1] != ' ' && p[i - 1] != '\t') {
+      h->prev_tail = p[i - 1];
+      break;
+    }
+  h->exec_start = NULL;
   if (err == HPE_OK) return n;
-  const char *pos = llhttp_get_error_pos(&h->parser);
-  size_t used = pos && pos >= p && pos <= p + n ? (size_t)(pos - p) : n;
   if (err == HPE_PAUSED) {
     llhttp_resume(&h->parser);
     return used;
@@ -643,6 +726,7 @@ static const char *status_reason(int s) {
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
   default: return "Unknown";
@@ -807,6 +891,7 @@ static const char *default_message(int err) {
   case AGD_EHEADERS_TOO_LARGE: return "request headers too large";
   case AGD_EUNAVAILABLE: return "service unavailable";
   case AGD_ETIMEOUT: return "timed out";
+  case AGD_ENOT_IMPLEMENTED: return "transfer coding not implemented: only chunked is accepted";
   default: return "internal error";
   }
 }

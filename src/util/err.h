@@ -25,14 +25,17 @@
   X(INTERNAL,           500, "INTERNAL",               1011)           \
   X(UNAVAILABLE,        503, "UNAVAILABLE",            1013)           \
   X(TIMEOUT,            504, "TIMEOUT",                0)              \
-  X(CANCELLED,          499, "CANCELLED",              0)
+  X(CANCELLED,          499, "CANCELLED",              0)              \
+  X(NOT_IMPLEMENTED,    501, "NOT_IMPLEMENTED",        0)
 
 /* AGD_EUNAVAILABLE is a dependency that is down or full (database, worker
  * queue, a closed socket); AGD_ECANCELLED is work stopped on purpose (a user's
  * stop, a shutdown, a caller that left).  They used to share one code, so a
  * database failure during a run could read as a cancel.  CANCELLED never goes
  * on the wire as such: a cancelled run answers with its status and
- * agent_stopped; 499 (nginx's "client closed request") only shows in logs. */
+ * agent_stopped; 499 (nginx's "client closed request") only shows in logs.
+ * AGD_ENOT_IMPLEMENTED is a request whose framing names a transfer coding
+ * agentd does not decode (RFC 9112 §6.1: 501). */
 
 /* Codes are below libuv's range (UV_E* are > -4096) so both can travel together. */
 enum agd_err {

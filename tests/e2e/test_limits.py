@@ -169,14 +169,40 @@ def test_silent_connection_closed(server):
     b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header Name: y\r\n\r\n",
     b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
     b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    # RFC 9112 framing llhttp lets through (issue 13, defect 15)
+    b"POST /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+    b"GET /health HTTP/1.1\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n",
+    b"POST /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+    b"POST /health HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 ], ids=["garbage", "http_9_9", "http_0_9_no_version", "space_in_header_name", "two_content_lengths",
-        "cl_and_te"])
+        "cl_and_te", "obs_fold_te", "obs_fold_other", "http11_no_host", "two_hosts", "http_2_0",
+        "te_chunked_twice", "te_on_http10"])
 def test_malformed_request_400_and_close(server, raw):
     with HttpConn(server.addr) as c:
         c.send(raw)
         r = c.read_response()
         check_envelope(r, "BAD_REQUEST", 400)
         assert c.wait_closed(3) < 3
+
+
+@pytest.mark.parametrize("te", [b"gzip, chunked", b"gzip", b"deflate,chunked"])
+def test_unknown_transfer_coding_501_and_close(server, te):
+    """RFC 9112 §6.1: a transfer coding the server does not decode is 501, never ignored."""
+    with HttpConn(server.addr) as c:
+        c.send(b"POST /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te + b"\r\n\r\n0\r\n\r\n")
+        r = c.read_response()
+        check_envelope(r, "NOT_IMPLEMENTED", 501)
+        assert c.wait_closed(3) < 3
+
+
+def test_http10_without_host_allowed(server):
+    """Host is required of HTTP/1.1 only."""
+    with HttpConn(server.addr) as c:
+        c.send(b"GET /health HTTP/1.0\r\n\r\n")
+        assert c.read_response().status == 200
 
 
 def test_server_survives_malformed(server):

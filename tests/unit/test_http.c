@@ -401,6 +401,75 @@ Test(http, malformed_request_400_and_close, .timeout = 10) {
   srv_stop();
 }
 
+/* RFC 9112 framing that llhttp 8 lets through (issue 13, defect 15): each is
+ * refused before any handler sees it, with the JSON envelope, and the
+ * connection is closed.  `split` sends the request in two reads, cut at the
+ * given offset, to check obs-fold detection across reads. */
+Test(http, lax_framing_refused_and_closed, .timeout = 20) {
+  start_http();
+  struct {
+    const char *raw;
+    size_t split;
+    int status;
+    const char *code;
+  } cases[] = {
+      {"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 0, 400, "BAD_REQUEST"},
+      {"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 47, 400, "BAD_REQUEST"},
+      {"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 48, 400, "BAD_REQUEST"},
+      {"GET /x HTTP/1.1\r\nHost: t\r\nX-A: a\r\n\tb\r\n\r\n", 0, 400, "BAD_REQUEST"},
+      {"GET /x HTTP/1.1\r\nHost: t\r\nX-A: a\r\n b\r\n\r\n", 34, 400, "BAD_REQUEST"},
+      {"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 0, 501, "NOT_IMPLEMENTED"},
+      {"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0,
+       501, "NOT_IMPLEMENTED"},
+      {"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 0, 501, "NOT_IMPLEMENTED"},
+      {"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 0, 400, "BAD_REQUEST"},
+      {"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 400, "BAD_REQUEST"},
+      {"GET /x HTTP/1.1\r\n\r\n", 0, 400, "BAD_REQUEST"},
+      {"GET /x HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n", 0, 400, "BAD_REQUEST"},
+      {"GET /x HTTP/1.0\r\nHost: t\r\nHost: u\r\n\r\n", 0, 400, "BAD_REQUEST"},
+      {"GET /x HTTP/2.0\r\nHost: t\r\n\r\n", 0, 400, "BAD_REQUEST"},
+  };
+  int before = req_calls;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    cli_t *c = cli_open();
+    if (cases[i].split) {
+      cli_send(c, cases[i].raw, cases[i].split);
+      usleep(50000);
+      cli_sends(c, cases[i].raw + cases[i].split);
+    } else {
+      cli_sends(c, cases[i].raw);
+    }
+    resp_t *r = cli_response(c, 0);
+    cr_assert_not_null(r, "case %zu: no answer", i);
+    cr_expect_eq(r->status, cases[i].status, "case %zu -> %d", i, r->status);
+    cr_expect_str_eq(resp_error_code(r), cases[i].code, "case %zu", i);
+    cr_expect(cli_wait_closed(c), "case %zu: closed after the answer", i);
+    resp_free(r);
+    cli_close(c);
+  }
+  cr_expect_eq(req_calls, before, "no handler saw a badly framed request");
+  srv_stop();
+}
+
+/* What stays allowed next to those: HTTP/1.0 without Host, a chunked body,
+ * an empty list element in Transfer-Encoding, and a value with inner spaces. */
+Test(http, strict_framing_keeps_valid_requests, .timeout = 10) {
+  start_http();
+  const char *ok[] = {
+      "GET /a HTTP/1.0\r\n\r\n",
+      "POST /b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+      "POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: , chunked\r\n\r\n0\r\n\r\n",
+      "GET /d HTTP/1.1\r\nHost: t\r\nX-A: a  b\r\nX-B:\t c\r\n\r\n",
+  };
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    resp_t *r = roundtrip(ok[i]);
+    cr_assert_not_null(r, "case %zu", i);
+    cr_expect_eq(r->status, 200, "case %zu -> %d", i, r->status);
+    resp_free(r);
+  }
+  srv_stop();
+}
+
 Test(http, on_request_head_error_answers_without_reading_body, .timeout = 10) {
   start_http();
   cli_t *c = cli_open();
