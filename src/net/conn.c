@@ -37,6 +37,7 @@ conn_t *conn__new(server_t *s) {
   c->id = ++s->next_conn_id;
   buf_init(&c->out, 0);
   list_init(&c->pending_node);
+  list_init(&c->idle_node);
   list_insert_tail(&s->conns, &c->all_node);
   s->n_conns[CONN_KIND_HTTP]++;
   s->n_total++;
@@ -56,9 +57,11 @@ static void conn__free(conn_t *c) {
   if (s->cb.on_stream_close && c->kind != CONN_KIND_HTTP) s->cb.on_stream_close(c);
   server__unregister_id(s, c);
   if (list_linked(&c->pending_node)) list_remove(&c->pending_node);
+  server__idle_leave(c);
   list_remove(&c->all_node);
   s->n_conns[c->kind]--;
   s->n_total--;
+  if (c->flags & CONN_F_CLOSING) s->n_closing--;
   if (c->http) http__state_free(c->http);
   if (c->ws) ws__state_free(c->ws);
   if (c->sse) sse__state_free(c->sse);
@@ -197,6 +200,9 @@ void conn__close(conn_t *c) {
   assert(c->magic == CONN_MAGIC);
   if (c->flags & CONN_F_CLOSING) return;
   c->flags |= CONN_F_CLOSING;
+  c->srv->n_closing++;
+  if (c->flags & CONN_F_REFUSED) c->srv->n_refusing--;
+  server__idle_leave(c);
   conn__read_stop(c);
   if (list_linked(&c->pending_node)) list_remove(&c->pending_node);
   buf_dispose(&c->out);
@@ -243,7 +249,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     conn__close(c);
     return;
   }
-  if (nread == 0) return;
+  /* Refused at the cap: its 503 is out; input is read only so that closing
+   * does not reset the connection (losing the 503) and is dropped. */
+  if (nread == 0 || (c->flags & CONN_F_REFUSED)) return;
   c->last_rx_ms = uv_now(c->srv->loop);
   conn__hold(c);
   const char *p = buf->base;

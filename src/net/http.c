@@ -76,7 +76,8 @@ struct http_state {
   buf_t in;              /* bytes not yet parsed (pipelined, or arrived while answering) */
   http_req_t *req;       /* being parsed or answered; NULL between requests */
   uint64_t req_start_ms; /* uv_now() at the current request's first byte */
-  uint64_t idle_since_ms;
+  uint64_t idle_since_ms;  /* accept, or the end of the last answer */
+  int served;              /* a request has been answered: idleness is keep-alive */
   int in_pump;
   int dead;              /* parse error: no more requests on this conn */
   /* obs-fold detection: llhttp folds a continuation line into the value
@@ -170,6 +171,7 @@ static int on_message_begin(llhttp_t *p) {
   http_state_t *h = c->http;
   if (!h->req) h->req = req_new(c);
   h->req_start_ms = uv_now(c->srv->loop);
+  server__idle_leave(c);
   return 0;
 }
 
@@ -682,7 +684,15 @@ int http__sweep(conn_t *c, uint64_t now_ms) {
       return 1;
     }
   } else if (!h->req && h->in.len == 0) {
-    if (now_ms - h->idle_since_ms > (uint64_t)(cfg->idle_timeout * 1000)) {
+    /* Between requests a keep-alive conn may idle for idle_timeout; a fresh
+     * one that has sent nothing gets only request_timeout, so silent sockets
+     * cannot hold slots for the (longer) idle timeout. */
+    double limit_s = h->served ? cfg->idle_timeout : cfg->request_timeout;
+    if (now_ms - h->idle_since_ms > (uint64_t)(limit_s * 1000)) {
+      if (!h->served) {
+        log_info("conn %llu: no request after %.1fs, closing", (unsigned long long)c->id, limit_s);
+        metrics_add("agentd_http_request_timeouts_total", NULL, 1);
+      }
       conn__close(c);
       return 1;
     }
@@ -854,14 +864,16 @@ static void http__finish(http_req_t *r) {
   if (h && h->req == r) {
     h->req = NULL;
     h->idle_since_ms = uv_now(c->srv->loop);
+    h->served = 1;
   }
   conn__hold(c);
   req_free(r);
   if (!keep) {
     if (h) h->dead = 1;
     conn__close_after_flush(c);
-  } else if (h && !h->in_pump) {
-    http__pump(c);
+  } else if (h) {
+    server__idle_enter(c->srv, c); /* until the next request begins */
+    if (!h->in_pump) http__pump(c);
   }
   conn__release(c);
 }
@@ -998,6 +1010,23 @@ int http_req_json(http_req_t *r, json_t **out, char *msg, size_t msg_cap) {
   }
   slice_t body = http_req_body(r);
   return jsonx_parse(body.p, body.n, r->conn->srv->cfg->max_json_depth, out, msg, msg_cap);
+}
+
+/* ---- used by server.c ---- */
+
+void http__format_refusal(buf_t *b, int retry_after_s) {
+  char rid[17], body[320];
+  id_request(rid);
+  static const char msg[] = "server at its connection limit: retry later";
+  int n = snprintf(body, sizeof(body),
+                   "{\"error\":true,\"error_code\":\"UNAVAILABLE\",\"message\":\"%s\",\"detail\":\"%s\","
+                   "\"request_id\":\"%s\"}",
+                   msg, msg, rid);
+  buf_appendf(b,
+              "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nServer: agentd\r\nContent-Type: application/json\r\n"
+              "Content-Length: %d\r\nRetry-After: %d\r\nX-Request-ID: %s\r\nX-Content-Type-Options: nosniff\r\n"
+              "Connection: close\r\n\r\n%s",
+              http_date(), n, retry_after_s, rid, body);
 }
 
 /* ---- used by ws.c / sse.c ---- */

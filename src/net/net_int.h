@@ -49,6 +49,7 @@ enum {
   CONN_F_BP_PAUSED = 1u << 3,      /* reads stopped because the send queue is over the high mark */
   CONN_F_SNIFFED = 1u << 4,        /* first byte seen (TLS or plain decided) */
   CONN_F_PLAIN_ON_TLS = 1u << 5,   /* plain HTTP on a TLS port: answer 301 and close */
+  CONN_F_REFUSED = 1u << 6,        /* accepted over the connection cap: 503 sent, input discarded until EOF */
   CONN_F_SHUTDOWN = 1u << 7,       /* server is shutting down: no keep-alive */
 };
 
@@ -66,6 +67,7 @@ struct conn {
   server_t *srv;
   list_node_t all_node;       /* server->conns */
   list_node_t pending_node;   /* server->pending: has bytes in `out` to flush this turn */
+  list_node_t idle_node;      /* server->idle: HTTP keep-alive between requests, oldest first */
   buf_t out;                  /* bytes accepted for sending, not yet handed to uv_write */
   size_t inflight;            /* bytes inside uv_write requests not yet called back */
   uint64_t last_rx_ms;        /* uv_now() at last read */
@@ -90,8 +92,11 @@ struct server {
   tls_ctx_t *tls;
   list_node_t conns;
   list_node_t pending;
+  list_node_t idle;            /* idle keep-alive conns, oldest first: evicted at the cap */
   size_t n_conns[CONN_KIND__COUNT];
   size_t n_total;
+  size_t n_closing;            /* closed, waiting for their close callback */
+  size_t n_refusing;           /* CONN_F_REFUSED and not closed yet (capped: REFUSING_MAX) */
   size_t max_conns;
   uint64_t next_conn_id;
   int port;
@@ -127,6 +132,10 @@ void conn__on_plain(conn_t *c, const char *p, size_t n);
 void conn__set_kind(conn_t *c, conn_kind_t kind);
 void server__register_id(server_t *s, conn_t *c);
 void server__unregister_id(server_t *s, conn_t *c);
+/* An HTTP conn enters (or leaves) keep-alive idleness between requests: the
+ * oldest idle one is closed to make room at the connection cap. */
+void server__idle_enter(server_t *s, conn_t *c);
+void server__idle_leave(conn_t *c);
 
 /* http.c */
 http_state_t *http__state_new(conn_t *c);
@@ -140,6 +149,9 @@ void http__on_conn_closed(conn_t *c);
 /* Status line and standard headers (no final CRLF).  clen: ≥0 Content-Length,
  * -1 chunked, -2 none (101). */
 void http__build_head(http_req_t *r, buf_t *b, int status, const char *ctype, long long clen);
+/* The whole answer to a connection refused at the cap: 503 UNAVAILABLE with
+ * Retry-After and Connection: close, in the JSON envelope (a few hundred bytes). */
+void http__format_refusal(buf_t *b, int retry_after_s);
 /* Metrics and the access line for a request answered outside http_respond(). */
 void http__account_status(http_req_t *r, int status);
 /* Hand the connection from HTTP to another protocol (ws_upgrade, sse_start;

@@ -15,6 +15,73 @@
 #include "util/log.h"
 
 #define SWEEP_INTERVAL_MS 250
+/* Connections refused at the cap that are still open (their 503 written,
+ * waiting for the client's EOF): beyond this many a new one is closed at once,
+ * unanswered, so refusals can never pile up descriptors. */
+#define REFUSING_MAX 16
+/* How long a refused connection waits for the client to close after its 503. */
+#define REFUSING_LINGER_MS 2000
+#define REFUSAL_RETRY_AFTER_S 1
+
+/* ---- idle keep-alive list (oldest first) ---- */
+
+void server__idle_enter(server_t *s, conn_t *c) {
+  if (list_linked(&c->idle_node)) list_remove(&c->idle_node);
+  list_insert_tail(&s->idle, &c->idle_node);
+}
+
+void server__idle_leave(conn_t *c) {
+  if (list_linked(&c->idle_node)) list_remove(&c->idle_node);
+}
+
+/* Connections that hold a slot: closed ones wait only for their close
+ * callback, refused ones are counted (and capped) apart. */
+static size_t live_conns(const server_t *s) { return s->n_total - s->n_closing - s->n_refusing; }
+
+static void on_refusal_shutdown(uv_shutdown_t *req, int status) {
+  conn_t *c = req->data;
+  free(req);
+  conn__release(c);
+}
+
+/* Over the cap with no idle connection to close: answer 503 at once (one
+ * small uv_try_write into an empty socket buffer), send FIN, and drop input
+ * until the client closes or REFUSING_LINGER_MS pass.  Closing right away
+ * would reset the connection whenever the request had already arrived, and a
+ * reset can destroy the 503 before the client reads it. */
+static void refuse(server_t *s, conn_t *c) {
+  metrics_add("agentd_connections_refused_total", NULL, 1);
+  if (s->n_refusing >= REFUSING_MAX || s->tls) {
+    /* Too many refusals in progress; or a TLS port, where a 503 would cost a
+     * handshake: close unanswered. */
+    conn__close(c);
+    return;
+  }
+  buf_t b;
+  buf_init(&b, 0);
+  http__format_refusal(&b, REFUSAL_RETRY_AFTER_S);
+  uv_buf_t ub = uv_buf_init(b.base, (unsigned)b.len);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+  int whole = n == (int)b.len;
+  buf_dispose(&b);
+  if (!whole) {
+    conn__close(c);
+    return;
+  }
+  c->flags |= CONN_F_REFUSED;
+  s->n_refusing++;
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  if (!req) abort();
+  req->data = c;
+  conn__hold(c);
+  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_refusal_shutdown) != 0) {
+    free(req);
+    conn__release(c);
+    conn__close(c);
+    return;
+  }
+  conn__read_start(c);
+}
 
 static void on_connection(uv_stream_t *listener, int status) {
   server_t *s = listener->data;
@@ -27,11 +94,22 @@ static void on_connection(uv_stream_t *listener, int status) {
     conn__close(c);
     return;
   }
-  if (s->shutting_down || s->n_total > s->max_conns) {
-    /* Over capacity: refuse rather than starve existing connections. */
-    metrics_add("agentd_connections_refused_total", NULL, 1);
+  if (s->shutting_down) {
     conn__close(c);
     return;
+  }
+  if (live_conns(s) > s->max_conns) {
+    /* At the cap: make room by closing the connection idle the longest
+     * between requests (a keep-alive client reconnects), else refuse. */
+    if (!list_empty(&s->idle)) {
+      conn_t *old = container_of(s->idle.next, conn_t, idle_node);
+      log_info("conn %llu: closed at the connection cap (idle keep-alive)", (unsigned long long)old->id);
+      metrics_add("agentd_connections_evicted_total", NULL, 1);
+      conn__close(old);
+    } else {
+      refuse(s, c);
+      return;
+    }
   }
   uv_tcp_nodelay(&c->tcp, 1);
   c->http = http__state_new(c);
@@ -60,6 +138,11 @@ static void on_sweep(uv_timer_t *t) {
     conn_t *c = container_of(n, conn_t, all_node);
     n = n->next;
     if (c->flags & CONN_F_CLOSING) continue;
+    if (c->flags & CONN_F_REFUSED) {
+      /* last_rx_ms stays at the accept time for these (conn.c on_read). */
+      if (now - c->last_rx_ms > REFUSING_LINGER_MS) conn__close(c);
+      continue;
+    }
     conn__hold(c);
     /* A reader that let its queue sit over the high mark for this long is
      * overloaded: close it (SPEC §6: 1013) rather than hold its bytes. */
@@ -94,6 +177,7 @@ int server_open(server_t **out, uv_loop_t *loop, const config_t *cfg, const net_
   s->cb = *cb;
   list_init(&s->conns);
   list_init(&s->pending);
+  list_init(&s->idle);
   struct rlimit rl;
   s->max_conns = 1000000;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 64)

@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "net/net_int.h" /* srv->max_conns: the connection cap comes from RLIMIT_NOFILE */
 #include "util/err.h"
 
 #include "net_harness.h" /* server on its own loop thread, blocking client */
@@ -405,7 +406,7 @@ Test(http, malformed_request_400_and_close, .timeout = 10) {
  * refused before any handler sees it, with the JSON envelope, and the
  * connection is closed.  `split` sends the request in two reads, cut at the
  * given offset, to check obs-fold detection across reads. */
-Test(http, lax_framing_refused_and_closed, .timeout = 20) {
+Test(http, lax_framing_refused_and_closed, .timeout = 10) {
   start_http();
   struct {
     const char *raw;
@@ -660,5 +661,75 @@ Test(http, request_and_idle_timeouts, .timeout = 10) {
   cr_expect(cli_wait_closed(idle), "idle connection closed");
   cli_close(slow);
   cli_close(idle);
+  srv_stop();
+}
+
+/* A connection that never sends a byte gets request_timeout, not idle_timeout
+ * (issue 13, defect 16); a keep-alive connection between requests keeps the
+ * idle timeout. */
+Test(http, silent_connection_cut_by_request_timeout, .timeout = 10) {
+  srv_config();
+  cfg.request_timeout = 0.3;
+  cfg.idle_timeout = 30;
+  srv_start(&http_cb);
+  cli_t *served = cli_open();
+  resp_t *r = ask(served, GET("/first"));
+  cr_expect_eq(r->status, 200);
+  resp_free(r);
+  cli_t *silent = cli_open();
+  cr_expect(cli_wait_closed(silent), "a silent connection is closed after the request timeout");
+  cr_expect_eq(silent->len, 0, "no answer, just a close");
+  cli_close(silent);
+  usleep(400000); /* past the request timeout: the served one idles on */
+  r = ask(served, GET("/second"));
+  cr_expect_eq(r->status, 200, "keep-alive idle between requests keeps the idle timeout");
+  resp_free(r);
+  cli_close(served);
+  srv_stop();
+}
+
+static size_t cap_value;
+static void set_cap_job(void *arg) { srv->max_conns = cap_value; }
+static int two_http_conns(void) { return server_conn_count(srv, CONN_KIND_HTTP) == 2; }
+
+/* At the connection cap (issue 13, defect 16): with no idle keep-alive
+ * connection to close, a new client gets 503 UNAVAILABLE with Retry-After and
+ * is closed; with one, the oldest idle one is closed and the new client served. */
+Test(http, connection_cap_503_or_evict_idle, .timeout = 10) {
+  start_http();
+  cap_value = 2;
+  on_loop(set_cap_job, NULL);
+  cli_t *a = cli_open(), *b = cli_open();
+  cr_assert(wait_for(two_http_conns), "both accepted");
+  /* Both are busy (fresh, mid-request would be the same): the third is refused. */
+  cli_t *c = cli_open();
+  cli_sends(c, GET("/health"));
+  resp_t *r = cli_response(c, 0);
+  cr_assert_not_null(r, "an over-cap client gets an answer, not a bare close");
+  cr_expect_eq(r->status, 503);
+  cr_expect_str_eq(resp_error_code(r), "UNAVAILABLE");
+  char v[64];
+  cr_expect(resp_header(r, "retry-after", v, sizeof(v)));
+  cr_expect_str_eq(v, "1");
+  cr_expect(resp_header(r, "connection", v, sizeof(v)));
+  cr_expect_str_eq(v, "close");
+  cr_expect(cli_wait_closed(c), "closed after the 503");
+  resp_free(r);
+  cli_close(c);
+  cr_expect(wait_for(two_http_conns), "the refused one is gone, a and b stay");
+
+  /* a finishes a request: it is now idle keep-alive, and makes room. */
+  r = ask(a, GET("/a"));
+  cr_expect_eq(r->status, 200);
+  resp_free(r);
+  cli_t *d = cli_open();
+  r = ask(d, GET("/d"));
+  cr_expect_eq(r->status, 200, "the new client is served once the idle one is closed");
+  resp_free(r);
+  cr_expect(cli_wait_closed(a), "the oldest idle keep-alive connection was closed");
+  cr_expect(wait_for(two_http_conns));
+  cli_close(a);
+  cli_close(b);
+  cli_close(d);
   srv_stop();
 }
