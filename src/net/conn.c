@@ -134,6 +134,13 @@ void conn__sendv(conn_t *c, const uv_buf_t *bufs, size_t nbufs) {
   for (size_t i = 0; i < nbufs; i++) conn__send(c, bufs[i].base, bufs[i].len);
 }
 
+/* The last step of a close after flush, once nothing is left to write. */
+static void conn__flushed(conn_t *c) {
+  if (c->flags & CONN_F_DRAINING) return;
+  if (c->flags & CONN_F_LINGER) conn__drain(c);
+  else conn__close(c);
+}
+
 static void on_write(uv_write_t *req, int status) {
   write_req_t *w = container_of(req, write_req_t, req);
   conn_t *c = w->conn;
@@ -145,7 +152,10 @@ static void on_write(uv_write_t *req, int status) {
     conn__close(c);
   } else if (!(c->flags & CONN_F_CLOSING)) {
     conn__check_backpressure(c);
-    if ((c->flags & CONN_F_CLOSE_AFTER_FLUSH) && c->out.len == 0 && c->inflight == 0) conn__close(c);
+    if (c->flags & CONN_F_CLOSE_AFTER_FLUSH) {
+      c->close_since_ms = uv_now(c->srv->loop); /* progress: the peer reads */
+      if (c->out.len == 0 && c->inflight == 0) conn__flushed(c);
+    }
   }
   conn__release(c);
 }
@@ -180,19 +190,45 @@ void conn__flush(conn_t *c) {
     }
   }
   conn__check_backpressure(c);
-  if ((c->flags & CONN_F_CLOSE_AFTER_FLUSH) && c->out.len == 0 && c->inflight == 0) conn__close(c);
+  if ((c->flags & CONN_F_CLOSE_AFTER_FLUSH) && c->out.len == 0 && c->inflight == 0) conn__flushed(c);
+}
+
+static void on_drain_shutdown(uv_shutdown_t *req, int status) {
+  conn_t *c = req->data;
+  free(req);
+  conn__release(c);
+}
+
+void conn__drain(conn_t *c) {
+  if (c->flags & (CONN_F_CLOSING | CONN_F_DRAINING)) return;
+  c->flags |= CONN_F_DRAINING;
+  c->close_since_ms = uv_now(c->srv->loop);
+  uv_shutdown_t *req = malloc(sizeof(*req));
+  if (!req) abort();
+  req->data = c;
+  conn__hold(c);
+  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_drain_shutdown) != 0) {
+    free(req);
+    conn__release(c);
+    conn__close(c);
+    return;
+  }
+  /* conn__read_start() refuses closing conns; draining is the one exception. */
+  if (!(c->flags & CONN_F_READING) && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    c->flags |= CONN_F_READING;
 }
 
 void conn__close_after_flush(conn_t *c) {
   if (c->flags & (CONN_F_CLOSING | CONN_F_CLOSE_AFTER_FLUSH)) return;
   c->flags |= CONN_F_CLOSE_AFTER_FLUSH;
+  c->close_since_ms = uv_now(c->srv->loop);
   /* A clean TLS close keeps the session resumable (tls.h). */
   if (c->tls && tls_conn_established(c->tls)) {
     tls_conn_shutdown(c->tls, &c->out);
     conn__mark_pending(c);
   }
   conn__read_stop(c);
-  if (c->out.len == 0 && c->inflight == 0) conn__close(c);
+  if (c->out.len == 0 && c->inflight == 0) conn__flushed(c);
   else conn__mark_pending(c);
 }
 
@@ -249,9 +285,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     conn__close(c);
     return;
   }
-  /* Refused at the cap: its 503 is out; input is read only so that closing
-   * does not reset the connection (losing the 503) and is dropped. */
-  if (nread == 0 || (c->flags & CONN_F_REFUSED)) return;
+  /* Draining (a 503 at the cap, a 1013 close): everything is sent; input is
+   * read only so that closing does not reset the connection, and dropped. */
+  if (nread == 0 || (c->flags & CONN_F_DRAINING)) return;
   c->last_rx_ms = uv_now(c->srv->loop);
   conn__hold(c);
   const char *p = buf->base;

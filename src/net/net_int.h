@@ -49,9 +49,14 @@ enum {
   CONN_F_BP_PAUSED = 1u << 3,      /* reads stopped because the send queue is over the high mark */
   CONN_F_SNIFFED = 1u << 4,        /* first byte seen (TLS or plain decided) */
   CONN_F_PLAIN_ON_TLS = 1u << 5,   /* plain HTTP on a TLS port: answer 301 and close */
-  CONN_F_REFUSED = 1u << 6,        /* accepted over the connection cap: 503 sent, input discarded until EOF */
+  CONN_F_REFUSED = 1u << 6,        /* accepted over the connection cap (counted in n_refusing) */
   CONN_F_SHUTDOWN = 1u << 7,       /* server is shutting down: no keep-alive */
+  CONN_F_LINGER = 1u << 8,         /* a close after flush ends with conn__drain(), not at once */
+  CONN_F_DRAINING = 1u << 9,       /* everything is sent, FIN too: input is dropped until EOF or CONN_DRAIN_MS */
 };
+
+/* How long a draining conn waits for the peer's EOF before it is closed. */
+#define CONN_DRAIN_MS 2000
 
 typedef struct http_state http_state_t;
 typedef struct ws_state ws_state_t;
@@ -72,6 +77,7 @@ struct conn {
   size_t inflight;            /* bytes inside uv_write requests not yet called back */
   uint64_t last_rx_ms;        /* uv_now() at last read */
   uint64_t stall_since_ms;    /* uv_now() when the send queue went over the high mark, 0 if not */
+  uint64_t close_since_ms;    /* closing after flush: start or last write progress; draining: its start */
   tls_conn_t *tls;            /* NULL on plain connections */
   http_state_t *http;         /* kind HTTP */
   ws_state_t *ws;             /* kind WS */
@@ -121,8 +127,16 @@ void conn__sendv(conn_t *c, const uv_buf_t *bufs, size_t nbufs);
 size_t conn__queued(const conn_t *c);
 /* Close now: stop reading, drop unsent bytes, uv_close.  Idempotent. */
 void conn__close(conn_t *c);
-/* Close once everything queued has been written. */
+/* Close once everything queued has been written (with CONN_F_LINGER set:
+ * conn__drain() then).  A peer that takes nothing for the sweep's grace period
+ * (server.c) is cut. */
 void conn__close_after_flush(conn_t *c);
+/* Everything sent: FIN now, drop input until the peer's EOF (CONN_DRAIN_MS at
+ * most), then close.  For a peer whose input was left unread (reads stopped by
+ * backpressure, a refused client's request): closing at once would send a
+ * reset, which can destroy the last bytes (a 503, a close frame) before the
+ * peer reads them. */
+void conn__drain(conn_t *c);
 void conn__read_start(conn_t *c);
 void conn__read_stop(conn_t *c);
 /* Called by the flush prepare handle for every pending conn. */

@@ -19,8 +19,6 @@
  * waiting for the client's EOF): beyond this many a new one is closed at once,
  * unanswered, so refusals can never pile up descriptors. */
 #define REFUSING_MAX 16
-/* How long a refused connection waits for the client to close after its 503. */
-#define REFUSING_LINGER_MS 2000
 #define REFUSAL_RETRY_AFTER_S 1
 
 /* ---- idle keep-alive list (oldest first) ---- */
@@ -38,15 +36,9 @@ void server__idle_leave(conn_t *c) {
  * callback, refused ones are counted (and capped) apart. */
 static size_t live_conns(const server_t *s) { return s->n_total - s->n_closing - s->n_refusing; }
 
-static void on_refusal_shutdown(uv_shutdown_t *req, int status) {
-  conn_t *c = req->data;
-  free(req);
-  conn__release(c);
-}
-
 /* Over the cap with no idle connection to close: answer 503 at once (one
  * small uv_try_write into an empty socket buffer), send FIN, and drop input
- * until the client closes or REFUSING_LINGER_MS pass.  Closing right away
+ * until the client closes or CONN_DRAIN_MS pass (conn__drain).  Closing right away
  * would reset the connection whenever the request had already arrived, and a
  * reset can destroy the 503 before the client reads it. */
 static void refuse(server_t *s, conn_t *c) {
@@ -70,17 +62,7 @@ static void refuse(server_t *s, conn_t *c) {
   }
   c->flags |= CONN_F_REFUSED;
   s->n_refusing++;
-  uv_shutdown_t *req = malloc(sizeof(*req));
-  if (!req) abort();
-  req->data = c;
-  conn__hold(c);
-  if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_refusal_shutdown) != 0) {
-    free(req);
-    conn__release(c);
-    conn__close(c);
-    return;
-  }
-  conn__read_start(c);
+  conn__drain(c);
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -138,19 +120,29 @@ static void on_sweep(uv_timer_t *t) {
     conn_t *c = container_of(n, conn_t, all_node);
     n = n->next;
     if (c->flags & CONN_F_CLOSING) continue;
-    if (c->flags & CONN_F_REFUSED) {
-      /* last_rx_ms stays at the accept time for these (conn.c on_read). */
-      if (now - c->last_rx_ms > REFUSING_LINGER_MS) conn__close(c);
+    if (c->flags & CONN_F_DRAINING) {
+      /* Sent all, FIN too: the peer had its time to read and close. */
+      if (now - c->close_since_ms > CONN_DRAIN_MS) conn__close(c);
+      continue;
+    }
+    if (c->flags & CONN_F_CLOSE_AFTER_FLUSH) {
+      /* Closing, but the peer takes nothing of what is left: cut it. */
+      if (now - c->close_since_ms > (uint64_t)(stall_s * 1000)) {
+        log_info("conn %llu: nothing written for %.0fs while closing, cut", (unsigned long long)c->id, stall_s);
+        conn__close(c);
+      }
       continue;
     }
     conn__hold(c);
     /* A reader that let its queue sit over the high mark for this long is
-     * overloaded: close it (SPEC §6: 1013) rather than hold its bytes. */
+     * overloaded: close it (SPEC §6: 1013) rather than hold its bytes.  A
+     * WebSocket gets its close frame after the queued bytes (ws_close), and
+     * the grace above to read them. */
     if (c->stall_since_ms && now - c->stall_since_ms > (uint64_t)(stall_s * 1000)) {
       log_info("conn %llu: send queue stalled for %.0fs, closing", (unsigned long long)c->id, stall_s);
       metrics_add("agentd_slow_consumer_closed_total", NULL, 1);
       if (c->kind == CONN_KIND_WS) ws_close(c, 1013, "send queue stalled");
-      conn__close(c);
+      else conn__close(c);
     } else {
       switch (c->kind) {
       case CONN_KIND_HTTP: http__sweep(c, now); break;

@@ -308,9 +308,13 @@ void ws_close(conn_t *c, int code, const char *reason) {
   if (rl > 123) rl = 123; /* control frame payload ≤ 125 bytes */
   wslay_event_queue_close(w->ctx, (uint16_t)code, (const uint8_t *)reason, rl);
   w->closing = 1;
+  /* 1013 (SPEC §6, a slow reader over its bound): the close frame goes after
+   * the queued bytes, past the bound by its few bytes; the peer's unread input
+   * makes a plain close a reset that could destroy it, so the conn lingers
+   * (FIN, drain).  The sweep cuts a peer that reads nothing meanwhile. */
+  if (code == 1013) c->flags |= CONN_F_LINGER;
   if (w->in_recv) return; /* sent when recv returns */
-  if (wslay_event_send(w->ctx) != 0 || code == 1013) {
-    /* Overloaded: the close frame sits behind bytes the peer is not reading; cut it. */
+  if (wslay_event_send(w->ctx) != 0) {
     conn__close(c);
     return;
   }

@@ -16,7 +16,7 @@ import websockets
 import websockets.exceptions
 
 from agentd import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWS, b64url, build_frame,
-                    check_envelope, check_welcome, agentd_server)
+                    check_envelope, check_welcome, agentd_server, metric_value)
 
 server = agentd_server(name="ws")
 # Server heartbeat: ping every second, silent sockets closed after 2 s.
@@ -526,11 +526,19 @@ def test_thousand_concurrent_connections(server):
     assert server.get("/health").status == 200
 
 
+def slow_consumer_closes(srv):
+    r = srv.get("/metrics")
+    return metric_value(r.text(), "agentd_slow_consumer_closed_total") or 0
+
+
 def test_slow_reader_closed_and_memory_bounded(server_factory):
     """SPEC §6: a slow reader whose send queue passes its bound is closed (1013),
-    never allowed to grow the server's memory without limit."""
+    never allowed to grow the server's memory without limit.  The client floods
+    pings and reads nothing until the server has given up on it; then it reads
+    everything queued for it, and the last frame must be a close with 1013, not
+    a reset (issue 13, defect 11)."""
     srv = server_factory("--send-queue-limit", "65536", "--rate-limit", "0", extra_asan="quarantine_size_mb=16")
-    ws = RawWS(srv.addr, token=srv.token(sub=USER), rcvbuf=4096)
+    ws = RawWS(srv.addr, token=srv.token(sub=USER))
     ws.recv_json()
     rss0 = srv.rss_kb()
     baseline_ws = srv.ws_open_count()
@@ -541,7 +549,7 @@ def test_slow_reader_closed_and_memory_bounded(server_factory):
     pending = b""
     sent = 0
     t0 = time.monotonic()
-    how = None
+    closed = False
     rss_max = rss0
     next_check = t0
     while time.monotonic() - t0 < 30:
@@ -553,28 +561,63 @@ def test_slow_reader_closed_and_memory_bounded(server_factory):
             sent += n
         except BlockingIOError:
             time.sleep(0.02)
-        except (BrokenPipeError, ConnectionResetError):
-            how = "reset"
-            break
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + 0.5
             rss_max = max(rss_max, srv.rss_kb())
-            if srv.ws_open_count() == 0:
-                how = "closed"
+            if slow_consumer_closes(srv) >= 1:
+                closed = True
                 break
     elapsed = time.monotonic() - t0
-    assert how is not None, "slow reader still connected after %.0fs (%d bytes sent)" % (elapsed, sent)
+    assert closed, "slow reader not given up on after %.0fs (%d bytes sent)" % (elapsed, sent)
     rss_max = max(rss_max, srv.rss_kb())
     assert rss_max - rss0 < 64 * 1024, "server RSS grew by %d KiB" % (rss_max - rss0)
-    # What the client finally reads ends with close 1013, or the connection is
-    # cut (EOF/reset: the close frame may sit behind bytes it never read).
+    # Everything queued, then the close frame (before the fix: EOF or a reset, None).
     s.setblocking(True)
-    try:
-        code = ws.read_close(timeout=10)   # None: EOF or reset without a close frame
-    except socket.timeout:
-        code = "still open"
+    code = ws.read_close(timeout=20)
     ws.close()
-    assert code in (1013, None), code
+    assert code == 1013, code
+    deadline = time.monotonic() + 10
+    while srv.ws_open_count() != 0:
+        assert time.monotonic() < deadline, "the closed socket is still counted"
+        time.sleep(0.1)
+    assert srv.get("/health").status == 200
+
+
+def test_slow_reader_sees_1013_with_websockets_lib(server_factory):
+    """The same through the websockets library: a client whose application stops
+    reading (max_queue=1) gets ConnectionClosed with the server's 1013."""
+    srv = server_factory("--send-queue-limit", "65536", "--rate-limit", "0")
+
+    async def go():
+        ws = await ws_connect(srv, token=srv.token(sub=USER), max_queue=1, read_limit=4096)
+        check_welcome(await recv_json(ws), USER)
+        ping = json.dumps({"type": "ping", "id": "x" * 64})
+
+        async def flood():
+            while True:
+                for _ in range(256):
+                    await ws.send(ping)     # blocks once the server stops reading
+                await asyncio.sleep(0)
+
+        sender = asyncio.ensure_future(flood())
+        try:
+            deadline = time.monotonic() + 30
+            while await asyncio.get_running_loop().run_in_executor(None, slow_consumer_closes, srv) < 1:
+                assert time.monotonic() < deadline, "slow reader never given up on"
+                assert not sender.done() or isinstance(sender.exception(), websockets.exceptions.ConnectionClosed), \
+                    sender.exception()
+                await asyncio.sleep(0.3)
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
+            while True:
+                await asyncio.wait_for(ws.recv(), 20)
+        assert ei.value.rcvd is not None, "closed without a close frame (1006)"
+        assert ei.value.rcvd.code == 1013, ei.value.rcvd
+        await ws.close()
+
+    run(go())
     assert srv.get("/health").status == 200
 
 
