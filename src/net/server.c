@@ -142,7 +142,7 @@ static void on_sweep(uv_timer_t *t) {
       log_info("conn %llu: send queue stalled for %.0fs, closing", (unsigned long long)c->id, stall_s);
       metrics_add("agentd_slow_consumer_closed_total", NULL, 1);
       if (c->kind == CONN_KIND_WS) ws_close(c, 1013, "send queue stalled");
-      else conn__close(c);
+      if (!conn_is_closing(c)) conn__close(c); /* not a WebSocket, or its close could not be queued */
     } else {
       switch (c->kind) {
       case CONN_KIND_HTTP: http__sweep(c, now); break;
