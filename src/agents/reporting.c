@@ -122,6 +122,18 @@ static json_t *build_facts(agent_ctx_t *ctx, const json_t *triage) {
   return facts;
 }
 
+/* What the reporting agent asks of its model; the facts follow the request as
+ * the last user message (the builtin provider renders them as they are). */
+static const char reporting_prompt[] =
+    "You are the reporting agent of agentd, a service that analyses a user's own LLM calls. Answer the user's "
+    "request in markdown from the facts in the last message only: a JSON object with triage's classification "
+    "(intent, confidence, reasoning), the findings of the analysis agents that ran (findings: agent name -> "
+    "result), the agents that were not available, and, when no analysis ran or no call records exist, guidance "
+    "on what agentd does and what data to upload. Cite the numbers the findings give (savings per month, the "
+    "plan, top cost drivers, latency percentiles, anomalies); never invent a number.";
+
+static int probe_cancelled(const void *arg) { return agent_cancelled(arg); }
+
 static int on_delta(void *arg, const char *delta, size_t n) {
   agent_ctx_t *ctx = arg;
   char tmp[LLM_DELTA_MAX * 4 + 1];
@@ -199,18 +211,38 @@ int reporting_answer(agent_ctx_t *ctx, json_t **result) {
   }
   json_t *facts = build_facts(ctx, triage);
   json_decref(own);
-  char *text = NULL;
-  llm_t *l = agent_llm(ctx);
-  rc = l->ops->compose(l, agent_input(ctx), facts, on_delta, ctx, &text);
-  if (rc != 0) {
-    free(text);
+  /* The model writes from the facts, sent as JSON text after the request. */
+  char *facts_text = facts ? json_dumps(facts, JSON_COMPACT) : NULL;
+  if (!facts_text) {
     json_decref(facts);
-    if (!agent_cancelled(ctx)) agent_fail(ctx, "COMPOSE_FAILED", "could not write the answer (%s)", agd_err_code(rc));
+    agent_fail(ctx, "COMPOSE_FAILED", "could not write the answer (%s)", agd_err_code(AGD_EINTERNAL));
+    return ERR(AGD_EINTERNAL);
+  }
+  const llm_message_t msgs[] = {{.role = LLM_ROLE_SYSTEM, .content = reporting_prompt},
+                                {.role = LLM_ROLE_USER, .content = agent_input(ctx)},
+                                {.role = LLM_ROLE_USER, .content = facts_text}};
+  const llm_request_t req = {.messages = msgs,
+                             .n_messages = sizeof(msgs) / sizeof(msgs[0]),
+                             .tool_choice = LLM_TOOL_CHOICE_NONE,
+                             .cancelled = probe_cancelled,
+                             .cancel_arg = ctx};
+  const llm_stream_cb_t cb = {.on_text_delta = on_delta};
+  llm_response_t resp;
+  rc = llm_chat(agent_llm(ctx), &req, &cb, ctx, &resp);
+  free(facts_text);
+  if (rc != 0) {
+    if (!agent_cancelled(ctx)) {
+      const char *code = resp.finish == LLM_FINISH_ERROR ? llm_error_code(resp.error) : NULL;
+      agent_fail(ctx, code ? code : "COMPOSE_FAILED", "could not write the answer: %s",
+                 resp.error_message[0] ? resp.error_message : agd_err_code(rc));
+    }
+    llm_response_dispose(&resp);
+    json_decref(facts);
     return rc;
   }
-  rc = agent_respond(ctx, text);
-  if (rc == 0 && result) *result = result_of(text, facts);
-  free(text);
+  rc = agent_respond(ctx, resp.text);
+  if (rc == 0 && result) *result = result_of(resp.text, facts);
+  llm_response_dispose(&resp);
   json_decref(facts);
   return rc;
 }

@@ -1,7 +1,21 @@
 /* llm/builtin.c — the deterministic provider (llm.h, DESIGN.md "The built-in
- * agents"): keyword scoring for classification, markdown templates for
- * answers.  No state, no network: the same input always gives the same output,
- * so tests are exact.  Reentrant (any thread).
+ * agents"): one implementation of the chat vtable, a "model" made of rules
+ * and templates.  No state, no network: the same request always gives the
+ * same response, so tests are exact.  Reentrant (any thread).
+ *
+ * How it answers a chat request (its whole "policy"):
+ * - offered LLM_CLASSIFY_FN (tool_choice auto, required or that function)
+ *   and the conversation ends with the user's message: it calls the function
+ *   with its keyword scoring of that message (finish tool_calls);
+ * - asked to call any other function: LLM_BAD_REQUEST (it knows no other);
+ * - otherwise it writes markdown.  When the last user message is a JSON
+ *   object, that object is the facts the agents found (the shape under
+ *   render() below, written by agents/reporting.c) and the answer renders
+ *   them; else the answer is its classification of that message.  The text is
+ *   streamed in sentence-sized deltas (llm_next_delta), and the cancel flag,
+ *   the probe and the deadline are checked before each one.
+ * max_output_tokens counts 4 bytes a token (finish length past it); usage is
+ * 0, there is no model.
  */
 #include <ctype.h>
 #include <math.h>
@@ -12,6 +26,7 @@
 #include "llm/llm.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/timeutil.h"
 
 /* Only the first bytes of a request are scored (a 100 000-character message
  * says what it is about early on; this bounds the work). */
@@ -111,8 +126,8 @@ static void add_keyword(char *dst, size_t cap, const char *kw, const char *sep, 
   snprintf(dst + len, cap - len, "%s%s%.*s%s", len ? sep : "", quote, (int)kn, kw, quote);
 }
 
-static int builtin_classify(llm_t *l, const char *text, llm_classification_t *out) {
-  if (!text || !out) return ERR(AGD_EBAD_REQUEST);
+/* Keyword scoring of text into *out. */
+static void classify_text(const char *text, llm_classification_t *out) {
   memset(out, 0, sizeof(*out));
   char *norm = malloc(CLASSIFY_MAX_BYTES + 3);
   if (!norm) abort();
@@ -155,7 +170,17 @@ static int builtin_classify(llm_t *l, const char *text, llm_classification_t *ou
                quoted, intent_topic[best]);
   }
   free(norm);
-  return 0;
+}
+
+/* The classification as LLM_CLASSIFY_FN's arguments (NULL when out of memory). */
+static json_t *classification_args(const llm_classification_t *c) {
+  json_t *kw = json_array();
+  char buf[sizeof(c->keywords)], *save = NULL;
+  memcpy(buf, c->keywords, sizeof(buf));
+  for (char *k = strtok_r(buf, ",", &save); k && kw; k = strtok_r(NULL, ",", &save))
+    if (*k) json_array_append_new(kw, json_string(k));
+  return json_pack("{s:s,s:f,s:s,s:o}", "intent", llm_intent_name(c->intent), "confidence", c->confidence,
+                   "reasoning", c->reasoning, "keywords", kw);
 }
 
 /* ---- composing answers ---- */
@@ -583,13 +608,98 @@ static void render(buf_t *b, const json_t *facts) {
   }
 }
 
-static int builtin_compose(llm_t *l, const char *user_request, const json_t *facts, llm_delta_cb cb,
-                           void *cb_arg, char **text_out) {
-  if (text_out) *text_out = NULL;
-  if (!json_is_object(facts)) return ERR(AGD_EBAD_REQUEST);
+/* ---- the chat vtable ---- */
+
+static const llm_message_t *last_user(const llm_request_t *req) {
+  for (size_t i = req->n_messages; i > 0; i--)
+    if (req->messages[i - 1].role == LLM_ROLE_USER) return &req->messages[i - 1];
+  return NULL;
+}
+
+static int offers(const llm_request_t *req, const char *name) {
+  for (size_t i = 0; i < req->n_tools; i++)
+    if (strcmp(req->tools[i].name, name) == 0) return 1;
+  return 0;
+}
+
+/* Answer with a call of LLM_CLASSIFY_FN.  Its id is deterministic and unique
+ * within the conversation (one call per turn). */
+static int call_classify(const llm_request_t *req, const char *text, const llm_stream_cb_t *cb, void *ud,
+                         llm_response_t *out) {
+  llm_classification_t c;
+  classify_text(text, &c);
+  json_t *args = classification_args(&c);
+  char id[48];
+  snprintf(id, sizeof(id), "call_builtin_%zu", req->n_messages);
+  if (!args || llm_response_add_tool_call(out, id, LLM_CLASSIFY_FN, args, NULL) != 0)
+    return llm_response_fail(out, LLM_ERR_INTERNAL, "out of memory");
+  if (cb->on_tool_call && cb->on_tool_call(ud, &out->tool_calls[0]) != 0) {
+    out->finish = LLM_FINISH_CANCELLED;
+    return AGD_ECANCELLED;
+  }
+  out->finish = LLM_FINISH_TOOL_CALLS;
+  return 0;
+}
+
+/* The facts to write from: the message itself when it is a JSON object (the
+ * agents' facts), else the classification of its text. */
+static json_t *facts_of(const char *text) {
+  json_t *facts = json_loads(text, JSON_ALLOW_NUL, NULL);
+  if (json_is_object(facts)) return facts;
+  json_decref(facts);
+  llm_classification_t c;
+  classify_text(text, &c);
+  return json_pack("{s:s,s:f,s:s}", "intent", llm_intent_name(c.intent), "confidence", c.confidence, "reasoning",
+                   c.reasoning);
+}
+
+/* Stream text[0..len) (owned; becomes out->text, cut where the stream stopped). */
+static int stream_text(const llm_request_t *req, char *text, size_t len, const llm_stream_cb_t *cb, void *ud,
+                       llm_response_t *out) {
+  out->text = text;
+  out->finish = LLM_FINISH_STOP;
+  if (req->max_output_tokens > 0 && len > (size_t)req->max_output_tokens * 4) {
+    len = (size_t)req->max_output_tokens * 4;
+    while (len > 0 && ((unsigned char)text[len] & 0xC0) == 0x80) len--;
+    text[len] = '\0';
+    out->finish = LLM_FINISH_LENGTH;
+  }
+  for (size_t off = 0; off < len;) {
+    int stop = llm_request_cancelled(req);
+    if (!stop && req->deadline > 0 && time_now() >= req->deadline) {
+      text[off] = '\0';
+      return llm_response_fail(out, LLM_ERR_TIMEOUT, "the deadline passed while the answer was streamed");
+    }
+    size_t d = llm_next_delta(text + off, len - off);
+    if (!stop && cb->on_text_delta) stop = cb->on_text_delta(ud, text + off, d) != 0;
+    if (stop) {
+      text[off] = '\0'; /* what the caller received */
+      out->finish = LLM_FINISH_CANCELLED;
+      return AGD_ECANCELLED;
+    }
+    off += d;
+  }
+  return 0;
+}
+
+static int builtin_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void *ud,
+                        llm_response_t *out) {
+  (void)l;
+  const llm_message_t *u = last_user(req);
+  if (!u) return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "the builtin model answers a user message; there is none");
+  int wants_fn = req->tool_choice == LLM_TOOL_CHOICE_REQUIRED || req->tool_choice == LLM_TOOL_CHOICE_FUNCTION;
+  int may_classify = req->tool_choice != LLM_TOOL_CHOICE_NONE && offers(req, LLM_CLASSIFY_FN) &&
+                     (req->tool_choice != LLM_TOOL_CHOICE_FUNCTION || strcmp(req->tool_choice_name, LLM_CLASSIFY_FN) == 0);
+  if (may_classify && (wants_fn || u == &req->messages[req->n_messages - 1])) return call_classify(req, u->content, cb, ud, out);
+  if (wants_fn)
+    return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "the builtin model can only call %s", LLM_CLASSIFY_FN);
+
+  json_t *facts = facts_of(u->content);
+  if (!facts) return llm_response_fail(out, LLM_ERR_INTERNAL, "out of memory");
   buf_t b;
   buf_init(&b, 0);
   render(&b, facts);
+  json_decref(facts);
   size_t len;
   char *text = buf_steal(&b, &len);
   if (!text) {
@@ -597,30 +707,15 @@ static int builtin_compose(llm_t *l, const char *user_request, const json_t *fac
     len = 0;
     if (!text) abort();
   }
-  if (cb) {
-    for (size_t off = 0; off < len;) {
-      size_t d = llm_next_delta(text + off, len - off);
-      if (cb(cb_arg, text + off, d) != 0) {
-        free(text);
-        return ERR(AGD_ECANCELLED); /* the caller stopped the stream */
-      }
-      off += d;
-    }
-  }
-  if (text_out) *text_out = text;
-  else free(text);
-  return 0;
+  return stream_text(req, text, len, cb, ud, out);
 }
 
-static void builtin_close(llm_t *l) { (void)l; /* static instance */ }
-
-static const llm_ops_t builtin_ops = {
+static const llm_provider_t builtin_provider = {
     .name = "builtin",
-    .classify = builtin_classify,
-    .compose = builtin_compose,
-    .close = builtin_close,
+    .chat = builtin_chat,
+    .destroy = NULL, /* a static instance */
 };
 
-static llm_t builtin_instance = {.ops = &builtin_ops};
+static llm_t builtin_instance = {.provider = &builtin_provider};
 
 llm_t *llm_builtin_new(void) { return &builtin_instance; }

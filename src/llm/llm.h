@@ -1,17 +1,207 @@
-/* llm/llm.h — the language model seam (DESIGN.md): agents ask for decisions and
- * text here.  Providers: `builtin` (deterministic rules and templates, works
- * offline, exact in tests) and `openai` (OpenAI-compatible chat completions,
- * later).  A provider is a const ops table (STYLE §1).
+/* llm/llm.h — the language-model seam (DESIGN.md): a chat model with tools,
+ * streaming and cancellation.  Agents (and the classify_request tool) call
+ * llm_chat() and the helpers below, never a provider directly, so a provider
+ * plugs in without touching them.
  *
- * Thread: an llm_t is shared by all run threads; ops must be reentrant.
+ * Providers: `builtin` (deterministic rules and markdown templates, works
+ * offline, exact in tests; builtin.c) and `openai` (OpenAI-compatible chat
+ * completions over libcurl: not built yet, llm_open() says so).  A provider is
+ * a const vtable (llm_provider_t, STYLE §1) plus an instance (llm_t) that a
+ * provider with state embeds first in its own struct.
+ *
+ * The shape is the OpenAI chat-completions one: messages with roles
+ * system/user/assistant/tool, function tools with a JSON-schema `parameters`,
+ * tool_choice, streamed text / reasoning deltas, complete tool calls, a
+ * finish reason and token usage.
+ *
+ * Thread: an llm_t is shared by all run threads and tool calls; chat() must be
+ * reentrant.  One chat() call runs on its caller's thread from start to end:
+ * callbacks and the cancel probe are called on that thread, before it returns.
  */
 #ifndef AGD_LLM_LLM_H
 #define AGD_LLM_LLM_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
-typedef struct llm llm_t;
+typedef struct llm llm_t;                   /* an open provider (instance) */
+typedef struct llm_provider llm_provider_t; /* its vtable */
+
+/* ---- a request ---- */
+
+typedef enum { LLM_ROLE_SYSTEM = 0, LLM_ROLE_USER, LLM_ROLE_ASSISTANT, LLM_ROLE_TOOL, LLM_ROLE__COUNT } llm_role_t;
+const char *llm_role_name(llm_role_t r); /* "system", "user", "assistant", "tool"; NULL when out of range */
+
+/* One tool call of the model.  In a response (llm_response_t.tool_calls) every
+ * field is owned by the response (freed by llm_response_dispose); in a
+ * request (an assistant message's earlier calls) and in the on_tool_call
+ * callback everything is borrowed. */
+typedef struct llm_tool_call {
+  char *id;            /* the model's call id ("call_…"); a tool message answers it by this id */
+  char *name;          /* the function's name */
+  json_t *arguments;   /* the arguments as a JSON object; NULL when the model's text is not one */
+  char *arguments_raw; /* the arguments as the model wrote them (JSON text) */
+} llm_tool_call_t;
+
+/* One message of the conversation.  Everything is borrowed for the call. */
+typedef struct llm_message {
+  llm_role_t role;
+  const char *content;               /* text; NULL only for an assistant turn made of tool calls */
+  const char *tool_call_id;          /* LLM_ROLE_TOOL: the call this result answers (required) */
+  const llm_tool_call_t *tool_calls; /* LLM_ROLE_ASSISTANT: the calls it made (may be NULL) */
+  size_t n_tool_calls;
+} llm_message_t;
+
+/* A function the model may call.  Borrowed for the call. */
+typedef struct llm_tool {
+  const char *name;         /* [A-Za-z0-9_-]{1,64} (OpenAI's rule) */
+  const char *description;  /* may be NULL */
+  const json_t *parameters; /* JSON Schema of the arguments: an object */
+} llm_tool_t;
+
+typedef enum {
+  LLM_TOOL_CHOICE_AUTO = 0, /* the model decides (the default) */
+  LLM_TOOL_CHOICE_NONE,     /* answer with text only */
+  LLM_TOOL_CHOICE_REQUIRED, /* call at least one of the tools */
+  LLM_TOOL_CHOICE_FUNCTION, /* call the tool named tool_choice_name */
+} llm_tool_choice_t;
+
+/* What a caller asks.  Every pointer is borrowed for the duration of llm_chat(). */
+typedef struct llm_request {
+  const llm_message_t *messages; /* oldest first; at least one */
+  size_t n_messages;
+  const llm_tool_t *tools; /* may be NULL when n_tools is 0 */
+  size_t n_tools;
+  llm_tool_choice_t tool_choice;
+  const char *tool_choice_name; /* LLM_TOOL_CHOICE_FUNCTION: one of tools[] */
+  int max_output_tokens;        /* 0: the provider's default */
+  double temperature;           /* 0..2; a zeroed request asks for 0 (most deterministic); < 0: the server's default */
+  /* Cancellation: the provider polls llm_request_cancelled() between chunks
+   * of its work (builtin: between streamed deltas; openai: from the
+   * transfer, at least every 100 ms) and then ends with LLM_FINISH_CANCELLED.
+   * Either or both may be set; the probe must be cheap and thread-safe. */
+  const atomic_int *cancel;            /* non-zero: stop (a run's cancel flag); may be NULL */
+  int (*cancelled)(const void *arg);   /* 1: stop (e.g. a run's cancel flag or deadline); may be NULL */
+  const void *cancel_arg;
+  double deadline; /* epoch seconds, 0: none.  Past it the call ends with LLM_ERR_TIMEOUT */
+} llm_request_t;
+
+/* 1 when the request's cancel flag or probe says stop. */
+int llm_request_cancelled(const llm_request_t *req);
+
+/* ---- streaming ---- */
+
+/* Called on the caller's thread while chat() runs; any may be NULL.  Data is
+ * borrowed for the callback.  Return non-zero to stop: the call ends with
+ * LLM_FINISH_CANCELLED (what was produced so far stays in the response). */
+typedef struct llm_stream_cb {
+  /* The next piece of answer text (UTF-8, never cut inside a character; n > 0). */
+  int (*on_text_delta)(void *ud, const char *delta, size_t n);
+  /* The next piece of the model's reasoning ("thinking"), when it shows it. */
+  int (*on_reasoning_delta)(void *ud, const char *delta, size_t n);
+  /* A tool call, once complete (all argument fragments joined).  It is also
+   * in the response; the caller runs it (or asks for approval) after chat()
+   * returns, and sends the result back in a LLM_ROLE_TOOL message. */
+  int (*on_tool_call)(void *ud, const llm_tool_call_t *call);
+} llm_stream_cb_t;
+
+/* ---- the response ---- */
+
+typedef enum {
+  LLM_FINISH_STOP = 0,   /* the model answered */
+  LLM_FINISH_TOOL_CALLS, /* the model asks for tool calls (response.tool_calls) */
+  LLM_FINISH_LENGTH,     /* cut at max_output_tokens: the text is partial */
+  LLM_FINISH_CANCELLED,  /* the cancel flag/probe, or a callback, stopped it */
+  LLM_FINISH_ERROR,      /* response.error says why */
+  LLM_FINISH__COUNT
+} llm_finish_t;
+const char *llm_finish_name(llm_finish_t f); /* "stop", "tool_calls", "length", "cancelled", "error" */
+
+typedef enum {
+  LLM_OK = 0,
+  LLM_ERR_BAD_REQUEST,  /* the request is malformed (no messages, unknown tool_choice_name, …) */
+  LLM_ERR_BAD_RESPONSE, /* the server's answer could not be understood (malformed stream) */
+  LLM_ERR_TIMEOUT,      /* the deadline passed, or the server did not answer in time */
+  LLM_ERR_UNAVAILABLE,  /* the server could not be reached or failed (5xx) */
+  LLM_ERR_RATE_LIMITED, /* 429 after the retries */
+  LLM_ERR_INTERNAL,     /* our bug or out of resources */
+  LLM_ERR__COUNT
+} llm_error_t;
+/* The SPEC §11 error_code for agent_error: "LLM_BAD_REQUEST", "LLM_BAD_RESPONSE",
+ * "LLM_TIMEOUT", "LLM_UNAVAILABLE", "LLM_RATE_LIMITED", "LLM_INTERNAL"; NULL for LLM_OK. */
+const char *llm_error_code(llm_error_t e);
+
+/* Filled by llm_chat(); the caller owns it and frees it with
+ * llm_response_dispose() whatever chat returned.  Strings are malloc'd. */
+typedef struct llm_response {
+  char *text;      /* the answer: the text deltas joined ("" when none; never NULL after llm_chat) */
+  char *reasoning; /* the reasoning deltas joined ("" when none; never NULL after llm_chat) */
+  llm_tool_call_t *tool_calls; /* the complete tool calls, in the model's order */
+  size_t n_tool_calls;
+  llm_finish_t finish;
+  long prompt_tokens, completion_tokens; /* usage as the server reports it (builtin: 0, it is no model) */
+  llm_error_t error;                     /* LLM_OK unless finish is LLM_FINISH_ERROR */
+  char error_message[256];               /* one line for agent_error's error_message */
+} llm_response_t;
+
+void llm_response_dispose(llm_response_t *r);
+
+/* ---- calling a provider ---- */
+
+/* Run one chat turn: check the request (LLM_ERR_BAD_REQUEST when malformed:
+ * no messages, a message without content, a tool message without
+ * tool_call_id, a tool without name or parameters object, tool_choice_name
+ * not among the tools), then let the provider answer, streaming through cb
+ * (may be NULL) with ud.  *out is initialised here (the caller's old
+ * contents are not freed).  Returns 0 when finish is stop, tool_calls or
+ * length; AGD_ECANCELLED when cancelled; otherwise the AGD_E* of the error:
+ * AGD_EBAD_REQUEST, AGD_ETIMEOUT, AGD_EUNAVAILABLE (the server is down, rate
+ * limits us or answers garbage: a dependency failing), AGD_EINTERNAL. */
+int llm_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void *ud, llm_response_t *out);
+
+/* The provider's name ("builtin"). */
+const char *llm_name(const llm_t *l);
+
+/* ---- providers ---- */
+
+/* The vtable of one provider kind (const, static storage). */
+struct llm_provider {
+  const char *name;
+  /* Answer req (already checked by llm_chat) into out (zeroed by llm_chat):
+   * stream through cb (NULL members skipped), poll llm_request_cancelled()
+   * and the deadline, add complete tool calls with llm_response_add_tool_call(),
+   * set out->text / reasoning / finish / usage, or fail with
+   * llm_response_fail().  Returns 0 or the AGD_E* matching out->finish. */
+  int (*chat)(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void *ud, llm_response_t *out);
+  /* Free the instance (llm_close); NULL when there is nothing to free. */
+  void (*destroy)(llm_t *l);
+};
+
+/* An open provider: a provider with state (base URL, key, model, curl
+ * handles) embeds this first in its own struct.  Fields are the provider's. */
+struct llm {
+  const llm_provider_t *provider;
+};
+
+/* For providers: record an error (finish = LLM_FINISH_ERROR) with a one-line
+ * message; returns the AGD_E* llm_chat returns for it. */
+int llm_response_fail(llm_response_t *out, llm_error_t e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* For providers: append a complete tool call to out (strings copied;
+ * arguments: reference taken, may be NULL; arguments_raw: NULL means the
+ * compact dump of arguments).  0 or AGD_EINTERNAL. */
+int llm_response_add_tool_call(llm_response_t *out, const char *id, const char *name, json_t *arguments,
+                               const char *arguments_raw);
+
+/* The builtin provider (no network).  It has no state: every call returns the
+ * same static instance and llm_close() on it is a no-op. */
+llm_t *llm_builtin_new(void);
+/* Open by provider name: "builtin" (NULL means builtin).  NULL + one line in
+ * err for an unknown name, and for "openai" until that provider is built. */
+llm_t *llm_open(const char *provider, char *err, size_t cap);
+void llm_close(llm_t *l);
+
+/* ---- classification (triage, the classify_request tool) ---- */
 
 /* Request categories triage distinguishes (DESIGN.md "triage"). */
 typedef enum {
@@ -26,6 +216,8 @@ typedef enum {
 } llm_intent_t;
 
 const char *llm_intent_name(llm_intent_t i); /* "cost", "latency", "model_selection", … */
+/* The intent named s; -1 when s names none. */
+int llm_intent_parse(const char *s);
 
 typedef struct llm_classification {
   llm_intent_t intent;
@@ -34,36 +226,25 @@ typedef struct llm_classification {
   char keywords[256];   /* comma-separated matched terms */
 } llm_classification_t;
 
-/* Called with each streamed text delta (return non-zero to stop). */
-typedef int (*llm_delta_cb)(void *arg, const char *delta, size_t n);
+/* The function a classification request offers (and forces with
+ * tool_choice): the model answers by calling it with
+ * {"intent","confidence","reasoning","keywords":[…]}. */
+#define LLM_CLASSIFY_FN "classify_intent"
 
-typedef struct llm_ops {
-  const char *name;
-  /* Classify a user request.  0 or AGD_E*. */
-  int (*classify)(llm_t *l, const char *text, llm_classification_t *out);
-  /* Write an answer from a prompt and structured facts (JSON object: what the run
-   * found).  Text is streamed through cb in small deltas and also returned whole
-   * in *text_out (malloc'd).  0 or AGD_E*. */
-  int (*compose)(llm_t *l, const char *user_request, const json_t *facts, llm_delta_cb cb, void *cb_arg,
-                 char **text_out);
-  void (*close)(llm_t *l);
-} llm_ops_t;
+/* Classify a user request through llm_chat: a system prompt, the text as the
+ * user message, and LLM_CLASSIFY_FN forced.  cancelled/cancel_arg (may be
+ * NULL) as in llm_request_t.  0, AGD_EBAD_REQUEST (text NULL), or the
+ * chat's error; a model that does not call the function with a known intent
+ * is a bad response (AGD_EUNAVAILABLE). */
+int llm_classify(llm_t *l, const char *text, int (*cancelled)(const void *arg), const void *cancel_arg,
+                 llm_classification_t *out);
 
-struct llm {
-  const llm_ops_t *ops;
-};
+/* ---- streaming helper shared by providers and agents ---- */
 
-/* The builtin provider (no network).  It has no state: every call returns the
- * same static instance and llm_close() on it is a no-op. */
-llm_t *llm_builtin_new(void);
-/* Open by provider name ("builtin"; "openai" later).  NULL + err when unknown. */
-llm_t *llm_open(const char *provider, char *err, size_t cap);
-void llm_close(llm_t *l);
-
-/* Streaming helper shared by providers and agents: the length of the next
- * delta of p[0..n): whole words (leading whitespace included) adding up to a
- * sentence or two (≥ 200 bytes unless p is shorter), at most LLM_DELTA_MAX bytes,
- * never cutting a UTF-8 sequence.  0 only when n is 0. */
+/* The length of the next delta of p[0..n): whole words (leading whitespace
+ * included) adding up to a sentence or two (≥ 200 bytes unless p is shorter),
+ * at most LLM_DELTA_MAX bytes, never cutting a UTF-8 sequence.  0 only when n
+ * is 0. */
 #define LLM_DELTA_MAX 512
 size_t llm_next_delta(const char *p, size_t n);
 

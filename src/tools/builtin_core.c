@@ -29,7 +29,8 @@ static json_t *error_obj(const char *msg) { return json_pack("{s:s}", "error", m
 static int classify_call(const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
   llm_t *l = ctx && ctx->llm ? ctx->llm : llm_builtin_new();
   llm_classification_t c;
-  int rc = l->ops->classify(l, json_string_value(json_object_get(args, "text")), &c);
+  int rc = llm_classify(l, json_string_value(json_object_get(args, "text")), ctx ? ctx->cancelled : NULL,
+                        ctx ? ctx->cancel_arg : NULL, &c);
   if (rc != 0) {
     *result = error_obj("classification failed");
     return rc;
