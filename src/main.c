@@ -128,27 +128,31 @@ static int serve(config_t *cfg) {
   app.cfg = cfg;
   app.started_at = time_now();
   g_app = &app;
+  /* The provider first: a provider this build cannot run is bad
+   * configuration (one line, exit 2), found before anything is created or
+   * migrated on disk. */
+  app.llm = llm_open(cfg->llm_provider, err, sizeof(err));
+  if (!app.llm) {
+    fprintf(stderr, "agentd: --llm: %s\n", err);
+    return 2;
+  }
   if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
     fprintf(stderr, "agentd: --data-dir: cannot create '%s': %s\n", cfg->data_dir, strerror(errno));
+    llm_close(app.llm);
     return 2;
   }
   if (setup_auth(cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "agentd: %s\n", err);
+    llm_close(app.llm);
     return 2;
   }
   if (store_open(&app.store, cfg->database_url, err, sizeof(err)) != 0) {
     fprintf(stderr, "agentd: --database: %s\n", err);
     auth_shutdown();
+    llm_close(app.llm);
     return 1;
   }
   store_revoked_load(app.store, time_now(), on_revoked_row, NULL);
-  app.llm = llm_open(cfg->llm_provider, err, sizeof(err));
-  if (!app.llm) {
-    fprintf(stderr, "agentd: --llm: %s\n", err);
-    store_close(app.store);
-    auth_shutdown();
-    return 2;
-  }
   tools_register_builtin();
   atomic_store(&app.db_ok, 1);
 
@@ -159,6 +163,7 @@ static int serve(config_t *cfg) {
     fprintf(stderr, "agentd: --database: cannot recover runs: %s\n", agd_err_code(rc0));
     store_close(app.store);
     auth_shutdown();
+    llm_close(app.llm);
     return 1;
   }
   api_register_routes();
@@ -175,6 +180,7 @@ static int serve(config_t *cfg) {
     store_close(app.store);
     auth_shutdown();
     router_reset();
+    llm_close(app.llm);
     return 2;
   }
   uv_signal_init(app.loop, &sig_term);
