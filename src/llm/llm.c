@@ -190,7 +190,8 @@ static int check_request(const llm_request_t *req, llm_response_t *out) {
   default: return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "unknown tool_choice");
   }
   if (req->max_output_tokens < 0) return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "max_output_tokens < 0");
-  if (req->temperature > 2) return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "temperature > 2");
+  if (!(req->temperature <= 2)) /* NaN too */
+    return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "temperature must be at most 2");
   return 0;
 }
 

@@ -343,6 +343,8 @@ Test(llm, bad_requests) {
   llm_request_t choice = {.messages = &u, .n_messages = 1, .tool_choice = LLM_TOOL_CHOICE_FUNCTION,
                           .tool_choice_name = LLM_CLASSIFY_FN};
   EXPECT_BAD(choice, "tool_choice names a function that is not offered");
+  llm_request_t hot = {.messages = &u, .n_messages = 1, .temperature = 2.5};
+  EXPECT_BAD(hot, "temperature above 2");
   llm_response_t r;
   cr_expect_eq(llm_chat(NULL, &choice, NULL, NULL, &r), AGD_EBAD_REQUEST);
   llm_response_dispose(&r);
