@@ -686,11 +686,15 @@ static int builtin_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_
                         llm_response_t *out) {
   (void)l;
   const llm_message_t *u = last_user(req);
-  if (!u) return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "the builtin model answers a user message; there is none");
+  if (!u)
+    return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "the builtin model answers a user message; there is none");
   int wants_fn = req->tool_choice == LLM_TOOL_CHOICE_REQUIRED || req->tool_choice == LLM_TOOL_CHOICE_FUNCTION;
   int may_classify = req->tool_choice != LLM_TOOL_CHOICE_NONE && offers(req, LLM_CLASSIFY_FN) &&
-                     (req->tool_choice != LLM_TOOL_CHOICE_FUNCTION || strcmp(req->tool_choice_name, LLM_CLASSIFY_FN) == 0);
-  if (may_classify && (wants_fn || u == &req->messages[req->n_messages - 1])) return call_classify(req, u->content, cb, ud, out);
+                     (req->tool_choice != LLM_TOOL_CHOICE_FUNCTION ||
+                      strcmp(req->tool_choice_name, LLM_CLASSIFY_FN) == 0);
+  /* Like a model: classify a fresh user turn; once the call is answered, write. */
+  int user_turn = u == &req->messages[req->n_messages - 1];
+  if (may_classify && (wants_fn || user_turn)) return call_classify(req, u->content, cb, ud, out);
   if (wants_fn)
     return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "the builtin model can only call %s", LLM_CLASSIFY_FN);
 

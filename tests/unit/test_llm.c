@@ -104,7 +104,8 @@ static json_t *sample_facts(void) {
                    "how can I cut my LLM costs?", "intent", "cost", "confidence", 0.91, "reasoning",
                    "The request mentions \"cost\".", "keywords", "cost", "findings", "unavailable_agents", "data",
                    "optimization", "guidance", "capabilities", "Break spend down by model.", "upload", "endpoint",
-                   "POST /api/workloads", "required_fields", "model", "formats", "JSONL", "example", "{\"model\":\"x\"}");
+                   "POST /api/workloads", "required_fields", "model", "formats", "JSONL", "example",
+                   "{\"model\":\"x\"}");
 }
 
 /* A reporting-shaped request: system prompt, the user's request, the facts. */
@@ -471,7 +472,8 @@ typedef struct run_events {
 
 static int collect_emit(void *arg, event_type_t type, const char *agent, json_t *data) {
   run_events_t *e = arg;
-  json_array_append_new(e->events, json_pack("{s:s,s:s,s:o}", "type", event_type_name(type), "agent", agent, "data", data));
+  json_array_append_new(e->events,
+                        json_pack("{s:s,s:s,s:o}", "type", event_type_name(type), "agent", agent, "data", data));
   return 0;
 }
 
@@ -513,8 +515,8 @@ Test(llm, reporting_agent_works_with_another_provider) {
   /* the tool's classification is the fake's */
   const json_t *done = find_event(e.events, "tool_completed");
   cr_assert_not_null(done);
-  cr_expect_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(done, "data"), "result"), "intent")),
-                   "caching");
+  const json_t *tool_result = json_object_get(json_object_get(done, "data"), "result");
+  cr_expect_str_eq(json_string_value(json_object_get(tool_result, "intent")), "caching");
   /* the facts reached the model as a JSON object with that classification */
   cr_expect_str_eq(json_string_value(json_object_get(f.facts_seen, "intent")), "caching");
   cr_expect_str_eq(json_string_value(json_object_get(f.facts_seen, "request")), "hello there");
