@@ -19,6 +19,7 @@
 #include "util/err.h"
 #include "util/ids.h"
 #include "util/timeutil.h"
+#include "util/utf8.h"
 
 /* ---- the registry ----
  * Listing order of GET /api/agents (supervisor first).  Adding an agent is one
@@ -101,16 +102,6 @@ static const char *stop_reason(const agent_ctx_t *ctx) {
 static double ms_since(uint64_t t0_ns) {
   double ms = (double)(time_mono_ns() - t0_ns) / 1e6;
   return (double)(long long)(ms * 1000.0 + 0.5) / 1000.0;
-}
-
-/* Cut a trailing incomplete UTF-8 sequence (left by a truncating snprintf). */
-static void utf8_trim_tail(char *s) {
-  size_t n = strlen(s), i = n;
-  while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80 && n - i < 4) i--;
-  if (i == 0) return;
-  unsigned char lead = (unsigned char)s[i - 1];
-  size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-  if (lead >= 0x80 && n - (i - 1) < need) s[i - 1] = '\0';
 }
 
 /* Hand one event to the run's emitter (data: reference taken). */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/xalloc.h"
 
 #define CFG_STR_MAX 4096       /* any string value (paths, URLs) */
 #define CFG_HOST_MAX 253
@@ -145,18 +146,6 @@ static quoted_t quote(const char *v) {
   if (v[i]) { memcpy(q.s + j, "...", 3); j += 3; }
   q.s[j] = 0;
   return q;
-}
-
-static char *xstrdup(const char *s) {
-  char *d = strdup(s);
-  if (!d) abort();
-  return d;
-}
-
-static char *xstrndup(const char *s, size_t n) {
-  char *d = strndup(s, n);
-  if (!d) abort();
-  return d;
 }
 
 static void set_str(char **slot, char *v) {

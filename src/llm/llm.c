@@ -11,6 +11,7 @@
 
 #include "util/err.h"
 #include "util/timeutil.h"
+#include "util/utf8.h"
 
 /* ---- names ---- */
 
@@ -277,11 +278,7 @@ static json_t *classify_schema(void) {
 
 /* Copy s into dst[cap] without cutting a UTF-8 sequence. */
 static void copy_utf8(char *dst, size_t cap, const char *s) {
-  size_t n = strlen(s);
-  if (n >= cap) {
-    n = cap - 1;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
-  }
+  size_t n = utf8_cut(s, cap - 1);
   memcpy(dst, s, n);
   dst[n] = '\0';
 }
@@ -343,13 +340,6 @@ int llm_classify(llm_t *l, const char *text, int (*cancelled)(const void *arg), 
 
 static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-/* Back off from a cut at p[k] so it does not land inside a UTF-8 sequence. */
-static size_t utf8_floor(const char *p, size_t k) {
-  size_t j = k;
-  while (j > 0 && ((unsigned char)p[j] & 0xC0) == 0x80) j--;
-  return j > 0 ? j : k; /* a lone run of continuation bytes: cut anyway */
-}
-
 size_t llm_next_delta(const char *p, size_t n) {
   /* Whole words (with their leading whitespace) until the delta has ≥ 200
    * bytes — a sentence or two: the answer still visibly streams, while each
@@ -365,7 +355,8 @@ size_t llm_next_delta(const char *p, size_t n) {
     while (i < n && !is_space((unsigned char)p[i])) i++;
     if (i > LLM_DELTA_MAX) {
       if (start > 0) return start; /* this word goes into the next delta */
-      return utf8_floor(p, LLM_DELTA_MAX);
+      size_t cut = utf8_floor(p, LLM_DELTA_MAX);
+      return cut > 0 ? cut : LLM_DELTA_MAX; /* never an empty delta, even of invalid text */
     }
     if (i >= n || i >= MIN_DELTA) return i;
   }
