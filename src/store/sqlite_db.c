@@ -386,12 +386,6 @@ char *sq_col_dup(sqlite3_stmt *st, int i) {
   return d;
 }
 
-char *sq_xstrdup(const char *p) {
-  char *d = strdup(p);
-  if (!d) abort();
-  return d;
-}
-
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
 /* mkdir -p of the directory part of path (0700: the data directory holds secrets). */

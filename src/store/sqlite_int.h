@@ -29,6 +29,7 @@
 
 #include "core/metrics.h"
 #include "store/store_int.h"
+#include "util/xalloc.h"
 
 /* Whose statements a cache slot holds: one row of sq_conn_t.stmt per file. */
 enum sq_module {
@@ -142,8 +143,6 @@ static inline void sq_col_copy(sqlite3_stmt *st, int i, char *dst, size_t cap) {
 }
 /* malloc'd copy of a text column; NULL for SQL NULL. */
 char *sq_col_dup(sqlite3_stmt *st, int i);
-/* strdup that aborts on out-of-memory (STYLE: allocation failure is fatal). */
-char *sq_xstrdup(const char *p);
 
 /* ---- migrations (sqlite_migrate.c) ------------------------------------------------------ */
 

@@ -79,7 +79,7 @@ static void row_run(sqlite3_stmt *st, store_run_t *r) {
   r->started_at = sqlite3_column_double(st, 5);
   r->completed_at = sqlite3_column_double(st, 6);
   r->input = sq_col_dup(st, 7);
-  if (!r->input) r->input = sq_xstrdup("");
+  if (!r->input) r->input = xstrdup("");
   r->result = sq_col_dup(st, 8);
   r->error = sq_col_dup(st, 9);
   r->event_count = (long)sqlite3_column_int64(st, 10);
@@ -313,7 +313,7 @@ int sq_event_list(store_t *s, const char *user_id, int64_t after_seq, const char
     row->seq = sqlite3_column_int64(st, 0);
     sq_col_copy(st, 1, row->type, sizeof row->type);
     row->json = sq_col_dup(st, 2);
-    if (!row->json) row->json = sq_xstrdup("{}");
+    if (!row->json) row->json = xstrdup("{}");
   }
   if (rc != SQLITE_DONE) e = SQ_FAIL(c, rc, "event list");
   sq_done(st);

@@ -89,7 +89,7 @@ static void row_thread(sqlite3_stmt *st, store_thread_t *t) {
   sq_col_copy(st, 0, t->id, sizeof t->id);
   t->title = sq_col_dup(st, 1);
   t->metadata = sq_col_dup(st, 2);
-  if (!t->metadata) t->metadata = sq_xstrdup("{}");
+  if (!t->metadata) t->metadata = xstrdup("{}");
   sq_col_copy(st, 3, t->status, sizeof t->status);
   t->created_at = sqlite3_column_double(st, 4);
   t->updated_at = sqlite3_column_double(st, 5);
@@ -103,10 +103,10 @@ static void row_message(sqlite3_stmt *st, store_message_t *m) {
   sq_col_copy(st, 2, m->thread_id, sizeof m->thread_id);
   sq_col_copy(st, 3, m->role, sizeof m->role);
   m->content = sq_col_dup(st, 4);
-  if (!m->content) m->content = sq_xstrdup("");
+  if (!m->content) m->content = xstrdup("");
   sq_col_copy(st, 5, m->run_id, sizeof m->run_id);
   m->metadata = sq_col_dup(st, 6);
-  if (!m->metadata) m->metadata = sq_xstrdup("{}");
+  if (!m->metadata) m->metadata = xstrdup("{}");
   m->created_at = sqlite3_column_double(st, 7);
 }
 
@@ -182,8 +182,8 @@ int sq_thread_create(store_t *s, const char *user_id, const char *title, const c
   if (e) return e;
   memset(out, 0, sizeof *out);
   memcpy(out->id, id, sizeof id);
-  out->title = title ? sq_xstrdup(title) : NULL;
-  out->metadata = sq_xstrdup(metadata ? metadata : "{}");
+  out->title = title ? xstrdup(title) : NULL;
+  out->metadata = xstrdup(metadata ? metadata : "{}");
   snprintf(out->status, sizeof out->status, "active");
   out->created_at = out->updated_at = now;
   return 0;
@@ -317,9 +317,9 @@ static int message_add_tx(sq_conn_t *c, const char *user_id, const store_message
   memcpy(out->id, id, sizeof id);
   memcpy(out->thread_id, thread_id, sizeof thread_id);
   snprintf(out->role, sizeof out->role, "%s", in->role);
-  out->content = sq_xstrdup(in->content);
+  out->content = xstrdup(in->content);
   if (in->run_id) snprintf(out->run_id, sizeof out->run_id, "%s", in->run_id);
-  out->metadata = sq_xstrdup(in->metadata ? in->metadata : "{}");
+  out->metadata = xstrdup(in->metadata ? in->metadata : "{}");
   out->created_at = now;
   return 0;
 }
