@@ -204,6 +204,7 @@ int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_
     trc = tool_call(t, &tc, args, &res);
     if (!res) res = trc ? json_pack("{s:s}", "error", agd_err_code(trc)) : json_object();
   }
+  tool_unref(t); /* tool_find's reference: the tool lived through the call even if unregistered */
   json_decref(args);
   rc = emit(ctx, EV_TOOL_COMPLETED,
             json_pack("{s:s,s:s,s:O,s:f,s:s}", "tool_name", tool_name, "call_id", call_id, "result", res,

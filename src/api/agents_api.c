@@ -1,8 +1,11 @@
 /* api/agents_api.c — see agents_api.h.
  *
- * Listings are answered on the loop from the static registries.  A tool call
- * is validated on the loop (unknown tool 404, schema 422) and run on a worker
- * (thread_context reads the store); the job owns copies of what it uses.
+ * Listings are answered on the loop: agents from their static table, tools
+ * from one snapshot of the registry (MCP tools come and go meanwhile).  A tool
+ * call is validated on the loop (unknown tool 404, schema 422, its details
+ * naming the failing path such as "arguments.items[2].name") and run on a
+ * worker (thread_context reads the store); the job owns copies of what it
+ * uses and a reference on the tool, so an unregistration meanwhile is harmless.
  *
  * How a tool's own failure is answered (SPEC §7 only fixes 404 and 422):
  *   AGD_EVALIDATION  the tool judged its arguments wrong although they fit the
@@ -42,23 +45,23 @@ static void h_agents(http_req_t *r, route_ctx_t *ctx) {
 }
 
 static void h_tools(http_req_t *r, route_ctx_t *ctx) {
-  size_t n;
-  const tool_t *const *all = tool_all(&n);
+  tool_list_t *l = tool_list_acquire(); /* one consistent snapshot while MCP tools come and go */
+  size_t n = tool_list_size(l);
   json_t *arr = json_array();
   for (size_t i = 0; i < n; i++) {
-    json_t *schema = tool_schema(all[i]);
-    json_array_append_new(arr, json_pack("{s:s,s:s,s:O,s:s}", "name", all[i]->name, "description",
-                                         all[i]->description ? all[i]->description : "", "input_schema",
-                                         schema ? schema : json_object(), "source",
-                                         all[i]->source ? all[i]->source : "builtin"));
+    const tool_t *t = tool_list_get(l, i);
+    json_array_append_new(arr, json_pack("{s:s,s:s,s:O,s:s}", "name", t->name, "description",
+                                         t->description ? t->description : "", "input_schema", tool_schema(t),
+                                         "source", t->source ? t->source : "builtin"));
   }
+  tool_list_release(l);
   http_respond_json(r, 200, json_pack("{s:o,s:I}", "tools", arr, "total", (json_int_t)n));
 }
 
 /* ---- tool calls ---- */
 
 typedef struct tool_job {
-  const tool_t *tool; /* static lifetime (registry) */
+  const tool_t *tool; /* a reference (tool_find), dropped in done */
   json_t *args;       /* owned */
   char user_id[ID_MAX];
   json_t *result;     /* set by the worker */
@@ -93,6 +96,7 @@ static void tool_job_done(http_req_t *r, void *p, int rc) {
   }
   json_decref(j->args);
   json_decref(j->result);
+  tool_unref(j->tool);
 }
 
 static void h_tool_execute(http_req_t *r, route_ctx_t *ctx) {
@@ -117,13 +121,10 @@ static void h_tool_execute(http_req_t *r, route_ctx_t *ctx) {
   if (!args || json_is_null(args)) args = json_object_get(body, "parameters"); /* alias */
   if (!args || json_is_null(args)) args = json_object();
   else json_incref(args);
-  const char *field = NULL;
-  char msg[256];
-  if (tool_validate(t, args, &field, msg, sizeof(msg)) != 0) {
-    char f[160];
-    if (field && strcmp(field, "arguments") != 0) snprintf(f, sizeof(f), "arguments.%.140s", field);
-    else snprintf(f, sizeof(f), "arguments");
-    router_respond_validation(r, f, msg);
+  char path[512], msg[320];
+  if (tool_validate(t, args, path, sizeof(path), msg, sizeof(msg)) != 0) {
+    router_respond_validation(r, path, msg); /* path names the field: "arguments.items[2].name" */
+    tool_unref(t);
     json_decref(args);
     json_decref(body);
     return;

@@ -26,7 +26,7 @@ static json_t *error_obj(const char *msg) { return json_pack("{s:s}", "error", m
 
 /* ---- classify_request ---- */
 
-static int classify_call(const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
+static int classify_call(const tool_t *self, const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
   llm_t *l = ctx && ctx->llm ? ctx->llm : llm_builtin_new();
   llm_classification_t c;
   int rc = llm_classify(l, json_string_value(json_object_get(args, "text")), ctx ? ctx->cancelled : NULL,
@@ -211,7 +211,7 @@ static int calc_eval(const char *expr, double *out, char *err, size_t cap) {
   return 0;
 }
 
-static int calc_call(const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
+static int calc_call(const tool_t *self, const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
   const char *expr = json_string_value(json_object_get(args, "expression"));
   double v;
   char err[200];
@@ -245,7 +245,7 @@ static size_t utf8_cut(const char *s, size_t max) {
   return max;
 }
 
-static int context_call(const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
+static int context_call(const tool_t *self, const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
   const char *thread_id = json_string_value(json_object_get(args, "thread_id"));
   json_int_t limit = CONTEXT_DEFAULT_LIMIT;
   const json_t *jl = json_object_get(args, "limit");

@@ -94,7 +94,7 @@ static int run_analysis(const tool_call_ctx_t *ctx, const json_t *args, json_t *
 
 /* ---- workload_summary ---- */
 
-static int summary_call(const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
+static int summary_call(const tool_t *self, const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
   workload_window_t w;
   int rc = check_call(ctx, args, &w, result);
   if (rc != 0) return rc;
@@ -121,7 +121,7 @@ static const tool_t tool_summary = {
 /* ---- the analyses ---- */
 
 #define ANALYSIS_TOOL(var, tname, fn, what, props, desc)                                                                  \
-  static int var##_call(const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {                       \
+  static int var##_call(const tool_t *self, const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {   \
     return run_analysis(ctx, args, result, fn, what);                                                              \
   }                                                                                                                \
   static const tool_t var = {                                                                                      \
@@ -167,7 +167,7 @@ ANALYSIS_TOOL(tool_anomalies, "anomalies", workloads_anomalies, "the anomaly ana
 
 /* ---- price_lookup ---- */
 
-static int price_call(const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
+static int price_call(const tool_t *self, const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
   const char *model = json_string_value(json_object_get(args, "model"));
   const char *provider = json_string_value(json_object_get(args, "provider"));
   double in = 0, out = 0;

@@ -283,6 +283,7 @@ static json_t *tool(const char *name, const char *user, const char *args_json, i
   tool_call_ctx_t ctx = {.user_id = user, .store = g_st};
   json_t *res = NULL;
   *rc = tool_call(t, &ctx, args, &res);
+  tool_unref(t);
   json_decref(args);
   return res;
 }
@@ -310,6 +311,7 @@ Test(awl, tools_registered_with_schemas) {
     cr_expect_str_eq(json_string_value(json_object_get(schema, "type")), "object");
     const char *prop = i + 1 < sizeof(names) / sizeof(names[0]) ? "from" : "model";
     cr_expect_not_null(json_object_get(json_object_get(schema, "properties"), prop), "%s schema", names[i]);
+    tool_unref(t);
   }
   /* bad arguments are refused by the schema */
   int rc;
@@ -349,6 +351,7 @@ Test(awl, tools_need_a_store) {
   json_t *args = json_object(), *res = NULL;
   tool_call_ctx_t ctx = {.user_id = "usr_a", .store = NULL};
   cr_expect_eq(tool_call(t, &ctx, args, &res), AGD_EUNAVAILABLE);
+  tool_unref(t);
   cr_expect_not_null(json_object_get(res, "error"));
   json_decref(res);
   json_decref(args);
