@@ -249,7 +249,7 @@ static int context_call(const tool_t *self, const tool_call_ctx_t *ctx, const js
   const char *thread_id = json_string_value(json_object_get(args, "thread_id"));
   json_int_t limit = CONTEXT_DEFAULT_LIMIT;
   const json_t *jl = json_object_get(args, "limit");
-  if (json_is_integer(jl)) limit = json_integer_value(jl);
+  if (json_is_number(jl)) limit = (json_int_t)json_number_value(jl); /* the schema allows 5.0 */
   if (!ctx || !ctx->store || !ctx->user_id) {
     *result = error_obj("the message store is not available");
     return AGD_EUNAVAILABLE;
