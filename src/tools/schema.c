@@ -251,6 +251,77 @@ static int translate_pattern(const char *src, char *dst, size_t cap, const char 
   return 0;
 }
 
+/* glibc unrolls a bounded repetition into copies of its operand, so nested
+ * counts multiply: (a{1,100}){1,100} builds some 10 000 nodes, one more level a
+ * million, and matching costs grow with them.  Estimate the unrolled size of
+ * the ERE and refuse a pattern above PATTERN_MAX_COST (a server's schema is
+ * input too).  Ordinary patterns ("^.{1,256}$", an e-mail shape) cost hundreds. */
+#define PATTERN_MAX_COST 20000.0
+
+static int pattern_cost_ok(const char *ere) {
+  double group[SCHEMA_MAX_DEPTH + 1]; /* cost of the group being read, per nesting level */
+  int sp = 0;
+  double last = 0; /* cost of the last atom (what a quantifier repeats) */
+  group[0] = 0;
+  for (const char *p = ere; *p; p++) {
+    switch (*p) {
+      case '\\':
+        if (p[1]) p++;
+        last = 1;
+        group[sp] += 1;
+        break;
+      case '[': /* a class is one atom; skip to its end ("[]a]", "[^]a]", "[[:alpha:]]") */
+        p++;
+        if (*p == '^') p++;
+        if (*p == ']') p++;
+        while (*p && *p != ']') {
+          if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+            char close = p[1];
+            p += 2;
+            while (*p && !(*p == close && p[1] == ']')) p++;
+            if (*p) p++;
+          }
+          if (*p) p++;
+        }
+        if (!*p) return 1; /* unterminated: regcomp refuses it */
+        last = 1;
+        group[sp] += 1;
+        break;
+      case '(':
+        if (sp >= SCHEMA_MAX_DEPTH) return 0;
+        group[++sp] = 0;
+        break;
+      case ')':
+        last = sp > 0 ? group[sp--] : 1;
+        group[sp] += last;
+        break;
+      case '{': {
+        char *end;
+        double lo = strtod(p + 1, &end), hi = lo;
+        if (*end == ',') hi = end[1] == '}' ? lo + 1 : strtod(end + 1, &end);
+        if (hi < 1) hi = 1;
+        group[sp] += last * (hi - 1);
+        last *= hi;
+        while (*p && *p != '}') p++;
+        if (!*p) return 1;
+        break;
+      }
+      case '*':
+      case '+':
+      case '?':
+      case '|':
+      case '^':
+      case '$':
+        break;
+      default:
+        last = 1;
+        group[sp] += 1;
+    }
+    if (group[sp] > PATTERN_MAX_COST || last > PATTERN_MAX_COST) return 0;
+  }
+  return group[0] <= PATTERN_MAX_COST;
+}
+
 /* ---- compile ---- */
 
 typedef struct cctx {
@@ -312,6 +383,7 @@ static int add_regex(cctx_t *c, const void *key, const char *pattern) {
   char ere[PATTERN_MAX * 4 + 16];
   const char *why;
   if (translate_pattern(pattern, ere, sizeof(ere), &why) != 0) return cfail(c, "%s", why);
+  if (!pattern_cost_ok(ere)) return cfail(c, "pattern too complex (nested repetition counts)");
   if (grow((void **)&c->s->re, &c->s->cap_re, c->s->n_re + 1, sizeof(compiled_re_t)) != 0)
     return cfail(c, "out of memory");
   compiled_re_t *r = &c->s->re[c->s->n_re];

@@ -153,6 +153,11 @@ Test(schema, pattern) {
   invalid("{\"pattern\":\"\\\\u00e9\"}", "unsupported escape");
   invalid("{\"pattern\":\"ab\\\\\"}", "lone backslash");
   invalid("{\"pattern\":5}", "pattern must be a string");
+  /* nested counts multiply what glibc builds: refused before regcomp */
+  invalid("{\"pattern\":\"((a{1,100}){1,100}){1,100}\"}", "too complex");
+  invalid("{\"pattern\":\"([a-z]{1,1000}){30}\"}", "too complex");
+  OK("{\"pattern\":\"^(a{1,100}){1,100}$\"}", "\"aaa\"");
+  OK("{\"pattern\":\"^[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,255}\\\\.[a-z]{2,63}$\"}", "\"me@example.org\"");
   invalid("{\"properties\":{\"x\":{\"properties\":{\"y\":{\"pattern\":\"(\"}}}}}",
           "#/properties/x/properties/y/pattern");
   char *long_pat = malloc(1100 + 32);
