@@ -2,10 +2,11 @@
  *
  * Listings are answered on the loop: agents from their static table, tools
  * from one snapshot of the registry (MCP tools come and go meanwhile).  A tool
- * call is validated on the loop (unknown tool 404, schema 422, its details
- * naming the failing path such as "arguments.items[2].name") and run on a
- * worker (thread_context reads the store); the job owns copies of what it
- * uses and a reference on the tool, so an unregistration meanwhile is harmless.
+ * is looked up on the loop (unknown: 404); its arguments are checked against
+ * its schema (422, the details naming the failing path such as
+ * "arguments.items[2].name") and it runs on a worker (thread_context reads the
+ * store; a schema check is bounded but not free).  The job owns copies of what
+ * it uses and a reference on the tool, so an unregistration meanwhile is harmless.
  *
  * How a tool's own failure is answered (SPEC §7 only fixes 404 and 422):
  *   AGD_EVALIDATION  the tool judged its arguments wrong although they fit the
@@ -66,6 +67,8 @@ typedef struct tool_job {
   char user_id[ID_MAX];
   json_t *result;     /* set by the worker */
   double ms;
+  int schema_failed;  /* the arguments failed the tool's schema: 422 naming vpath */
+  char vpath[512], vmsg[320];
 } tool_job_t;
 
 static int tool_job_work(void *p) {
@@ -75,15 +78,24 @@ static int tool_job_work(void *p) {
       .store = g_app ? g_app->store : NULL,
       .llm = g_app ? g_app->llm : NULL,
   };
+  /* The schema check runs here, not on the loop: a server's schema and the
+   * caller's arguments are both input, and checking them is bounded, not free. */
+  int rc = tool_validate(j->tool, j->args, j->vpath, sizeof(j->vpath), j->vmsg, sizeof(j->vmsg));
+  if (rc != 0) {
+    j->schema_failed = 1;
+    return rc;
+  }
   uint64_t t0 = time_mono_ns();
-  int rc = tool_call(j->tool, &tc, j->args, &j->result);
+  rc = tool_call(j->tool, &tc, j->args, &j->result);
   j->ms = (double)(long long)((double)(time_mono_ns() - t0) / 1e3 + 0.5) / 1000.0;
   return rc;
 }
 
 static void tool_job_done(http_req_t *r, void *p, int rc) {
   tool_job_t *j = p;
-  if (rc == 0) {
+  if (j->schema_failed) {
+    router_respond_validation(r, j->vpath, j->vmsg); /* the path names the field: "arguments.items[2].name" */
+  } else if (rc == 0) {
     http_respond_json(r, 200, json_pack("{s:s,s:s,s:O,s:f}", "tool_name", j->tool->name, "status", "success",
                                         "result", j->result ? j->result : json_null(), "execution_time_ms", j->ms));
   } else {
@@ -121,14 +133,6 @@ static void h_tool_execute(http_req_t *r, route_ctx_t *ctx) {
   if (!args || json_is_null(args)) args = json_object_get(body, "parameters"); /* alias */
   if (!args || json_is_null(args)) args = json_object();
   else json_incref(args);
-  char path[512], msg[320];
-  if (tool_validate(t, args, path, sizeof(path), msg, sizeof(msg)) != 0) {
-    router_respond_validation(r, path, msg); /* path names the field: "arguments.items[2].name" */
-    tool_unref(t);
-    json_decref(args);
-    json_decref(body);
-    return;
-  }
   json_decref(body);
   tool_job_t *j = job_new(sizeof(*j));
   j->tool = t;
