@@ -17,6 +17,7 @@
 #include "tools/tool.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/xalloc.h"
 
 #define TOOL_NAME_MAX 256
 
@@ -63,12 +64,7 @@ void tool_unref(const tool_t *t) {
   if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) entry_free(e);
 }
 
-static char *dup_or_null(const char *s) {
-  if (!s) return NULL;
-  char *d = strdup(s);
-  if (!d) abort(); /* STYLE: abort on out-of-memory */
-  return d;
-}
+static char *dup_or_null(const char *s) { return s ? xstrdup(s) : NULL; }
 
 /* A new entry (one reference, not yet owning user_data) or NULL with the
  * reason logged and *rc set. */
@@ -102,8 +98,7 @@ static tool_entry_t *entry_new(const tool_t *d, const char *source, int *rc) {
     log_warn("tool '%s' refused: input schema %s", d->name, err);
     return NULL;
   }
-  tool_entry_t *e = calloc(1, sizeof(*e));
-  if (!e) abort();
+  tool_entry_t *e = xcalloc(1, sizeof(*e));
   e->name = dup_or_null(d->name);
   e->description = dup_or_null(d->description ? d->description : "");
   e->source = dup_or_null(source ? source : d->source ? d->source : "builtin");
@@ -128,8 +123,7 @@ static tool_entry_t *entry_new(const tool_t *d, const char *source, int *rc) {
 /* ---- lists ---- */
 
 static tool_list_t *list_new(size_t cap) {
-  tool_list_t *l = malloc(sizeof(*l) + cap * sizeof(l->items[0]));
-  if (!l) abort();
+  tool_list_t *l = xmalloc(sizeof(*l) + cap * sizeof(l->items[0]));
   atomic_init(&l->refs, 1);
   l->n = 0;
   return l;
@@ -220,8 +214,7 @@ int tool_register(const tool_t *desc) {
 
 int tool_replace_source(const char *source, const tool_t *const *descs, size_t n) {
   if (!source || !*source) return AGD_EVALIDATION;
-  tool_entry_t **add = calloc(n ? n : 1, sizeof(*add));
-  if (!add) abort();
+  tool_entry_t **add = xcalloc(n, sizeof(*add));
   int rc = 0;
   size_t made = 0;
   for (; made < n; made++)

@@ -33,6 +33,8 @@
 #include <string.h>
 
 #include "util/err.h"
+#include "util/utf8.h"
+#include "util/xalloc.h"
 
 #define PATTERN_MAX 1000
 #define PTR_MAX 256  /* the JSON pointer shown in compile errors */
@@ -51,13 +53,6 @@ struct schema {
 };
 
 /* ---- small helpers ---- */
-
-static size_t utf8_len(const char *s, size_t n) {
-  size_t chars = 0;
-  for (size_t i = 0; i < n; i++)
-    if (((unsigned char)s[i] & 0xC0) != 0x80) chars++;
-  return chars;
-}
 
 /* A keyword that must hold a non-negative integer (5 or 5.0). */
 static int is_count(const json_t *v) {
@@ -367,15 +362,12 @@ static void cpop(cctx_t *c, size_t old) {
   c->ptr[old] = '\0';
 }
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap) return 0;
+static void grow(void **arr, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap) return;
   size_t nc = *cap ? *cap * 2 : 16;
   while (nc < need) nc *= 2;
-  void *p = realloc(*arr, nc * elem);
-  if (!p) return AGD_EINTERNAL;
-  *arr = p;
+  *arr = xrealloc(*arr, nc * elem);
   *cap = nc;
-  return 0;
 }
 
 static int add_regex(cctx_t *c, const void *key, const char *pattern) {
@@ -384,8 +376,7 @@ static int add_regex(cctx_t *c, const void *key, const char *pattern) {
   const char *why;
   if (translate_pattern(pattern, ere, sizeof(ere), &why) != 0) return cfail(c, "%s", why);
   if (!pattern_cost_ok(ere)) return cfail(c, "pattern too complex (nested repetition counts)");
-  if (grow((void **)&c->s->re, &c->s->cap_re, c->s->n_re + 1, sizeof(compiled_re_t)) != 0)
-    return cfail(c, "out of memory");
+  grow((void **)&c->s->re, &c->s->cap_re, c->s->n_re + 1, sizeof(compiled_re_t));
   compiled_re_t *r = &c->s->re[c->s->n_re];
   int rc = regcomp(&r->re, ere, REG_EXTENDED | REG_NOSUB);
   if (rc != 0) {
@@ -482,7 +473,7 @@ static int walk_keyword(cctx_t *c, const json_t *sch, const char *kw, const json
   }
   if (strcmp(kw, "$ref") == 0) {
     if (!json_is_string(v)) return cfail(c, "$ref must be a string");
-    if (grow((void **)&c->refs, &c->cap_refs, c->n_refs + 1, sizeof(*c->refs)) != 0) return cfail(c, "out of memory");
+    grow((void **)&c->refs, &c->cap_refs, c->n_refs + 1, sizeof(*c->refs));
     c->refs[c->n_refs++] = sch;
     return 0;
   }
@@ -493,8 +484,7 @@ static int walk(cctx_t *c, const json_t *sch, int depth) {
   if (json_is_boolean(sch)) return 0;
   if (!json_is_object(sch)) return cfail(c, "a schema must be an object or a boolean");
   if (depth > SCHEMA_MAX_DEPTH) return cfail(c, "schema nested deeper than %d levels", SCHEMA_MAX_DEPTH);
-  if (grow((void **)&c->nodes, &c->cap_nodes, c->n_nodes + 1, sizeof(*c->nodes)) != 0)
-    return cfail(c, "out of memory");
+  grow((void **)&c->nodes, &c->cap_nodes, c->n_nodes + 1, sizeof(*c->nodes));
   c->nodes[c->n_nodes++] = sch;
   const char *kw;
   json_t *v;
@@ -544,8 +534,7 @@ static int cmp_re(const void *a, const void *b) {
 int schema_compile(const json_t *doc, schema_t **out, char *err, size_t errcap) {
   *out = NULL;
   if (err && errcap) err[0] = '\0';
-  schema_t *s = calloc(1, sizeof(*s));
-  if (!s) return ERR(AGD_EINTERNAL);
+  schema_t *s = xcalloc(1, sizeof(*s));
   s->doc = json_incref((json_t *)doc);
   cctx_t c = {.s = s, .err = err, .errcap = errcap};
   int rc = walk(&c, doc, 0);
@@ -730,7 +719,7 @@ static int check_string(vctx_t *c, const json_t *sch, const json_t *inst) {
   size_t bytes = json_string_length(inst);
   const json_t *mn = json_object_get(sch, "minLength"), *mx = json_object_get(sch, "maxLength");
   if (mn || mx) {
-    long long chars = (long long)utf8_len(s, bytes); /* code points, not bytes */
+    long long chars = (long long)utf8_chars(s, bytes); /* code points, not bytes */
     if (mn && chars < count_value(mn)) {
       if (count_value(mn) == 1) return vfail(c, "must not be empty");
       return vfail(c, "must be at least %lld characters", count_value(mn));
@@ -821,11 +810,7 @@ static int check_object(vctx_t *c, const json_t *sch, const json_t *inst) {
  * complaint about this value. */
 static int check_alternatives(vctx_t *c, const json_t *arr, const json_t *inst, const char *kw) {
   size_t n = json_array_size(arr), passed = 0, first_pass = 0, second_pass = 0;
-  char *buf = malloc(PATH_MAX_ + 2 * MSG_MAX);
-  if (!buf) {
-    c->fatal = 1;
-    return vfail(c, "could not be checked (out of memory)");
-  }
+  char *buf = xmalloc(PATH_MAX_ + 2 * MSG_MAX);
   char *best_path = buf, *best_msg = buf + PATH_MAX_, *here = buf + PATH_MAX_ + MSG_MAX;
   best_path[0] = best_msg[0] = here[0] = '\0';
   size_t here_len = 0;
@@ -922,8 +907,7 @@ int schema_validate(const schema_t *s, const json_t *inst, const char *root, cha
                     size_t msgcap) {
   if (path && pathcap) path[0] = '\0';
   if (msg && msgcap) msg[0] = '\0';
-  vctx_t *c = calloc(1, sizeof(*c));
-  if (!c) return ERR(AGD_EINTERNAL);
+  vctx_t *c = xcalloc(1, sizeof(*c));
   c->s = s;
   vpush_raw(c, root ? root : "");
   c->root_len = c->plen;
