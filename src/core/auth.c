@@ -1,37 +1,30 @@
-/* core/auth.c — JWT issue/verify (libjwt + jansson), revocation set, argon2id
- * passwords, e-mail normalisation (SPEC §2).
+/* core/auth.c — token claims (issue, verify, the one access-token verifier
+ * and its cache), argon2id passwords, e-mail normalisation (SPEC §2).
  *
  * Config is written by auth_init() before threads start and read-only after.
- * The revocation set is a chained hash under a rwlock: lookups (every request,
- * on the loop) take the read lock and never allocate.
+ * The JWS envelope is core/jwt_hs256, the revocation set core/revocation, the
+ * secret file core/secret.
  */
 #include "core/auth.h"
 
 #include <argon2.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <jwt.h>
 #include <limits.h>
 #include <math.h> /* isfinite (a macro: no libm needed) */
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "util/b64url.h"
+#include "core/jwt_hs256.h"
+#include "core/revocation.h"
+#include "core/secret.h"
 #include "util/err.h"
 #include "util/hash.h"
 
-#define SECRET_FILE_MAX 4096
-#define REV_KEY_MAX 128 /* bytes, NUL included */
 
 /* argon2id parameters (OWASP's minimum for argon2id). */
 #define PW_T_COST 2
@@ -73,6 +66,8 @@ void auth_config_defaults(auth_config_t *cfg)
   cfg->leeway = AUTH_DEFAULT_LEEWAY;
 }
 
+static void toks_clear(void);
+
 int auth_init(const auth_config_t *cfg)
 {
   if (!cfg || !cfg->secret || cfg->secret_len < AUTH_SECRET_MIN || cfg->secret_len > INT_MAX)
@@ -93,10 +88,9 @@ int auth_init(const auth_config_t *cfg)
   g_auth.access_ttl = cfg->access_ttl > 0 ? cfg->access_ttl : AUTH_DEFAULT_ACCESS_TTL;
   g_auth.refresh_ttl = cfg->refresh_ttl > 0 ? cfg->refresh_ttl : AUTH_DEFAULT_REFRESH_TTL;
   g_auth.leeway = cfg->leeway >= 0 ? cfg->leeway : AUTH_DEFAULT_LEEWAY;
+  toks_clear(); /* verified under the previous configuration */
   return 0;
 }
-
-static void rev_clear(void);
 
 void auth_shutdown(void)
 {
@@ -107,170 +101,8 @@ void auth_shutdown(void)
   g_auth.secret = NULL;
   g_auth.secret_len = 0;
   g_auth.leeway = AUTH_DEFAULT_LEEWAY;
-  rev_clear();
-}
-
-/* ---------------------------------------------------------------- secret file */
-
-static int fail_msg(char *err, size_t cap, int code, const char *fmt, const char *a, const char *b)
-{
-  if (err && cap) snprintf(err, cap, fmt, a, b);
-  return code;
-}
-
-/* Create dir and its parents (0700 for the ones we make). */
-static int mkdir_p(const char *dir)
-{
-  char tmp[PATH_MAX];
-  size_t n = strlen(dir);
-  if (n == 0 || n >= sizeof tmp) return -1;
-  memcpy(tmp, dir, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (tmp[i] != '/' && tmp[i] != '\0') continue;
-    char c = tmp[i];
-    tmp[i] = '\0';
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
-    tmp[i] = c;
-  }
-  struct stat st;
-  return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
-}
-
-/* 1 read, 0 absent, -1 error (message written). */
-static int secret_read(const char *path, char **out, size_t *len_out, char *err, size_t cap)
-{
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
-    if (errno == ENOENT) return 0;
-    fail_msg(err, cap, 0, "cannot open %s: %s", path, strerror(errno));
-    return -1;
-  }
-  char *buf = xmalloc(SECRET_FILE_MAX + 2);
-  size_t n = 0;
-  for (;;) {
-    ssize_t r = read(fd, buf + n, SECRET_FILE_MAX + 1 - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      fail_msg(err, cap, 0, "cannot read %s: %s", path, strerror(errno));
-      close(fd);
-      free(buf);
-      return -1;
-    }
-    if (r == 0) break;
-    n += (size_t)r;
-    if (n > SECRET_FILE_MAX) break;
-  }
-  close(fd);
-  const char *why = NULL;
-  if (n > SECRET_FILE_MAX) why = "is larger than 4 KiB";
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-    n--;
-  if (!why && memchr(buf, '\0', n)) why = "contains a NUL byte";
-  if (!why && n < AUTH_SECRET_MIN) why = "holds fewer than 32 bytes";
-  if (why) {
-    fail_msg(err, cap, 0, "%s %s", path, why);
-    OPENSSL_cleanse(buf, SECRET_FILE_MAX + 2);
-    free(buf);
-    return -1;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *len_out = n;
-  return 1;
-}
-
-int auth_secret_load_or_create(const char *data_dir, char **secret_out, size_t *len_out,
-                               char *err, size_t cap)
-{
-  if (!data_dir || !*data_dir || !secret_out || !len_out)
-    return fail_msg(err, cap, ERR(AGD_EBAD_REQUEST), "%s%s", "no data directory", "");
-  char path[PATH_MAX], tmp[PATH_MAX];
-  int pn = snprintf(path, sizeof path, "%s/jwt.secret", data_dir);
-  if (pn < 0 || (size_t)pn >= sizeof path)
-    return fail_msg(err, cap, ERR(AGD_EBAD_REQUEST), "%s%s", "data directory path too long", "");
-
-  for (int attempt = 0; attempt < 3; attempt++) {
-    int r = secret_read(path, secret_out, len_out, err, cap);
-    if (r == 1) return 0;
-    if (r < 0) return ERR(AGD_EINTERNAL);
-
-    if (mkdir_p(data_dir) != 0)
-      return fail_msg(err, cap, ERR(AGD_EINTERNAL), "cannot create data directory %s: %s", data_dir,
-                      strerror(errno));
-    unsigned char raw[64];
-    id_random_bytes(raw, sizeof raw);
-    char hex[2 * sizeof raw + 2];
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof raw; i++) {
-      hex[2 * i] = digits[raw[i] >> 4];
-      hex[2 * i + 1] = digits[raw[i] & 15];
-    }
-    OPENSSL_cleanse(raw, sizeof raw);
-    hex[2 * sizeof raw] = '\n';
-    hex[2 * sizeof raw + 1] = '\0';
-
-    unsigned char rnd[4];
-    id_random_bytes(rnd, sizeof rnd);
-    int tn = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%02x%02x%02x%02x", path, (long)getpid(), rnd[0],
-                      rnd[1], rnd[2], rnd[3]);
-    if (tn < 0 || (size_t)tn >= sizeof tmp)
-      return fail_msg(err, cap, ERR(AGD_EBAD_REQUEST), "%s%s", "data directory path too long", "");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-      return fail_msg(err, cap, ERR(AGD_EINTERNAL), "cannot create %s: %s", tmp, strerror(errno));
-    size_t want = 2 * sizeof raw + 1, done = 0;
-    int werr = 0;
-    while (done < want) {
-      ssize_t w = write(fd, hex + done, want - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        werr = errno ? errno : EIO;
-        break;
-      }
-      done += (size_t)w;
-    }
-    if (!werr && fsync(fd) != 0) werr = errno;
-    if (close(fd) != 0 && !werr) werr = errno;
-    if (werr) {
-      unlink(tmp);
-      OPENSSL_cleanse(hex, sizeof hex);
-      return fail_msg(err, cap, ERR(AGD_EINTERNAL), "cannot write %s: %s", tmp, strerror(werr));
-    }
-    /* link() never replaces: when another process won the race, both end up
-     * with its secret.  Filesystems without hard links fall back to rename(). */
-    int placed = 0;
-    if (link(tmp, path) == 0) {
-      placed = 1;
-      unlink(tmp);
-    } else if (errno == EEXIST) {
-      unlink(tmp);
-    } else if (rename(tmp, path) == 0) {
-      placed = 1;
-    } else {
-      int e = errno;
-      unlink(tmp);
-      OPENSSL_cleanse(hex, sizeof hex);
-      return fail_msg(err, cap, ERR(AGD_EINTERNAL), "cannot create %s: %s", path, strerror(e));
-    }
-    if (placed) {
-      int dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-      }
-      size_t n = 2 * sizeof raw;
-      char *s = xmalloc(n + 1);
-      memcpy(s, hex, n);
-      s[n] = '\0';
-      OPENSSL_cleanse(hex, sizeof hex);
-      *secret_out = s;
-      *len_out = n;
-      return 0;
-    }
-    OPENSSL_cleanse(hex, sizeof hex);
-    /* lost the race: read the winner's file on the next round */
-  }
-  return fail_msg(err, cap, ERR(AGD_EINTERNAL), "cannot settle %s%s", path, "");
+  revocation_clear();
+  toks_clear();
 }
 
 /* ---------------------------------------------------------------- issue */
@@ -332,23 +164,15 @@ static int issue(auth_kind_t kind, const char *user_id, const char *email, const
   json_decref(c);
   if (!claims) abort();
 
-  int rc = 0;
-  jwt_t *jwt = NULL;
-  char *tok = NULL;
-  if (jwt_new(&jwt) != 0 || jwt_set_alg(jwt, JWT_ALG_HS256, g_auth.secret, (int)g_auth.secret_len) != 0 ||
-      jwt_add_grants_json(jwt, claims) != 0 || !(tok = jwt_encode_str(jwt))) {
-    rc = ERR(AGD_EINTERNAL);
-  } else if (strlen(tok) >= sizeof out->token) {
-    rc = ERR(AGD_ETOO_LARGE);
-  } else {
-    memcpy(out->token, tok, strlen(tok) + 1);
-    out->exp = (double)exp;
-  }
-  free(tok);
-  jwt_free(jwt);
+  int rc = jwt_hs256_sign(g_auth.secret, g_auth.secret_len, claims, out->token, sizeof out->token);
   free(claims);
-  if (rc != 0) out->jti[0] = '\0';
-  return rc;
+  if (rc != 0) {
+    out->token[0] = '\0';
+    out->jti[0] = '\0';
+    return rc;
+  }
+  out->exp = (double)exp;
+  return 0;
 }
 
 int auth_issue_access(const char *user_id, const char *email, const char *permissions_json,
@@ -364,20 +188,6 @@ int auth_issue_refresh(const char *user_id, const char *email, const char *famil
 }
 
 /* ---------------------------------------------------------------- verify */
-
-/* Decode one segment and parse it as a JSON object (duplicate keys refused). */
-static json_t *segment_json(const char *p, size_t n)
-{
-  unsigned char raw[AUTH_TOKEN_MAX];
-  size_t rn = 0;
-  if (b64url_decode(p, n, raw, sizeof raw, &rn) != 0) return NULL;
-  json_t *j = json_loadb((const char *)raw, rn, JSON_REJECT_DUPLICATES, NULL);
-  if (j && !json_is_object(j)) {
-    json_decref(j);
-    return NULL;
-  }
-  return j;
-}
 
 /* Copy an optional string claim. 0 ok (absent or non-string → ""), -1 too long. */
 static int claim_str(json_t *payload, const char *name, char *dst, size_t cap)
@@ -418,51 +228,12 @@ int auth_verify(const char *token, size_t len, auth_kind_t expected, double now,
     return ERR(AGD_EINTERNAL);
   }
 
-  /* Shape first: bounded length, exactly three segments, no NUL. */
-  if (!token || len == 0 || len > AUTH_TOKEN_MAX || memchr(token, '\0', len))
-    return reject(out, "malformed");
-  const char *d1 = memchr(token, '.', len);
-  if (!d1) return reject(out, "malformed");
-  const char *d2 = memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token));
-  if (!d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token))) return reject(out, "malformed");
-  size_t hn = (size_t)(d1 - token), pn = (size_t)(d2 - d1 - 1), sn = len - (size_t)(d2 + 1 - token);
-
-  /* SPEC §2: HS256 only, judged on the header we parse ourselves — libjwt's
-   * decode picks its algorithm from the header. */
-  json_t *hdr = segment_json(token, hn);
-  if (!hdr) return reject(out, "malformed");
-  json_t *alg = json_object_get(hdr, "alg");
-  int alg_ok = json_is_string(alg) && json_string_length(alg) == 5 &&
-               strcmp(json_string_value(alg), "HS256") == 0;
-  int has_crit = json_object_get(hdr, "crit") != NULL;
-  /* libjwt 1.10 refuses any typ but "JWT"; say so rather than "bad signature". */
-  json_t *typ = json_object_get(hdr, "typ");
-  int typ_ok = !typ || (json_is_string(typ) && strcasecmp(json_string_value(typ), "JWT") == 0);
-  json_decref(hdr);
-  if (!alg_ok) return reject(out, "algorithm not allowed");
-  if (has_crit || !typ_ok) return reject(out, "malformed"); /* RFC 7515 §4.1.11: no extension understood */
-  if (sn == 0) return reject(out, "bad signature");
-
-  json_t *payload = segment_json(d1 + 1, pn);
-  if (!payload) return reject(out, "malformed");
-
-  /* Signature, by libjwt, then its own idea of the algorithm. */
-  char buf[AUTH_TOKEN_MAX + 1];
-  memcpy(buf, token, len);
-  buf[len] = '\0';
-  jwt_t *jwt = NULL;
-  int drc = jwt_decode(&jwt, buf, g_auth.secret, (int)g_auth.secret_len);
-  jwt_alg_t jalg = drc == 0 && jwt ? jwt_get_alg(jwt) : JWT_ALG_INVAL;
-  jwt_free(jwt);
+  /* Envelope: shape, HS256 only, signature (core/jwt_hs256). */
+  json_t *payload = NULL;
+  const char *why = NULL;
+  if (jwt_hs256_verify(g_auth.secret, g_auth.secret_len, token, len, &payload, &why) != 0)
+    return reject(out, why ? why : "malformed");
   int rc = 0;
-  if (drc != 0) {
-    rc = reject(out, "bad signature");
-    goto done;
-  }
-  if (jalg != JWT_ALG_HS256) {
-    rc = reject(out, "algorithm not allowed");
-    goto done;
-  }
 
   /* Required claims. */
   json_t *sub = json_object_get(payload, "sub");
@@ -554,164 +325,149 @@ done:
   return rc;
 }
 
-/* ---------------------------------------------------------------- revocation set */
+/* ---------------------------------------------------------------- access tokens: one verifier */
 
-typedef struct rev_entry {
-  struct rev_entry *next;
-  uint64_t h;
-  double until; /* epoch seconds after which the entry is dropped */
-  char key[];
-} rev_entry_t;
+/* auth_verify() costs ~13 µs (two JSON parses, libjwt's own decode and parse,
+ * the HMAC): more than a whole GET /health.  auth_verify_access() keeps what
+ * the callers need of the access tokens it verified, keyed by the exact token
+ * text.  A hit needs the same bytes (constant-time compare), exp not yet
+ * reached, and neither the jti nor the fam revoked at that moment (logout takes
+ * effect at once); anything else goes through auth_verify(), which also gives
+ * the precise reason.  auth_init() empties it (a new secret or issuer rule).
+ * Direct-mapped: TOKS_SLOTS entries, a colliding insert replaces the old one;
+ * tokens over TOK_CACHE_MAX bytes are verified every time.  A mutex, not a
+ * rwlock: every hit is a few hundred ns and the callers are one loop thread. */
+#define TOKS_SLOTS 8192
+#define TOK_CACHE_MAX 2048
+
+typedef struct tok_entry {
+  auth_identity_t id; /* error = NULL */
+  size_t len;
+  char text[]; /* the token */
+} tok_entry_t;
 
 static struct {
-  pthread_rwlock_t lock;
-  rev_entry_t **tab; /* NULL until the first revoke */
-  size_t cap;        /* power of two */
-  size_t count;
-  size_t purge_at;   /* opportunistic purge when count reaches this */
+  pthread_mutex_t lock;
+  tok_entry_t **slots; /* NULL until the first insert */
   uint64_t seed;
-} g_rev = {.lock = PTHREAD_RWLOCK_INITIALIZER};
+} g_toks = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* FNV-1a, seeded, then a 64-bit finaliser. */
-static uint64_t rev_hash(const char *s, uint64_t seed)
+static size_t toks_slot(const char *p, size_t n)
 {
-  return hash_mix64(hash_fnv1a_str(s, seed));
+  size_t tail = n < 48 ? n : 48; /* the signature: HMAC output, well spread */
+  return (size_t)(hash_mix64(hash_fnv1a(p + n - tail, tail, g_toks.seed)) ^ n) & (TOKS_SLOTS - 1);
 }
 
-static double wall_now(void)
+/* 1 and *out filled when token[0..n) is cached and still good at now. */
+static int toks_get(const char *p, size_t n, double now, auth_identity_t *out)
 {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Caller holds the write lock. */
-static size_t rev_purge_locked(double now)
-{
-  size_t dropped = 0;
-  for (size_t i = 0; g_rev.tab && i < g_rev.cap; i++) {
-    rev_entry_t **pp = &g_rev.tab[i];
-    while (*pp) {
-      rev_entry_t *e = *pp;
-      if (e->until < now) {
-        *pp = e->next;
-        free(e);
-        dropped++;
-      } else {
-        pp = &e->next;
-      }
-    }
+  if (n > TOK_CACHE_MAX) return 0;
+  int hit = 0;
+  pthread_mutex_lock(&g_toks.lock);
+  const tok_entry_t *e = g_toks.slots ? g_toks.slots[toks_slot(p, n)] : NULL;
+  if (e && e->len == n && auth_ct_equal(e->text, n, p, n) && now <= e->id.exp) {
+    *out = e->id;
+    hit = 1;
   }
-  g_rev.count -= dropped;
-  g_rev.purge_at = g_rev.count * 2 > 1024 ? g_rev.count * 2 : 1024;
-  return dropped;
+  pthread_mutex_unlock(&g_toks.lock);
+  /* Revocation outside the lock: the set has its own, and may be shared. */
+  return hit && !auth_identity_ended(out, now);
 }
 
-static void rev_grow_locked(void)
+static void toks_put(const char *p, size_t n, const auth_identity_t *id)
 {
-  size_t ncap = g_rev.cap * 2;
-  rev_entry_t **nt = xcalloc(ncap, sizeof *nt);
-  for (size_t i = 0; i < g_rev.cap; i++) {
-    rev_entry_t *e = g_rev.tab[i];
-    while (e) {
-      rev_entry_t *next = e->next;
-      size_t b = e->h & (ncap - 1);
-      e->next = nt[b];
-      nt[b] = e;
-      e = next;
-    }
+  if (n > TOK_CACHE_MAX) return;
+  tok_entry_t *e = xmalloc(sizeof *e + n);
+  e->id = *id;
+  e->id.error = NULL;
+  e->len = n;
+  memcpy(e->text, p, n);
+  pthread_mutex_lock(&g_toks.lock);
+  if (!g_toks.slots) {
+    g_toks.slots = xcalloc(TOKS_SLOTS, sizeof *g_toks.slots);
+    id_random_bytes(&g_toks.seed, sizeof g_toks.seed);
   }
-  free(g_rev.tab);
-  g_rev.tab = nt;
-  g_rev.cap = ncap;
+  size_t i = toks_slot(p, n);
+  tok_entry_t *old = g_toks.slots[i];
+  g_toks.slots[i] = e;
+  pthread_mutex_unlock(&g_toks.lock);
+  free(old);
 }
 
+static void toks_clear(void)
+{
+  pthread_mutex_lock(&g_toks.lock);
+  for (size_t i = 0; g_toks.slots && i < TOKS_SLOTS; i++) free(g_toks.slots[i]);
+  free(g_toks.slots);
+  g_toks.slots = NULL;
+  pthread_mutex_unlock(&g_toks.lock);
+}
+
+static void identity_reset(auth_identity_t *out)
+{
+  out->user_id[0] = out->email[0] = out->jti[0] = out->family[0] = '\0';
+  out->exp = 0;
+  out->error = NULL;
+}
+
+int auth_verify_access(const char *token, size_t len, double now, auth_identity_t *out)
+{
+  identity_reset(out);
+  if (!token || len == 0 || len > AUTH_TOKEN_MAX) {
+    out->error = "malformed";
+    return AGD_EAUTH_INVALID;
+  }
+  if (toks_get(token, len, now, out)) return 0;
+  identity_reset(out);
+  auth_claims_t *c = xmalloc(sizeof *c); /* ~7 KiB: kept off the loop's stack */
+  int rc = auth_verify(token, len, AUTH_ACCESS, now, c);
+  if (rc == 0 && strlen(c->user_id) >= sizeof out->user_id) {
+    c->error = "sub too long";
+    rc = AGD_EAUTH_INVALID;
+  }
+  if (rc != 0) {
+    out->error = c->error ? c->error : "malformed";
+    free(c);
+    return rc;
+  }
+  memcpy(out->user_id, c->user_id, strlen(c->user_id) + 1);
+  memcpy(out->email, c->email, strlen(c->email) + 1); /* both AUTH_EMAIL_MAX */
+  memcpy(out->jti, c->jti, strlen(c->jti) + 1);       /* both 128 */
+  memcpy(out->family, c->family, strlen(c->family) + 1);
+  out->exp = c->exp;
+  free(c);
+  toks_put(token, len, out);
+  return 0;
+}
+
+const char *auth_token_ended(const char *jti, const char *family, double exp, double now)
+{
+  if ((jti && jti[0] && auth_is_revoked(jti, now)) || (family && family[0] && auth_is_revoked(family, now)))
+    return "token revoked";
+  if (exp > 0 && now > exp + g_auth.leeway) return "token expired";
+  return NULL;
+}
+
+const char *auth_identity_ended(const auth_identity_t *id, double now)
+{
+  return auth_token_ended(id->jti, id->family, id->exp, now);
+}
+
+/* ---------------------------------------------------------------- revocation set */
+
+/* The set itself is core/revocation; these apply auth's leeway and keep the
+ * callers' vocabulary (a jti or a family id, and the token's exp). */
 void auth_revoke(const char *key, double exp)
 {
   if (!key || !*key || !isfinite(exp)) return;
-  size_t kn = strlen(key);
-  if (kn >= REV_KEY_MAX) return;
-  double until = exp + (g_auth.leeway >= 0 ? g_auth.leeway : AUTH_DEFAULT_LEEWAY);
-
-  pthread_rwlock_wrlock(&g_rev.lock);
-  if (!g_rev.tab) {
-    id_random_bytes(&g_rev.seed, sizeof g_rev.seed);
-    g_rev.cap = 256;
-    g_rev.tab = xcalloc(g_rev.cap, sizeof *g_rev.tab);
-    g_rev.count = 0;
-    g_rev.purge_at = 1024;
-  }
-  uint64_t h = rev_hash(key, g_rev.seed);
-  rev_entry_t *e = g_rev.tab[h & (g_rev.cap - 1)];
-  for (; e; e = e->next)
-    if (e->h == h && strcmp(e->key, key) == 0) break;
-  if (e) {
-    if (until > e->until) e->until = until;
-  } else {
-    if (g_rev.count >= g_rev.purge_at) rev_purge_locked(wall_now());
-    if (g_rev.count >= g_rev.cap) rev_grow_locked();
-    e = xmalloc(sizeof *e + kn + 1);
-    e->h = h;
-    e->until = until;
-    memcpy(e->key, key, kn + 1);
-    size_t b = h & (g_rev.cap - 1);
-    e->next = g_rev.tab[b];
-    g_rev.tab[b] = e;
-    g_rev.count++;
-  }
-  pthread_rwlock_unlock(&g_rev.lock);
+  revocation_add(key, exp + (g_auth.leeway >= 0 ? g_auth.leeway : AUTH_DEFAULT_LEEWAY));
 }
 
-int auth_is_revoked(const char *key, double now)
-{
-  if (!key || !*key) return 0;
-  int found = 0;
-  pthread_rwlock_rdlock(&g_rev.lock);
-  if (g_rev.tab) {
-    uint64_t h = rev_hash(key, g_rev.seed);
-    for (rev_entry_t *e = g_rev.tab[h & (g_rev.cap - 1)]; e; e = e->next) {
-      if (e->h == h && strcmp(e->key, key) == 0) {
-        found = e->until >= now;
-        break;
-      }
-    }
-  }
-  pthread_rwlock_unlock(&g_rev.lock);
-  return found;
-}
+int auth_is_revoked(const char *key, double now) { return revocation_contains(key, now); }
 
-size_t auth_revocations_purge(double now)
-{
-  pthread_rwlock_wrlock(&g_rev.lock);
-  size_t n = rev_purge_locked(now);
-  pthread_rwlock_unlock(&g_rev.lock);
-  return n;
-}
+size_t auth_revocations_purge(double now) { return revocation_purge(now); }
 
-size_t auth_revocations_count(void)
-{
-  pthread_rwlock_rdlock(&g_rev.lock);
-  size_t n = g_rev.count;
-  pthread_rwlock_unlock(&g_rev.lock);
-  return n;
-}
-
-static void rev_clear(void)
-{
-  pthread_rwlock_wrlock(&g_rev.lock);
-  for (size_t i = 0; g_rev.tab && i < g_rev.cap; i++) {
-    rev_entry_t *e = g_rev.tab[i];
-    while (e) {
-      rev_entry_t *next = e->next;
-      free(e);
-      e = next;
-    }
-  }
-  free(g_rev.tab);
-  g_rev.tab = NULL;
-  g_rev.cap = g_rev.count = 0;
-  pthread_rwlock_unlock(&g_rev.lock);
-}
+size_t auth_revocations_count(void) { return revocation_count(); }
 
 /* ---------------------------------------------------------------- passwords */
 
@@ -839,4 +595,9 @@ int auth_ct_equal(const void *a, size_t an, const void *b, size_t bn)
   if (an != bn) return 0;
   if (an == 0) return 1;
   return CRYPTO_memcmp(a, b, an) == 0;
+}
+
+int auth_secret_load_or_create(const char *data_dir, char **secret_out, size_t *len_out, char *err, size_t cap)
+{
+  return secret_load_or_create(data_dir, secret_out, len_out, err, cap);
 }

@@ -1,6 +1,14 @@
-/* core/auth.h — JWTs, revocation cache, passwords, e-mail normalisation (SPEC §2).
+/* core/auth.h — tokens (issue, the one access-token verifier), revocation,
+ * passwords, e-mail normalisation (SPEC §2).
  *
- * Pure building blocks, no HTTP: api/auth.c and the router call these.
+ * Pure building blocks, no HTTP: api/auth_api.c, the WebSocket handshake and
+ * the upload route call these.  Built on three modules with their own
+ * contracts: core/jwt_hs256.h (the JWS envelope: HS256 sign/verify via libjwt),
+ * core/revocation.h (the revoked-key set, behind a backend interface a shared
+ * store can implement) and core/secret.h (the secret file in the data dir).
+ * Every entry point that takes an access token (REST hook, WebSocket
+ * handshake, upload) calls auth_verify_access(): signature, claims, the
+ * verified-token cache and the revocation set, in one place.
  * Threads: auth_init()/auth_shutdown() once, before/after every other thread;
  * everything else may be called from any thread at any time.  Token issue and
  * verify are cheap and run on the loop; auth_password_hash/verify/dummy_verify
@@ -20,7 +28,7 @@
 #define AUTH_DEFAULT_REFRESH_TTL 1209600.0 /* SPEC §10 --refresh-ttl */
 #define AUTH_DEFAULT_LEEWAY 30.0
 #define AUTH_SECRET_MIN 32          /* SPEC §2: at least 32 bytes */
-#define AUTH_TOKEN_MAX 8192         /* longest token auth_verify() looks at */
+#define AUTH_TOKEN_MAX 8192         /* longest token auth_verify() looks at (= JWT_HS256_TOKEN_MAX) */
 #define AUTH_TOKEN_BUF 2048         /* room for a token we issue (NUL included) */
 #define AUTH_PERMS_MAX 6144         /* compact permissions JSON (NUL included) */
 #define AUTH_PASSWORD_MAX 1024      /* bytes */
@@ -70,7 +78,8 @@ int auth_init(const auth_config_t *cfg);
 /* Free the secret copy and the revocation set.  Safe to call twice. */
 void auth_shutdown(void);
 
-/* SPEC §2/§10: the generated secret.  Reads <data_dir>/jwt.secret, or creates it
+/* SPEC §2/§10: the generated secret — secret_load_or_create() of core/secret.h
+ * (kept under this name for its callers).  Reads <data_dir>/jwt.secret, or creates it
  * (64 random bytes, hex: 128 chars, mode 0600, data_dir created 0700 if
  * missing, written to a temp file then linked/renamed into place so a racing
  * process never sees half a file and both end with the same secret).
@@ -112,9 +121,40 @@ int auth_issue_refresh(const char *user_id, const char *email, const char *famil
 int auth_verify(const char *token, size_t len, auth_kind_t expected, double now,
                 auth_claims_t *out);
 
-/* Revocation set: remember key (a jti, or a refresh family id) as revoked until
- * exp + leeway (after that the token is expired anyway and the entry is purged).
- * Keys longer than 127 bytes are ignored.  Works before auth_init() too. */
+/* What an access token proves (auth_verify_access).  Caller-owned; strings
+ * NUL-terminated ("" when the claim is absent). */
+typedef struct auth_identity {
+  char user_id[ID_MAX];       /* sub (longer subs are refused: they cannot be our user ids) */
+  char email[AUTH_EMAIL_MAX]; /* email, may be "" */
+  char jti[128];              /* jti, may be "" */
+  char family[128];           /* fam: the login session, may be "" */
+  double exp;                 /* epoch seconds */
+  const char *error;          /* on failure: short static reason, else NULL */
+} auth_identity_t;
+
+/* THE access-token check of every entry point (REST hook, WebSocket handshake,
+ * upload).  0 and *out filled, or AGD_EAUTH_INVALID with out->error: one of
+ * auth_verify()'s reasons (AUTH_ACCESS expected: signature by libjwt, HS256
+ * only, exp/iat/sub, type/token_type, iss when enforced, revoked jti or fam),
+ * or "sub too long"; AGD_EINTERNAL before auth_init().  A token verified
+ * before is answered from a bounded cache of verified tokens (exact bytes,
+ * constant-time compare) — still refused once its jti or fam is revoked or its
+ * exp has passed.  Any thread (the cache has a mutex). */
+int auth_verify_access(const char *token, size_t len, double now, auth_identity_t *out);
+
+/* Has a token that was valid when a long-lived stream opened (WebSocket, SSE)
+ * ended at now?  "token revoked" (its jti or fam is in the revocation set),
+ * "token expired" (now > exp + leeway, the same leeway verify allows), else
+ * NULL.  exp ≤ 0: no expiry check.  Streams call this periodically, so a
+ * revocation made anywhere (logout, refresh reuse, another instance sharing
+ * the revocation backend) ends them. */
+const char *auth_token_ended(const char *jti, const char *family, double exp, double now);
+const char *auth_identity_ended(const auth_identity_t *id, double now);
+
+/* Revocation set (core/revocation.h's current backend): remember key (a jti,
+ * or a refresh family id) as revoked until exp + leeway (after that the token
+ * is expired anyway and the entry is purged).  Keys longer than 127 bytes are
+ * ignored.  Works before auth_init() too. */
 void auth_revoke(const char *key, double exp);
 /* 1 if key is revoked at time now, else 0.  O(1), read lock, no allocation. */
 int auth_is_revoked(const char *key, double now);
