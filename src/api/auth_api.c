@@ -5,10 +5,10 @@
  *
  * Loop thread, except the *_work functions (libuv worker pool via api/job.h:
  * every store call and every argon2 hash/verify runs there) and
- * api_cmd_user_add (main thread, no loop).  Owns two bounded loop-thread
- * tables: users (known to exist + the cached /me answer, short TTL) and
- * recently verified access tokens.  Passwords are copied into a job, hashed or
- * verified on a worker and wiped there.
+ * api_cmd_user_add (main thread, no loop).  Owns one bounded loop-thread
+ * table: users (known to exist + the cached /me answer, short TTL); verified
+ * access tokens are cached by core/auth (auth_verify_access).  Passwords are
+ * copied into a job, hashed or verified on a worker and wiped there.
  *
  * Logout (SPEC §2 "the access token and its refresh family stop working at
  * once"): every pair we issue (register, login, refresh, dev login) shares one
@@ -30,6 +30,7 @@
 #include "api/auth_api.h"
 #include "api/job.h"
 #include "api/router.h"
+#include "api/sse_auth.h"
 #include "core/auth.h"
 #include "util/err.h"
 #include "util/hash.h"
@@ -144,75 +145,6 @@ static const user_entry_t *users_fresh(const char *id) {
   return e;
 }
 
-/* ---- verified access tokens (loop thread) -----------------------------------
- * auth_verify() costs ~13 µs (two JSON parses, libjwt's own decode and parse,
- * the HMAC): more than a whole GET /health.  The hook keeps what it needs of the
- * access tokens it verified, keyed by the exact token text.  A hit needs the
- * same bytes (constant-time compare), exp not yet reached, and neither the jti
- * nor the fam revoked at that moment (logout takes effect at once); anything
- * else goes through auth_verify(), which also gives the precise reason.  The
- * secret and the issuer rule do not change while the server runs.
- * Direct-mapped: TOKS_SLOTS entries, a colliding insert replaces the old one;
- * tokens over TOK_CACHE_MAX bytes are verified every time. */
-#define TOKS_SLOTS 8192
-#define TOK_CACHE_MAX 2048
-
-typedef struct tok_entry {
-  double exp;
-  size_t len;
-  const char *email; /* inside text, after the token */
-  char user_id[ID_MAX];
-  char jti[128];
-  char family[128];
-  char text[]; /* the token, NUL, the email, NUL */
-} tok_entry_t;
-
-static tok_entry_t **toks;
-static uint64_t toks_seed;
-
-static size_t toks_slot(const char *p, size_t n) {
-  size_t tail = n < 48 ? n : 48; /* the signature: HMAC output, well spread */
-  return (size_t)(hash_bytes(p + n - tail, tail, toks_seed) ^ n) & (TOKS_SLOTS - 1);
-}
-
-static const tok_entry_t *toks_get(const char *p, size_t n, double now) {
-  if (!toks || n > TOK_CACHE_MAX) return NULL;
-  const tok_entry_t *e = toks[toks_slot(p, n)];
-  if (!e || e->len != n || !auth_ct_equal(e->text, n, p, n)) return NULL;
-  if (now > e->exp || auth_is_revoked(e->jti, now) || auth_is_revoked(e->family, now)) return NULL;
-  return e;
-}
-
-static void toks_put(const char *p, size_t n, const auth_claims_t *c) {
-  if (n > TOK_CACHE_MAX || strlen(c->user_id) >= ID_MAX) return;
-  if (!toks) {
-    toks = calloc(TOKS_SLOTS, sizeof(*toks));
-    if (!toks) abort();
-    id_random_bytes(&toks_seed, sizeof toks_seed);
-  }
-  size_t en = strlen(c->email);
-  tok_entry_t *e = malloc(sizeof(*e) + n + 1 + en + 1);
-  if (!e) abort();
-  e->exp = c->exp;
-  e->len = n;
-  memcpy(e->text, p, n);
-  e->text[n] = 0;
-  memcpy(e->text + n + 1, c->email, en + 1);
-  e->email = e->text + n + 1;
-  snprintf(e->user_id, sizeof e->user_id, "%.*s", ID_MAX - 1, c->user_id);
-  snprintf(e->jti, sizeof e->jti, "%s", c->jti);
-  snprintf(e->family, sizeof e->family, "%s", c->family);
-  size_t i = toks_slot(p, n);
-  free(toks[i]);
-  toks[i] = e;
-}
-
-static void toks_free(void) {
-  for (size_t i = 0; toks && i < TOKS_SLOTS; i++) free(toks[i]);
-  free(toks);
-  toks = NULL;
-}
-
 /* What the hook leaves in ctx->auth_extra (request pool). */
 typedef struct auth_extra {
   const char *family; /* the access token's fam, "" when none */
@@ -227,6 +159,11 @@ static auth_extra_t *extra_of(http_req_t *r, route_ctx_t *ctx) {
     ctx->auth_extra = x;
   }
   return ctx->auth_extra;
+}
+
+const char *api_auth_token_family(const route_ctx_t *ctx) {
+  const auth_extra_t *x = ctx ? ctx->auth_extra : NULL;
+  return x && x->family ? x->family : "";
 }
 
 /* ---- shared helpers ---------------------------------------------------------- */
@@ -394,35 +331,16 @@ static int auth_hook(http_req_t *r, route_ctx_t *ctx, const char **why) {
   slice_t tok;
   if (!api_bearer_token(r, &tok)) return AGD_EAUTH_REQUIRED;
   pool_t *pool = http_req_pool(r);
-  if (tok.n == 0 || tok.n > AUTH_TOKEN_MAX) {
-    *why = "invalid token: malformed";
+  auth_identity_t id; /* core/auth: the one verifier (signature, claims, cache, revocation) */
+  if (auth_verify_access(tok.p, tok.n, time_now(), &id) != 0) {
+    *why = pool_sprintf(pool, "invalid token: %s", id.error ? id.error : "malformed");
     return AGD_EAUTH_INVALID;
   }
-  double now = time_now();
-  const tok_entry_t *e = toks_get(tok.p, tok.n, now);
-  if (e) {
-    ctx->user_id = pool_strdup(pool, e->user_id);
-    ctx->email = pool_strdup(pool, e->email);
-    ctx->token_jti = pool_strdup(pool, e->jti);
-    ctx->token_exp = e->exp;
-    if (e->family[0]) extra_of(r, ctx)->family = pool_strdup(pool, e->family);
-  } else {
-    auth_claims_t c;
-    if (auth_verify(tok.p, tok.n, AUTH_ACCESS, now, &c) != 0) {
-      *why = pool_sprintf(pool, "invalid token: %s", c.error ? c.error : "malformed");
-      return AGD_EAUTH_INVALID;
-    }
-    if (strlen(c.user_id) >= ID_MAX) {
-      *why = "invalid token: sub too long";
-      return AGD_EAUTH_INVALID;
-    }
-    toks_put(tok.p, tok.n, &c);
-    ctx->user_id = pool_strdup(pool, c.user_id);
-    ctx->email = pool_strdup(pool, c.email);
-    ctx->token_jti = pool_strdup(pool, c.jti);
-    ctx->token_exp = c.exp;
-    if (c.family[0]) extra_of(r, ctx)->family = pool_strdup(pool, c.family);
-  }
+  ctx->user_id = pool_strdup(pool, id.user_id);
+  ctx->email = pool_strdup(pool, id.email);
+  ctx->token_jti = pool_strdup(pool, id.jti);
+  ctx->token_exp = id.exp;
+  if (id.family[0]) extra_of(r, ctx)->family = pool_strdup(pool, id.family);
   return ensure_user(r, ctx->user_id, ctx->email);
 }
 
@@ -647,6 +565,7 @@ static void h_logout(http_req_t *r, route_ctx_t *ctx) {
     auth_revoke(jti, exp);     /* REST and new WebSockets refuse it from now on */
     api_ws_revoke_token(jti);  /* open sockets of it close with 1008 */
   }
+  api_sse_auth_revoke(jti, fam); /* its SSE streams, and the session's, end now (issue 13, defect 10) */
   if (fam[0]) auth_revoke(fam, fam_exp); /* the session's refresh and access tokens, at once */
   auth_job_t *j = job_new(sizeof *j);
   snprintf(j->sub, sizeof j->sub, "%s", ctx->user_id);
@@ -811,14 +730,17 @@ void api_auth_register(void) {
   router_add("/api/users/me", HTTP_M_PATCH, h_patch_me, 0);
 }
 
-void api_auth_start(uv_loop_t *loop) { api_limits_start(loop); }
+void api_auth_start(uv_loop_t *loop) {
+  api_limits_start(loop);
+  api_sse_auth_start(loop);
+}
 
 void api_auth_stop(void) {
   api_limits_stop();
+  api_sse_auth_stop();
   users_clear();
   free(users);
   users = NULL;
-  toks_free();
 }
 
 /* ---- agentd user add EMAIL (SPEC §10) ------------------------------------------ */

@@ -32,6 +32,10 @@
  * the request has been answered with an error.  Loop thread. */
 int api_auth_ensure_user(http_req_t *r, route_ctx_t *ctx, const char *user_id, const char *email);
 
+/* The refresh family (login session, "fam" claim) of the access token the
+ * router's hook verified for this request; "" when none.  Loop thread. */
+const char *api_auth_token_family(const route_ctx_t *ctx);
+
 /* SPEC §9 default for failed logins: 5 per minute per email+IP. */
 #define API_LOGIN_FAIL_BURST 5
 #define API_LOGIN_FAIL_PER_S (5.0 / 60.0)

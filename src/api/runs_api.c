@@ -19,6 +19,7 @@
 #include "api/app.h"
 #include "api/job.h"
 #include "api/router.h"
+#include "api/sse_auth.h"
 #include "api/threads_api.h"
 #include "api/ws_frames.h"
 #include "core/events.h"
@@ -217,6 +218,7 @@ static void start_done(http_req_t *r, void *arg, int rc) {
     /* Subscribe before the run starts, so its first event is seen. */
     conn_t *c = http_req_conn(r);
     conn_set_user_id(c, j->user_id);
+    api_sse_auth_watch(r, http_req_data(r)); /* the stream ends with its token (revoked, expired) */
     sse_start(r);
     events_subscribe(c, j->user_id, j->run_id, NULL, -1, 1);
   }
@@ -603,6 +605,7 @@ static void h_events_stream(http_req_t *r, route_ctx_t *ctx) {
   char uid[ID_MAX];
   snprintf(uid, sizeof(uid), "%s", ctx->user_id); /* ctx lives in the request, which sse_start may free */
   conn_set_user_id(c, uid);
+  api_sse_auth_watch(r, ctx); /* the stream ends with its token (revoked, expired) */
   sse_start(r);
   events_subscribe(c, uid, run_id[0] ? run_id : NULL, thread_id[0] ? thread_id : NULL, after, 0);
 }

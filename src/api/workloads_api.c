@@ -324,28 +324,17 @@ static int upload_format(http_req_t *r) {
 static int ingest_begin(http_req_t *r, route_ctx_t *ctx) {
   slice_t tok;
   if (!api_bearer_token(r, &tok)) return AGD_EAUTH_REQUIRED;
-  if (tok.n == 0 || tok.n > AUTH_TOKEN_MAX) return AGD_EAUTH_INVALID;
-  auth_claims_t *c = malloc(sizeof *c); /* ~7 KiB: not on the loop's stack */
-  if (!c) abort();
-  int rc = auth_verify(tok.p, tok.n, AUTH_ACCESS, time_now(), c);
-  if (rc == 0 && (strlen(c->user_id) >= ID_MAX || !c->user_id[0])) rc = AGD_EAUTH_INVALID;
-  if (rc != 0) {
-    free(c);
-    return AGD_EAUTH_INVALID;
-  }
+  auth_identity_t id; /* core/auth: the one verifier (signature, claims, cache, revocation) */
+  if (auth_verify_access(tok.p, tok.n, time_now(), &id) != 0) return AGD_EAUTH_INVALID;
   int fmt = upload_format(r);
-  if (fmt < 0) {
-    free(c);
-    return AGD_EUNSUPPORTED_MEDIA;
-  }
+  if (fmt < 0) return AGD_EUNSUPPORTED_MEDIA;
   uploads_sweep(time_now());
   upload_t *old = upload_find(r); /* a stale entry of an earlier request at this address */
   if (old) on_abort(old);
   upload_t *u = calloc(1, sizeof *u);
   if (!u) abort();
   u->req = r;
-  memcpy(u->user_id, c->user_id, strlen(c->user_id) + 1); /* < ID_MAX: checked above */
-  free(c);
+  memcpy(u->user_id, id.user_id, strlen(id.user_id) + 1); /* < ID_MAX: auth_verify_access */
   u->in = workloads_ingest_new(g_app->store, u->user_id, (workloads_format_t)fmt);
   workloads_ingest_set_deferred(u->in, 1);
   u->next = uploads;

@@ -23,8 +23,6 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 
-#define WS_TOKEN_MAX 8192
-
 /* Per-socket state of the protocol (conn_data). */
 typedef struct ws_session {
   struct ws_session *prev, *next; /* all open sessions (logout and expiry sweeps) */
@@ -32,6 +30,7 @@ typedef struct ws_session {
   events_sub_t *sub;  /* the user's live events (core/events) */
   char last_run[ID_MAX]; /* the latest run this socket started (stop_agent default) */
   char jti[128];      /* the handshake token's jti: logout of it closes the socket (1008) */
+  char family[128];   /* its login session (fam): a revoked session closes the socket too */
   double token_exp;   /* its expiry: the socket is closed with 1008 after it */
   int64_t resume_after; /* handshake ?after_seq= / Last-Event-ID: replay from it (-1: none) */
   double hold_until;  /* > 0: live events held until the first frame or this time */
@@ -72,12 +71,16 @@ void api_ws_revoke_token(const char *jti) {
   }
 }
 
-/* SPEC §6: a socket whose token expired is closed with 1008. */
+/* SPEC §6: a socket whose token expired, or was revoked by any path (its
+ * session's family at logout, a refresh-token reuse, another instance sharing
+ * the revocation backend), is closed with 1008 — core/auth decides, as for SSE
+ * streams (api/sse_auth.c). */
 static void on_expiry_timer(uv_timer_t *t) {
   double now = time_now();
   for (ws_session_t *s = sessions.next, *next; s != &sessions; s = next) {
     next = s->next;
-    if (s->token_exp > 0 && now > s->token_exp + 30) ws_close(s->conn, 1008, "token expired");
+    const char *why = auth_token_ended(s->jti, s->family, s->token_exp, now);
+    if (why) ws_close(s->conn, 1008, why);
   }
 }
 
@@ -191,15 +194,11 @@ static void h_ws(http_req_t *r, route_ctx_t *ctx) {
                        NULL);
     return;
   }
-  auth_claims_t claims;
-  if (len == 0 || len > WS_TOKEN_MAX || auth_verify(tok, len, AUTH_ACCESS, time_now(), &claims) != 0) {
+  auth_identity_t claims; /* core/auth: the one verifier (signature, claims, cache, revocation) */
+  if (auth_verify_access(tok, len, time_now(), &claims) != 0) {
     char msg[128];
-    snprintf(msg, sizeof(msg), "invalid token: %s", len && len <= WS_TOKEN_MAX && claims.error ? claims.error : "malformed");
+    snprintf(msg, sizeof(msg), "invalid token: %s", claims.error ? claims.error : "malformed");
     http_respond_error(r, AGD_EAUTH_INVALID, msg, NULL);
-    return;
-  }
-  if (strlen(claims.user_id) >= ID_MAX) {
-    http_respond_error(r, AGD_EAUTH_INVALID, "invalid token: sub too long", NULL);
     return;
   }
   int64_t resume_after;
@@ -209,6 +208,7 @@ static void h_ws(http_req_t *r, route_ctx_t *ctx) {
   ws_session_t *s = calloc(1, sizeof(*s));
   if (!s) abort();
   snprintf(s->jti, sizeof(s->jti), "%s", claims.jti);
+  snprintf(s->family, sizeof(s->family), "%s", claims.family);
   s->token_exp = claims.exp;
   s->resume_after = resume_after;
   s->conn = c;
