@@ -612,3 +612,65 @@ def test_ws_jwt_auth_echo(server):
         finally:
             await ws.close()
     run(go())
+
+
+# ---- one verifier for every entry point (issue 13, defect 6) ---------------------------
+
+def _ws_handshake_status(srv, tok):
+    async def go():
+        try:
+            ws = await ws_connect(srv, token=tok)
+        except websockets.exceptions.InvalidStatusCode as e:
+            return e.status_code
+        await ws.close()
+        return 101
+    return run(go())
+
+
+def _ingest(srv, tok):
+    rec = {"timestamp": 1718000000, "model": "gpt-4o-mini", "provider": "openai", "prompt_tokens": 10,
+           "completion_tokens": 5, "latency_ms": 100.0}
+    return call(srv, "POST", "/api/workloads", token=tok, raw_body=json.dumps([rec]))
+
+
+def test_revoked_token_refused_by_every_entry_point(server):
+    """A logout revokes the token and its login session: REST, the WebSocket
+    handshake and the upload route all refuse both the logged-out token and the
+    session's earlier access token (issued before a refresh) with 401 — each
+    having accepted (and cached) them before — and a socket opened with the
+    earlier token is closed 1008, not only the logged-out token's."""
+    _, j = register(server)
+    uid = j["user"]["id"]
+    r = call(server, "POST", "/auth/refresh", {"refresh_token": j["refresh_token"]})
+    assert r.status == 200, r
+    first, second = j["access_token"], r.json()["access_token"]
+    assert jwt_claims(first)["fam"] == jwt_claims(second)["fam"]
+    for t in (first, second):
+        assert call(server, "GET", "/api/me", token=t).status == 200
+        assert _ws_handshake_status(server, t) == 101
+        r = _ingest(server, t)
+        assert r.status == 201, r
+
+    async def go():
+        ws = await ws_connect(server, token=first)
+        try:
+            check_welcome(await recv_json(ws), uid)
+            r = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: call(server, "POST", "/auth/logout", token=second))
+            assert r.status == 200, r
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as ei:
+                while True:  # frames already on their way may come first
+                    await asyncio.wait_for(ws.recv(), 15)
+            assert ei.value.code == 1008, ei.value
+        finally:
+            await ws.close()
+    run(go())
+    for t in (first, second):
+        check_envelope(call(server, "GET", "/api/me", token=t), "AUTH_INVALID", 401)
+        assert _ws_handshake_status(server, t) == 401
+        check_envelope(_ingest(server, t), "AUTH_INVALID", 401)
+    # another session of the user is untouched everywhere
+    other = login(server, j["user"]["email"]).json()["access_token"]
+    assert call(server, "GET", "/api/me", token=other).status == 200
+    assert _ws_handshake_status(server, other) == 101
+    assert _ingest(server, other).status == 201

@@ -806,3 +806,63 @@ def test_failed_commit_is_retried_never_delivered_unstored(server_factory):
     assert wait_run_status(srv, token, run["id"], ("completed", "failed", "cancelled"))["status"] == "completed"
     m = metric_value(srv.get("/metrics").text(), "agentd_events_commit_failures_total")
     assert m is not None and m >= 1, m
+
+
+# ---- SSE streams end with their token (issue 13, defect 10) -----------------------------
+
+def _auth_end_frame(s):
+    """The stream's final frame when it was ended for its token: its message."""
+    assert s.frames, "the stream ended without a frame"
+    fid, fev, d = s.frames[-1]
+    assert fev == "error" and d.get("code") == "AUTH_INVALID", s.frames[-3:]
+    return d.get("message")
+
+
+def test_sse_stream_ends_at_logout(server):
+    """An open /api/events/stream ends when its token is logged out, and never
+    carries the events of a run started afterwards by a new login of the same user."""
+    from auth_helpers import login, register
+    email, j = register(server)
+    tok = j["access_token"]
+    touch_user(server, tok)
+    s = SSEClient(server, "GET", "/api/events/stream", tok)
+    try:
+        assert s.status == 200, s.status
+        run1 = start_run(server, tok)
+        assert s.read_until(lambda d: d.get("run_id") == run1["id"] and is_final(d)), "stream ended early"
+        r = call(server, "POST", "/auth/logout", token=tok)
+        assert r.status == 200, r
+        # a new login of the same user starts a run and waits for its end
+        tok2 = login(server, email).json()["access_token"]
+        run2 = start_run(server, tok2)
+        wait_run_status(server, tok2, run2["id"], ("completed", "failed", "cancelled"))
+        s.read_to_end(timeout=30)
+        assert _auth_end_frame(s) == "token revoked"
+        leaked = [d for _, _, d in s.frames if d.get("run_id") == run2["id"]]
+        assert not leaked, "the logged-out stream carried the new session's run: %r" % leaked[:2]
+    finally:
+        s.close()
+    # the new session's own stream works
+    s2 = SSEClient(server, "GET", "/api/events/stream?after_seq=0&run_id=" + run2["id"], tok2)
+    try:
+        assert s2.read_until(lambda d: d.get("run_id") == run2["id"] and is_final(d))
+    finally:
+        s2.close()
+
+
+def test_sse_stream_ends_at_expiry(server):
+    """A stream whose token expires ends (as a WebSocket is closed 1008).  The
+    token's exp is 20 s in the past: still inside the server's 30 s leeway when
+    the stream opens, expired for it about 10 s later."""
+    user = "usr_ev_sse_exp"
+    touch_user(server, server.token(sub=user))
+    now = int(time.time())
+    tok = server.token(sub=user, iat=now - 100, ttl=80)
+    s = SSEClient(server, "GET", "/api/events/stream", tok)
+    try:
+        assert s.status == 200, s.status
+        s.read_to_end(timeout=60)
+        assert _auth_end_frame(s) == "token expired"
+    finally:
+        s.close()
+    check_envelope(call(server, "GET", "/api/threads", token=tok), "AUTH_INVALID", 401)
