@@ -576,6 +576,92 @@ Test(auth, revocation_many_entries)
   cr_assert_eq(auth_revocations_count(), 2500);
 }
 
+/* ---- the one access-token verifier (issue 13, defect 6) */
+
+Test(auth, verify_access_identity_and_refusals)
+{
+  auth_token_t t, r;
+  auth_identity_t id;
+  cr_assert_eq(auth_issue_access("usr_va", "va@e.ss", NULL, "fam_va", NOW, &t), 0);
+  for (int round = 0; round < 2; round++) { /* the second answer comes from the cache */
+    cr_assert_eq(auth_verify_access(t.token, strlen(t.token), NOW, &id), 0, "%s", id.error);
+    cr_assert_str_eq(id.user_id, "usr_va");
+    cr_assert_str_eq(id.email, "va@e.ss");
+    cr_assert_str_eq(id.jti, t.jti);
+    cr_assert_str_eq(id.family, "fam_va");
+    cr_assert_eq(id.exp, t.exp);
+    cr_assert_null(id.error);
+  }
+  /* a refresh token is not an access token */
+  cr_assert_eq(auth_issue_refresh("usr_va", NULL, "fam_va", NOW, &r), 0);
+  cr_assert_eq(auth_verify_access(r.token, strlen(r.token), NOW, &id), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(id.error, "wrong token type");
+  cr_assert_str_eq(id.user_id, "");
+  /* empty, over-long, not a token */
+  cr_assert_eq(auth_verify_access("", 0, NOW, &id), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(id.error, "malformed");
+  cr_assert_eq(auth_verify_access(t.token, AUTH_TOKEN_MAX + 1, NOW, &id), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(id.error, "malformed");
+  cr_assert_eq(auth_verify_access("a.b.c", 5, NOW, &id), AGD_EAUTH_INVALID);
+  /* a prefix of a cached token is not a hit */
+  cr_assert_eq(auth_verify_access(t.token, strlen(t.token) - 1, NOW, &id), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(id.error, "bad signature");
+  /* a sub that cannot be a user id */
+  char sub[ID_MAX + 10];
+  memset(sub, 'u', sizeof sub - 1);
+  sub[sizeof sub - 1] = '\0';
+  cr_assert_eq(auth_issue_access(sub, NULL, NULL, NULL, NOW, &t), 0);
+  cr_assert_eq(auth_verify_access(t.token, strlen(t.token), NOW, &id), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(id.error, "sub too long");
+}
+
+/* A token answered from the cache is still refused once its jti or its
+ * session is revoked, or it has expired (the cache never outlives them). */
+Test(auth, verify_access_cache_honours_revocation_and_expiry)
+{
+  auth_token_t a, b, c;
+  auth_identity_t id;
+  cr_assert_eq(auth_issue_access("usr_vc", NULL, NULL, "fam_vc1", NOW, &a), 0);
+  cr_assert_eq(auth_issue_access("usr_vc", NULL, NULL, "fam_vc2", NOW, &b), 0);
+  cr_assert_eq(auth_issue_access("usr_vc", NULL, NULL, "fam_vc3", NOW, &c), 0);
+  const auth_token_t *all[] = {&a, &b, &c};
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(auth_verify_access(all[i]->token, strlen(all[i]->token), NOW, &id), 0);
+  auth_revoke(a.jti, a.exp);
+  cr_assert_eq(auth_verify_access(a.token, strlen(a.token), NOW, &id), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(id.error, "revoked");
+  auth_revoke("fam_vc2", b.exp);
+  cr_assert_eq(auth_verify_access(b.token, strlen(b.token), NOW, &id), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(id.error, "revoked");
+  cr_assert_eq(auth_verify_access(c.token, strlen(c.token), NOW, &id), 0);
+  cr_assert_eq(auth_verify_access(c.token, strlen(c.token), c.exp + 31, &id), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(id.error, "expired");
+  /* a new configuration (another secret) forgets what the old one verified */
+  auth_config_t cfg;
+  auth_config_defaults(&cfg);
+  cfg.secret = (const unsigned char *)"another-secret-of-more-than-32-bytes!!";
+  cfg.secret_len = strlen((const char *)cfg.secret);
+  cr_assert_eq(auth_init(&cfg), 0);
+  cr_assert_eq(auth_verify_access(c.token, strlen(c.token), NOW, &id), AGD_EAUTH_INVALID);
+  cr_assert_str_eq(id.error, "bad signature");
+}
+
+Test(auth, token_ended)
+{
+  cr_assert_null(auth_token_ended("jti_te", "fam_te", NOW + 100, NOW));
+  cr_assert_null(auth_token_ended("jti_te", "fam_te", NOW - 10, NOW)); /* within the leeway */
+  cr_assert_str_eq(auth_token_ended("jti_te", "fam_te", NOW - 31, NOW), "token expired");
+  cr_assert_null(auth_token_ended("", "", 0, NOW)); /* nothing to check */
+  auth_revoke("fam_te", NOW + 100);
+  cr_assert_str_eq(auth_token_ended("jti_te", "fam_te", NOW + 100, NOW), "token revoked");
+  cr_assert_null(auth_token_ended("jti_te", "fam_other", NOW + 100, NOW));
+  auth_revoke("jti_te", NOW + 100);
+  cr_assert_str_eq(auth_token_ended("jti_te", NULL, NOW + 100, NOW), "token revoked");
+  auth_identity_t id = {.exp = NOW + 100};
+  snprintf(id.jti, sizeof id.jti, "jti_te");
+  cr_assert_str_eq(auth_identity_ended(&id, NOW), "token revoked");
+}
+
 /* ---- secret file */
 
 Test(auth, secret_load_or_create)
