@@ -35,9 +35,11 @@ static int timer_ready;
 
 /* The final frame, then the end of the stream.  The client's EventSource sees
  * an `error` event it can act on (log in again) instead of a silent drop, and
- * does not take it for a network hiccup to retry with the same token. */
+ * does not take it for a network hiccup to retry with the same token.  "code"
+ * as in WebSocket error frames, "error_code" as in the stream's other error
+ * event (a run that could not start, runs_api.c). */
 static void end_stream(conn_t *c, const char *why) {
-  json_t *o = json_pack("{s:s,s:s}", "code", "AUTH_INVALID", "message", why);
+  json_t *o = json_pack("{s:s,s:s,s:s}", "code", "AUTH_INVALID", "error_code", "AUTH_INVALID", "message", why);
   char *data = jsonx_dumps(o);
   json_decref(o);
   if (!data) abort();

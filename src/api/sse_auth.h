@@ -6,7 +6,7 @@
  * revocation the revocation backend reports) or expired (exp + leeway, the
  * rule of core/auth's auth_token_ended), the stream gets one final frame
  *   event: error
- *   data: {"code":"AUTH_INVALID","message":"token revoked"|"token expired"}
+ *   data: {"code":"AUTH_INVALID","error_code":"AUTH_INVALID","message":"token revoked"|"token expired"}
  * and ends (the chunked body is terminated, the connection closed).  Logout
  * ends the streams of its token at once (api_sse_auth_revoke); everything else
  * is found by a sweep once a second.

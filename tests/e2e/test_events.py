@@ -814,7 +814,8 @@ def _auth_end_frame(s):
     """The stream's final frame when it was ended for its token: its message."""
     assert s.frames, "the stream ended without a frame"
     fid, fev, d = s.frames[-1]
-    assert fev == "error" and d.get("code") == "AUTH_INVALID", s.frames[-3:]
+    assert fev == "error" and fid is None, s.frames[-3:]
+    assert d.get("code") == "AUTH_INVALID" and d.get("error_code") == "AUTH_INVALID", d
     return d.get("message")
 
 
@@ -866,3 +867,28 @@ def test_sse_stream_ends_at_expiry(server):
     finally:
         s.close()
     check_envelope(call(server, "GET", "/api/threads", token=tok), "AUTH_INVALID", 401)
+
+
+def test_sse_chat_stream_ends_at_logout(slow_server):
+    """POST /api/chat/stream ends at logout of its token, before its run's end
+    (the slow provider keeps the run going for seconds); the run itself goes on."""
+    from auth_helpers import register
+    _, j = register(slow_server)
+    tok = j["access_token"]
+    touch_user(slow_server, tok)
+    s = SSEClient(slow_server, "POST", "/api/chat/stream", tok, body={"message": QUESTION})
+    try:
+        assert s.status == 200, s.status
+        assert s.read_until(lambda d: d.get("type") == "agent_started"), "stream ended early"
+        run_id = s.events()[0]["run_id"]
+        assert call(slow_server, "POST", "/auth/logout", token=tok).status == 200
+        s.read_to_end(timeout=30)
+        assert _auth_end_frame(s) == "token revoked"
+        assert not any(is_final(e) for e in s.events()), "the run ended before the logout: %r" % s.events()[-1:]
+    finally:
+        s.close()
+    # the run was not the stream: it finishes and is stored (another session reads it)
+    from auth_helpers import login
+    tok2 = login(slow_server, j["user"]["email"]).json()["access_token"]
+    assert wait_run_status(slow_server, tok2, run_id, ("completed", "failed", "cancelled"), timeout=60)["status"] \
+        == "completed"
