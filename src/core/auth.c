@@ -24,6 +24,7 @@
 #include "core/secret.h"
 #include "util/err.h"
 #include "util/hash.h"
+#include "util/xalloc.h"
 
 
 /* argon2id parameters (OWASP's minimum for argon2id). */
@@ -40,20 +41,6 @@ static struct {
   int enforce_issuer;
   double access_ttl, refresh_ttl, leeway;
 } g_auth = {.leeway = AUTH_DEFAULT_LEEWAY};
-
-static void *xmalloc(size_t n)
-{
-  void *p = malloc(n ? n : 1);
-  if (!p) abort(); /* STYLE §4: out of memory aborts */
-  return p;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-  void *p = calloc(n ? n : 1, sz ? sz : 1);
-  if (!p) abort();
-  return p;
-}
 
 /* ---------------------------------------------------------------- config */
 

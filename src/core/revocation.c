@@ -13,20 +13,7 @@
 
 #include "util/hash.h"
 #include "util/ids.h"
-
-static void *xmalloc(size_t n)
-{
-  void *p = malloc(n ? n : 1);
-  if (!p) abort(); /* STYLE §4: out of memory aborts */
-  return p;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-  void *p = calloc(n ? n : 1, sz ? sz : 1);
-  if (!p) abort();
-  return p;
-}
+#include "util/xalloc.h"
 
 /* ---------------------------------------------------------------- in-process backend */
 

@@ -16,15 +16,9 @@
 
 #include "util/err.h"
 #include "util/ids.h"
+#include "util/xalloc.h"
 
 #define SECRET_FILE_MAX 4096
-
-static void *xmalloc(size_t n)
-{
-  void *p = malloc(n ? n : 1);
-  if (!p) abort(); /* STYLE §4: out of memory aborts */
-  return p;
-}
 
 static int fail_msg(char *err, size_t cap, int code, const char *fmt, const char *a, const char *b)
 {

@@ -869,10 +869,12 @@ def test_sse_stream_ends_at_expiry(server):
     check_envelope(call(server, "GET", "/api/threads", token=tok), "AUTH_INVALID", 401)
 
 
-def test_sse_chat_stream_ends_at_logout(slow_server):
+def test_sse_chat_stream_ends_at_logout(server_factory):
     """POST /api/chat/stream ends at logout of its token, before its run's end
-    (the slow provider keeps the run going for seconds); the run itself goes on."""
+    (1 s per model step keeps the run going for several seconds, far longer than
+    one logout takes even on a loaded machine); the run itself goes on."""
     from auth_helpers import register
+    slow_server = server_factory("--rate-limit", "0", "--llm-latency-ms", "1000")
     _, j = register(slow_server)
     tok = j["access_token"]
     touch_user(slow_server, tok)
