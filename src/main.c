@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api/app.h"
+#include "api/ws_api.h"
 #include "api/router.h"
 #include "api/workloads_api.h"
 #include "build_info.h"

@@ -1,6 +1,7 @@
 /* api/api.c — the list of API modules whose routes make up the server. */
 #include "api/agents_api.h"
 #include "api/app.h"
+#include "api/ws_api.h"
 #include "api/router.h"
 #include "api/runs_api.h"
 #include "api/workloads_api.h"

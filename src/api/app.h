@@ -32,26 +32,8 @@ extern app_t *g_app;
 void api_register_routes(void);
 /* Per-module registration (each api module exposes one). */
 void api_health_register(void);
-void api_ws_register(void);
 void api_threads_register(void);
-/* The net callbacks the WebSocket protocol module provides. */
-void api_ws_on_open(conn_t *c);
-void api_ws_on_text(conn_t *c, const char *p, size_t n);
-void api_stream_on_close(conn_t *c);
-/* Send a JSON frame on a WebSocket (takes the reference to o) / a SPEC §6 error frame
- * {"type":"error","code","message","data":{…}} with "reply_to" when reply_to is non-NULL
- * (borrowed).  Loop thread. */
-void api_ws_send_json(conn_t *c, json_t *o);
-void api_ws_send_error(conn_t *c, const char *code, const char *message, json_t *reply_to);
-/* The WebSocket's event subscription, and the run it started last (NULL: none). */
-struct events_sub;
-struct events_sub *api_ws_events_sub(conn_t *c);
-void api_ws_remember_run(conn_t *c, const char *run_id);
-const char *api_ws_last_run(conn_t *c);
-/* Close every open WebSocket authenticated with that access token (1008). */
-void api_ws_revoke_token(const char *jti);
-void api_ws_start(uv_loop_t *loop);
-void api_ws_stop(void);
+/* The WebSocket protocol (SPEC §6) is api/ws_api.h. */
 /* Auth routes, the auth and rate-limit hooks (api/auth_api.c, api/limits.c). */
 void api_auth_register(void);
 /* Start/stop the auth module's timers (rate-limit sweep); stop frees its state. */

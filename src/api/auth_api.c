@@ -27,7 +27,9 @@
 #include <strings.h>
 
 #include "api/app.h"
+#include "api/ws_api.h"
 #include "api/auth_api.h"
+#include "api/limits.h"
 #include "api/job.h"
 #include "api/router.h"
 #include "api/sse_auth.h"

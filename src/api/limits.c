@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "api/auth_api.h"
+#include "api/limits.h"
 #include "api/router.h"
 #include "core/metrics.h"
 #include "util/err.h"

@@ -17,6 +17,7 @@
 
 #include "agents/agent.h"
 #include "api/app.h"
+#include "api/ws_api.h"
 #include "api/job.h"
 #include "api/router.h"
 #include "api/sse_auth.h"

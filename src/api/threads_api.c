@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "api/app.h"
+#include "api/ws_api.h"
 #include "api/router.h"
 #include "api/ws_frames.h"
 #include "util/err.h"

@@ -1,9 +1,9 @@
-/* api/ws_api.c — the WebSocket endpoint of SPEC §6: handshake credentials,
- * the welcome frame, and the client frame protocol (ping/heartbeat here; the
- * chat, thread and run frames plug in through ws_api_handlers).
- * Loop thread.
+/* api/ws_api.c — see ws_api.h: handshake credentials, the welcome frame, and
+ * the client frame protocol (keepalives here; the thread and run frames plug in
+ * through api/ws_frames).
  */
-#include <openssl/evp.h>
+#include "api/ws_api.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "api/app.h"
 #include "api/router.h"
 #include "api/auth_api.h"
+#include "api/limits.h"
 #include "api/ws_frames.h"
 #include "api/query.h"
 #include "core/auth.h"
