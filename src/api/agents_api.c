@@ -30,6 +30,7 @@
 #include "tools/tool.h"
 #include "util/err.h"
 #include "util/ids.h"
+#include "util/jsonx.h"
 #include "util/timeutil.h"
 
 /* ---- listings ---- */
@@ -121,6 +122,11 @@ static void h_tool_execute(http_req_t *r, route_ctx_t *ctx) {
     router_respond_validation(r, "tool_name", jname ? "must be a non-empty string" : "is required");
     return;
   }
+  if (jsonx_has_nul(jname)) { /* "\u0000" is valid JSON; a cut-short name could find another tool */
+    json_decref(body);
+    router_respond_validation(r, "tool_name", jsonx_cstr_why(JSONX_ENUL));
+    return;
+  }
   const tool_t *t = tool_find(json_string_value(jname));
   if (!t) {
     char msg[200];
@@ -133,6 +139,12 @@ static void h_tool_execute(http_req_t *r, route_ctx_t *ctx) {
   if (!args || json_is_null(args)) args = json_object_get(body, "parameters"); /* alias */
   if (!args || json_is_null(args)) args = json_object();
   else json_incref(args);
+  if (jsonx_has_nul(args)) { /* tools read their arguments' strings as C strings */
+    json_decref(args);
+    json_decref(body);
+    router_respond_validation(r, "arguments", "strings must not contain NUL characters");
+    return;
+  }
   json_decref(body);
   tool_job_t *j = job_new(sizeof(*j));
   j->tool = t;

@@ -256,6 +256,10 @@ json_t *router_json_body(http_req_t *r, int any_type) {
   json_t *v = NULL;
   char msg[200];
   int rc = http_req_json(r, &v, msg, sizeof(msg));
+  if (rc == AGD_EVALIDATION) { /* valid JSON (a \u0000 in a key): 422, never 400 */
+    router_respond_validation(r, "body", msg);
+    return NULL;
+  }
   if (rc != 0) {
     char full[240];
     snprintf(full, sizeof(full), "%s%s", rc == AGD_EBAD_REQUEST ? "malformed JSON: " : "", msg);

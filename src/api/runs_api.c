@@ -257,39 +257,50 @@ static void start_done(http_req_t *r, void *arg, int rc) {
   start_job_free(j);
 }
 
+/* The first of keys (NULL-terminated) present in p, as a C string (util/jsonx.h):
+ * 0 and *out (NULL when none is), or JSONX_ENOT_STRING (only when strict; else such a
+ * member is skipped, as WebSocket frames always were) / JSONX_ENUL with *field the key
+ * at fault (a NUL character is refused, never cut short: issue 13, defect 7). */
+static int first_cstr(const json_t *p, const char *const *keys, int strict, const char **out, const char **field) {
+  *out = NULL;
+  for (; *keys; keys++) {
+    *field = *keys;
+    int rc = jsonx_get_cstr(p, *keys, out);
+    if (rc == JSONX_ENOT_STRING && !strict) continue;
+    if (rc || *out) return rc;
+  }
+  return 0;
+}
+
 /* Parse the common body of execute/start/stream: {"message","agent"?,"thread_id"?,"context"?}. */
 static start_job_t *start_parse(http_req_t *r, route_ctx_t *ctx, json_t *body, const char *agent_fixed) {
-  const char *msg = jsonx_get_str(body, "message");
-  if (!msg) msg = jsonx_get_str(body, "content");
-  json_t *mv = json_object_get(body, "message");
-  if (mv && !json_is_string(mv)) {
-    router_respond_validation(r, "message", "must be a string");
+  const char *msg, *agent, *thread_id, *field;
+  int rc = first_cstr(body, (const char *const[]){"message", "content", NULL}, 1, &msg, &field);
+  if (rc) {
+    router_respond_validation(r, field, jsonx_cstr_why(rc));
     return NULL;
   }
   if (!msg || !msg[strspn(msg, " \t\r\n")]) {
     router_respond_validation(r, "message", "required: the user's request");
     return NULL;
   }
-  if (threads_utf8_chars(msg, strlen(msg)) > THREADS_CONTENT_MAX_CHARS) {
-    json_t *d = json_pack("[{s:s,s:s}]", "field", "message", "message", "over 100000 characters");
-    http_respond_error(r, AGD_ETOO_LARGE, "message: over 100000 characters", d);
+  if (strlen(msg) > THREADS_CONTENT_MAX_BYTES) { /* SPEC: no cap below the body limit (threads_api.h) */
+    json_t *d = json_pack("[{s:s,s:s}]", "field", field, "message", "longer than the server stores (" THREADS_FIELD_MAX_TEXT ")");
+    http_respond_error(r, AGD_ETOO_LARGE, "message: longer than the server stores (" THREADS_FIELD_MAX_TEXT ")", d);
     return NULL;
   }
-  const char *agent = agent_fixed ? agent_fixed : jsonx_get_str(body, "agent");
-  json_t *av = json_object_get(body, "agent");
-  if (!agent_fixed && av && !json_is_string(av) && !json_is_null(av)) {
-    router_respond_validation(r, "agent", "must be a string");
+  if (!agent_fixed && (rc = jsonx_get_cstr(body, "agent", &agent)) != 0) {
+    router_respond_validation(r, "agent", jsonx_cstr_why(rc));
     return NULL;
   }
+  if (agent_fixed) agent = agent_fixed;
   if (!agent) agent = "supervisor";
   if (!agent_find(agent)) {
     router_respond_validation(r, "agent", "unknown agent (see GET /api/agents)");
     return NULL;
   }
-  const char *thread_id = jsonx_get_str(body, "thread_id");
-  json_t *tv = json_object_get(body, "thread_id");
-  if (tv && !json_is_string(tv) && !json_is_null(tv)) {
-    router_respond_validation(r, "thread_id", "must be a string");
+  if ((rc = jsonx_get_cstr(body, "thread_id", &thread_id)) != 0) {
+    router_respond_validation(r, "thread_id", jsonx_cstr_why(rc));
     return NULL;
   }
   if (thread_id && strlen(thread_id) >= ID_MAX) {
@@ -299,6 +310,10 @@ static start_job_t *start_parse(http_req_t *r, route_ctx_t *ctx, json_t *body, c
   json_t *cv = json_object_get(body, "context");
   if (cv && !json_is_object(cv) && !json_is_null(cv)) {
     router_respond_validation(r, "context", "must be an object");
+    return NULL;
+  }
+  if (jsonx_has_nul(cv)) { /* stored as JSON text, read back by agents as C strings */
+    router_respond_validation(r, "context", "strings must not contain NUL characters");
     return NULL;
   }
   start_job_t *j = job_new(sizeof(*j));
@@ -460,8 +475,13 @@ static int id_ok(const char *id) { return id && id[0] && strlen(id) < ID_MAX; }
 static void h_stop(http_req_t *r, route_ctx_t *ctx) {
   json_t *body = router_json_body(r, 0);
   if (!body) return;
-  const char *run_id = jsonx_get_str(body, "run_id");
-  if (!run_id) run_id = jsonx_get_str(body, "agent_id");
+  const char *run_id, *field;
+  int rc = first_cstr(body, (const char *const[]){"run_id", "agent_id", NULL}, 1, &run_id, &field);
+  if (rc) {
+    json_decref(body);
+    router_respond_validation(r, field, jsonx_cstr_why(rc));
+    return;
+  }
   if (!run_id) {
     json_decref(body);
     router_respond_validation(r, "run_id", "required");
@@ -649,32 +669,36 @@ static void ws_start_done(http_req_t *unused, void *arg, int rc) {
 static void ws_start_run(conn_t *c, json_t *frame, json_t *id, const void *arg) {
   int agent_frame = arg != NULL;
   json_t *p = ws_frame_payload(frame);
-  const char *text = jsonx_get_str(p, agent_frame ? "user_request" : "content");
-  if (!text) text = jsonx_get_str(p, agent_frame ? "content" : "text");
-  if (!text) text = jsonx_get_str(p, "message");
-  if (!text) text = jsonx_get_str(p, "text");
+  static const char *const user_keys[] = {"content", "text", "message", NULL};
+  static const char *const agent_keys[] = {"user_request", "content", "message", "text", NULL};
+  static const char *const agent_name_keys[] = {"agent", "agent_name", NULL};
+  const char *text, *agent = NULL, *thread_id, *field;
+  char m[160];
+  int rc = first_cstr(p, agent_frame ? agent_keys : user_keys, 0, &text, &field);
+  if (rc == 0 && agent_frame) rc = first_cstr(p, agent_name_keys, 0, &agent, &field);
+  if (rc == 0) rc = first_cstr(p, (const char *const[]){"thread_id", NULL}, 0, &thread_id, &field);
+  if (rc == 0 && jsonx_has_nul(json_object_get(p, "context"))) rc = JSONX_ENUL, field = "context";
+  if (rc) { /* SPEC §6: a field error, not INVALID_JSON ("\u0000" is valid JSON) */
+    snprintf(m, sizeof m, "%s: %s", field, jsonx_cstr_why(rc));
+    api_ws_send_error(c, "VALIDATION_ERROR", m, id);
+    return;
+  }
   if (!text || !text[strspn(text, " \t\r\n")]) {
     api_ws_send_error(c, "VALIDATION_ERROR", "content: required", id);
     return;
   }
-  if (threads_utf8_chars(text, strlen(text)) > THREADS_CONTENT_MAX_CHARS) {
-    api_ws_send_error(c, "PAYLOAD_TOO_LARGE", "content: over 100000 characters", id);
-    return;
-  }
-  const char *agent = agent_frame ? jsonx_get_str(p, "agent") : NULL;
-  if (!agent && agent_frame) agent = jsonx_get_str(p, "agent_name");
+  /* No content cap of its own: the frame limit bounds it (SPEC conventions). */
   if (!agent) agent = "supervisor";
   if (!agent_find(agent)) {
     api_ws_send_error(c, "VALIDATION_ERROR", "agent: unknown agent", id);
     return;
   }
-  const char *thread_id = jsonx_get_str(p, "thread_id");
   if (thread_id && strlen(thread_id) >= ID_MAX) {
     api_ws_send_error(c, "NOT_FOUND", "thread not found", id);
     return;
   }
   run_slot_t *slot;
-  int rc = runs_reserve(conn_user_id(c), &slot);
+  rc = runs_reserve(conn_user_id(c), &slot);
   if (rc != 0) {
     api_ws_send_error(c, agd_err_code(rc),
                       rc == AGD_ERATE_LIMITED ? "too many runs: wait for one to finish" : "could not start the run", id);
@@ -697,8 +721,12 @@ static void ws_start_run(conn_t *c, json_t *frame, json_t *id, const void *arg) 
 
 static void ws_stop(conn_t *c, json_t *frame, json_t *id, const void *arg) {
   json_t *p = ws_frame_payload(frame);
-  const char *run_id = jsonx_get_str(p, "run_id");
+  const char *run_id, *field;
   char latest[ID_MAX];
+  if (first_cstr(p, (const char *const[]){"run_id", NULL}, 0, &run_id, &field) != 0) {
+    api_ws_send_error(c, "VALIDATION_ERROR", "run_id: must not contain NUL characters", id);
+    return;
+  }
   if (!run_id) run_id = api_ws_last_run(c); /* SPEC §6: default, the connection's latest */
   if (!run_id) {
     if (!runs_latest_active(conn_user_id(c), latest, sizeof(latest))) {

@@ -471,16 +471,25 @@ static void respond_field_err(http_req_t *r, const field_err_t *e) {
   http_respond_error(r, e->code, msg, d);
 }
 
-/* title: absent → *set 0; a string ≤ 500 characters → copied; else an error. */
+/* A string body field read as a C string (util/jsonx.h): 0 and *out (NULL when absent or
+ * null), or -1 with e filled: 422 naming the field for another type or a NUL character
+ * (valid JSON "\u0000" a C string would cut short; issue 13, defect 7). */
+static int take_cstr(json_t *body, const char *field, const char **out, field_err_t *e) {
+  int rc = jsonx_get_cstr(body, field, out);
+  return rc ? ferr(e, AGD_EVALIDATION, field, jsonx_cstr_why(rc)) : 0;
+}
+
+/* title: absent → *set 0; a string → copied; else an error.  SPEC conventions: no cap
+ * below the body limit; only what the store cannot hold (STORE_TITLE_MAX bytes, reached
+ * only with a raised --max-body-bytes) is 413. */
 static int take_title(json_t *body, tjob_t *j, field_err_t *e) {
   json_t *v = json_object_get(body, "title");
   if (!v) return 0;
-  if (!json_is_string(v)) return ferr(e, AGD_EVALIDATION, "title", "must be a string");
-  size_t n = json_string_length(v);
-  const char *s = json_string_value(v);
-  if (strlen(s) != n) return ferr(e, AGD_EVALIDATION, "title", "must not contain NUL characters");
-  if (threads_utf8_chars(s, n) > THREADS_TITLE_MAX_CHARS)
-    return ferr(e, AGD_EVALIDATION, "title", "must be at most 500 characters");
+  if (json_is_null(v)) return ferr(e, AGD_EVALIDATION, "title", "must be a string");
+  const char *s;
+  if (take_cstr(body, "title", &s, e)) return -1;
+  if (json_string_length(v) > THREADS_TITLE_MAX_BYTES)
+    return ferr(e, AGD_ETOO_LARGE, "title", "longer than the server stores (" THREADS_FIELD_MAX_TEXT ")");
   j->set_title = 1;
   j->title = xstrdup(s);
   return 0;
@@ -491,28 +500,26 @@ static int take_metadata(json_t *body, tjob_t *j, field_err_t *e) {
   json_t *v = json_object_get(body, "metadata");
   if (!v) return 0;
   if (!json_is_object(v)) return ferr(e, AGD_EVALIDATION, "metadata", "must be a JSON object");
+  /* Stored as JSON text and read back as C strings: a NUL would not survive (defect 7). */
+  if (jsonx_has_nul(v)) return ferr(e, AGD_EVALIDATION, "metadata", "strings must not contain NUL characters");
   j->metadata = jsonx_dumps(v);
   return 0;
 }
 
 /* content (required), role (default "user"), metadata. */
 static int take_message(json_t *body, tjob_t *j, field_err_t *e) {
-  json_t *v = json_object_get(body, "content");
-  if (!v || json_is_null(v)) return ferr(e, AGD_EVALIDATION, "content", "is required");
-  if (!json_is_string(v)) return ferr(e, AGD_EVALIDATION, "content", "must be a string");
-  const char *s = json_string_value(v);
-  size_t n = json_string_length(v);
-  if (strlen(s) != n) return ferr(e, AGD_EVALIDATION, "content", "must not contain NUL characters");
-  if (threads_utf8_chars(s, n) > THREADS_CONTENT_MAX_CHARS)
-    return ferr(e, AGD_ETOO_LARGE, "content", "must be at most 100000 characters");
+  const char *s, *role;
+  if (take_cstr(body, "content", &s, e)) return -1;
+  if (!s) return ferr(e, AGD_EVALIDATION, "content", "is required");
+  /* SPEC conventions: no cap below the body limit (issue 13, defect 13). */
+  if (strlen(s) > THREADS_CONTENT_MAX_BYTES)
+    return ferr(e, AGD_ETOO_LARGE, "content", "longer than the server stores (" THREADS_FIELD_MAX_TEXT ")");
   if (blank(s)) return ferr(e, AGD_EVALIDATION, "content", "must not be empty");
-  v = json_object_get(body, "role");
-  const char *role = "user";
-  if (v && !json_is_null(v)) {
-    role = json_is_string(v) ? json_string_value(v) : "";
-    if (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "tool"))
-      return ferr(e, AGD_EVALIDATION, "role", "must be one of user, assistant, system, tool");
-  }
+  int rrc = jsonx_get_cstr(body, "role", &role);
+  if (rrc == JSONX_ENUL) return ferr(e, AGD_EVALIDATION, "role", jsonx_cstr_why(rrc));
+  if (rrc == 0 && !role) role = "user"; /* absent or null */
+  if (rrc || (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "tool")))
+    return ferr(e, AGD_EVALIDATION, "role", "must be one of user, assistant, system, tool");
   if (take_metadata(body, j, e)) return -1;
   snprintf(j->role, sizeof j->role, "%s", role);
   j->content = xstrdup(s);
@@ -723,11 +730,9 @@ static void post_message(http_req_t *r, route_ctx_t *ctx, const char *path_threa
     if (run && !json_is_null(run) && !json_is_boolean(run)) bad = ferr(&e, AGD_EVALIDATION, "run", "must be a boolean");
     j.run = json_is_true(run);
   } else {
-    json_t *t = json_object_get(body, "thread_id");
-    if (t && !json_is_null(t)) {
-      if (!json_is_string(t)) bad = ferr(&e, AGD_EVALIDATION, "thread_id", "must be a string");
-      else if (json_string_value(t)[0]) set_thread(&j, json_string_value(t));
-    }
+    const char *t;
+    bad = take_cstr(body, "thread_id", &t, &e);
+    if (!bad && t && t[0]) set_thread(&j, t);
   }
   if (!bad) bad = take_message(body, &j, &e);
   json_decref(body);
@@ -838,10 +843,10 @@ static int ws_int(json_t *p, const char *key, long lo, long hi, long *out) {
 
 /* thread_id of a WS payload: 0 ok, -1 (e filled) when missing or not a string. */
 static int ws_thread_id(json_t *p, tjob_t *j, field_err_t *e) {
-  json_t *v = json_object_get(p, "thread_id");
-  if (!json_is_string(v) || !json_string_value(v)[0])
-    return ferr(e, AGD_EVALIDATION, "thread_id", "is required (a string)");
-  set_thread(j, json_string_value(v));
+  const char *v;
+  if (take_cstr(p, "thread_id", &v, e)) return -1;
+  if (!v || !v[0]) return ferr(e, AGD_EVALIDATION, "thread_id", "is required (a string)");
+  set_thread(j, v);
   return 0;
 }
 
@@ -876,10 +881,10 @@ static void ws_thread_frame(conn_t *c, json_t *frame, json_t *id, const void *ar
     if (!bad && ws_int(p, "limit", 1, PAGE_MAX, &n) == 0) j.limit = (int)n;
     else if (!bad && ws_int(p, "limit", 1, PAGE_MAX, &n) < 0)
       bad = ferr(&e, AGD_EVALIDATION, "limit", "must be an integer from 1 to 100");
-    json_t *before = json_object_get(p, "before");
-    if (!bad && strcmp(kind->type, "get_thread_history") == 0 && before && !json_is_null(before)) {
-      if (!json_is_string(before)) bad = ferr(&e, AGD_EVALIDATION, "before", "must be a message id");
-      else set_msg(&j, json_string_value(before));
+    const char *before;
+    if (!bad && strcmp(kind->type, "get_thread_history") == 0) {
+      if (jsonx_get_cstr(p, "before", &before) != 0) bad = ferr(&e, AGD_EVALIDATION, "before", "must be a message id");
+      else if (before) set_msg(&j, before);
     }
     break;
   }

@@ -15,12 +15,16 @@
 #include <stddef.h>
 
 #include "net/net.h"
+#include "store/store.h"
 
-/* Largest message content, in characters (Unicode code points): over it is 413
- * PAYLOAD_TOO_LARGE whose details name the field "content". */
-#define THREADS_CONTENT_MAX_CHARS 100000
-/* Largest thread title, in characters (over: 422). */
-#define THREADS_TITLE_MAX_CHARS 500
+/* SPEC conventions: within the body limit no field has a smaller cap, so a message's
+ * content and a thread's title have none of their own (issue 13, defect 13).  The store
+ * holds each up to these many bytes, as much as the default 1 MiB body can carry; only
+ * with a raised --max-body-bytes can a field pass it, and that is 413 PAYLOAD_TOO_LARGE
+ * whose details name the field. */
+#define THREADS_CONTENT_MAX_BYTES STORE_CONTENT_MAX
+#define THREADS_TITLE_MAX_BYTES STORE_TITLE_MAX
+#define THREADS_FIELD_MAX_TEXT "1 MiB" /* the two, in words, for error messages */
 /* A title made from a message's first words has at most this many characters,
  * the "…" included. */
 #define THREADS_AUTO_TITLE_CHARS 60

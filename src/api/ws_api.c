@@ -320,6 +320,13 @@ void api_ws_on_text(conn_t *c, const char *p, size_t n) {
     first_frame_seen(c);
     return;
   }
+  if (rc == AGD_EVALIDATION) { /* valid JSON jansson cannot hold (a \u0000 in a key) */
+    char m[200];
+    snprintf(m, sizeof(m), "body: %s", msg);
+    ws_send_error(c, "VALIDATION_ERROR", m, NULL);
+    first_frame_seen(c);
+    return;
+  }
   if (rc != 0 || !json_is_object(frame)) {
     char m[200];
     snprintf(m, sizeof(m), "invalid JSON: %s", rc != 0 ? msg : "expected an object");

@@ -102,7 +102,8 @@ void http_req_set_data(http_req_t *r, void *data);
 void *http_req_data(const http_req_t *r);
 /* Parse the body as JSON under SPEC limits.  0 and *out (new reference);
  * AGD_EUNSUPPORTED_MEDIA (explicit non-JSON Content-Type), AGD_EBAD_REQUEST
- * (malformed; msg says where), AGD_ETOO_LARGE (depth).  msg may be NULL. */
+ * (malformed; msg says where), AGD_ETOO_LARGE (depth), AGD_EVALIDATION (valid
+ * JSON jansson cannot hold: util/jsonx.h jsonx_parse).  msg may be NULL. */
 int http_req_json(http_req_t *r, json_t **out, char *msg, size_t msg_cap);
 /* Streamed bodies (ingest routes): instead of buffering the whole body, hand
  * it to fn in chunks of at least chunk_bytes (the last one may be smaller,

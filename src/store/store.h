@@ -155,8 +155,9 @@ int store_revoked_purge(store_t *s, double now);
  * Strings in results are malloc'd and owned by the result: release a result with its
  * _dispose function (which also accepts a zeroed or already-disposed one). */
 
-#define STORE_TITLE_MAX 2000        /* bytes of a title (the API caps it at 500 characters) */
-#define STORE_CONTENT_MAX 400000    /* bytes of message content (API: 100,000 characters) */
+/* SPEC: within the (default 1 MiB) body limit no field has a smaller cap. */
+#define STORE_TITLE_MAX (1 << 20)   /* bytes of a title */
+#define STORE_CONTENT_MAX (1 << 20) /* bytes of message content */
 #define STORE_METADATA_MAX (1 << 20) /* bytes of a metadata JSON text */
 #define STORE_PAGE_MAX 1000         /* largest page a list call returns */
 

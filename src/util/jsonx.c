@@ -49,8 +49,14 @@ int jsonx_parse(const char *p, size_t n, int max_depth, json_t **out, char *msg,
     return AGD_ETOO_LARGE;
   }
   json_error_t jerr;
-  json_t *v = json_loadb(p, n, JSON_DECODE_ANY, &jerr); /* scalars parse too; the caller checks the type */
+  /* Scalars parse too (the caller checks the type).  JSON_ALLOW_NUL: "\u0000" is valid
+   * JSON, so it is never a 400; the fields read as C strings refuse it (jsonx_get_cstr). */
+  json_t *v = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
   if (v == NULL) {
+    if (json_error_code(&jerr) == json_error_null_byte_in_key) { /* valid JSON jansson cannot hold */
+      if (msg && msg_cap) snprintf(msg, msg_cap, "object keys must not contain NUL characters");
+      return AGD_EVALIDATION;
+    }
     if (msg && msg_cap) snprintf(msg, msg_cap, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
     return AGD_EBAD_REQUEST;
   }
@@ -88,9 +94,43 @@ int jsonx_append(buf_t *b, const json_t *v) {
 
 char *jsonx_dumps(const json_t *v) { return json_dumps(v, JSONX_DUMP_FLAGS); }
 
+/* A string whose C form is the whole of it (no embedded NUL). */
+static int whole_cstr(const json_t *s) { return strlen(json_string_value(s)) == json_string_length(s); }
+
 const char *jsonx_get_str(const json_t *obj, const char *key) {
   json_t *m = json_object_get(obj, key);
-  return json_is_string(m) ? json_string_value(m) : NULL;
+  return json_is_string(m) && whole_cstr(m) ? json_string_value(m) : NULL;
+}
+
+int jsonx_get_cstr(const json_t *obj, const char *key, const char **out) {
+  json_t *m = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+  *out = NULL;
+  if (!m || json_is_null(m)) return 0;
+  if (!json_is_string(m)) return JSONX_ENOT_STRING;
+  if (!whole_cstr(m)) return JSONX_ENUL;
+  *out = json_string_value(m);
+  return 0;
+}
+
+const char *jsonx_cstr_why(int rc) {
+  return rc == JSONX_ENUL ? "must not contain NUL characters" : "must be a string";
+}
+
+int jsonx_has_nul(const json_t *v) {
+  size_t i;
+  const char *k;
+  json_t *m;
+  if (!v) return 0;
+  switch (json_typeof(v)) { /* depth is bounded: bodies are depth-checked before parsing */
+  case JSON_STRING: return !whole_cstr(v);
+  case JSON_ARRAY:
+    json_array_foreach(v, i, m) if (jsonx_has_nul(m)) return 1;
+    return 0;
+  case JSON_OBJECT:
+    json_object_foreach((json_t *)v, k, m) if (jsonx_has_nul(m)) return 1;
+    return 0;
+  default: return 0;
+  }
 }
 
 int jsonx_get_bool(const json_t *obj, const char *key, int def) {

@@ -227,3 +227,40 @@ def test_traversal_never_a_file(server, path):
     assert r.status in (400, 404), r
     assert b"root:" not in r.body
     assert r.json()["error"] is True
+
+
+# ---- issue 13, defect 7: a "\u0000" escape is valid JSON: 422 naming the field, never 400 -------------
+
+def test_auth_fields_with_nul_are_422(server):
+    from auth_helpers import call, register, unique_email
+
+    def field_of(r):
+        j = check_envelope(r, "VALIDATION_ERROR", 422)
+        assert len(j["details"]) == 1 and "NUL" in j["details"][0]["message"], j
+        return j["details"][0]["field"]
+
+    email = unique_email("nul")
+    pw = '"correct horse battery"'
+    for raw, field in [('{"email":"%s","password":%s,"name":"Ann\\u0000ie"}' % (email, pw), "name"),
+                       ('{"email":"%s\\u0000x","password":%s}' % (email, pw), "email"),
+                       ('{"email":"%s","password":"correct horse\\u0000battery"}' % email, "password")]:
+        assert field_of(call(server, "POST", "/auth/register", raw_body=raw)) == field, raw
+    # none of them registered anyone, under any cut-short form
+    _, j = register(server, email=email)
+    tok = j["access_token"]
+    assert field_of(call(server, "PATCH", "/api/users/me", raw_body='{"name":"Bob\\u0000by"}', token=tok)) == "name"
+    r = call(server, "GET", "/api/users/me", token=tok)
+    assert r.status == 200 and r.json()["name"] is None, r.json()
+    assert field_of(call(server, "POST", "/auth/login",
+                         raw_body='{"email":"%s","password":"x\\u0000"}' % email)) == "password"
+    # a malformed body is still 400
+    check_envelope(call(server, "PATCH", "/api/users/me", raw_body='{"name":"x', token=tok), "BAD_REQUEST", 400)
+
+
+def test_display_name_has_no_200_character_cap(server):
+    from auth_helpers import call, register
+
+    _, j = register(server, name="é" * 127)  # 127 characters, 254 bytes: was fine, still is
+    assert j["user"]["name"] == "é" * 127
+    r = call(server, "PATCH", "/api/users/me", {"name": "n" * 250}, token=j["access_token"])
+    assert r.status == 200 and r.json()["name"] == "n" * 250, r  # the old API cap was 200 characters

@@ -136,11 +136,64 @@ Test(jsonx, parse_rejects_bad_utf8_and_nul) {
   const char *bad[] = {"\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xe2\x82\"", "\"\xff\"", "\"\xf4\x90\x80\x80\""};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     cr_assert_eq(jsonx_parse(bad[i], strlen(bad[i]), 64, &v, NULL, 0), AGD_EBAD_REQUEST, "case %zu", i);
-  cr_assert_eq(jsonx_parse("\"a\\u0000b\"", 10, 64, &v, NULL, 0), AGD_EBAD_REQUEST);
-  cr_assert_eq(jsonx_parse("[1]\0", 4, 64, &v, NULL, 0), AGD_EBAD_REQUEST);
+  cr_assert_eq(jsonx_parse("[1]\0", 4, 64, &v, NULL, 0), AGD_EBAD_REQUEST); /* a raw NUL byte is not JSON */
   cr_assert_eq(jsonx_parse("\"\xc3\xa9\"", 4, 64, &v, NULL, 0), 0);
   cr_assert_str_eq(json_string_value(v), "\xc3\xa9");
   json_decref(v);
+}
+
+/* Issue 13, defect 7: "\u0000" is valid JSON, so it parses (never a 400); the string keeps
+ * its full length, and the C-string getters refuse it rather than cut it at the NUL. */
+Test(jsonx, parse_accepts_escaped_nul_and_getters_refuse_it) {
+  json_t *v = NULL;
+  const char *s = "{\"content\":\"a\\u0000b\",\"ok\":\"x\",\"n\":1,\"z\":null}";
+  cr_assert_eq(jsonx_parse(s, strlen(s), 64, &v, NULL, 0), 0);
+  json_t *c = json_object_get(v, "content");
+  cr_assert_eq(json_string_length(c), 3);
+  cr_assert_eq(memcmp(json_string_value(c), "a\0b", 3), 0);
+
+  const char *out = "junk";
+  cr_assert_eq(jsonx_get_cstr(v, "content", &out), JSONX_ENUL);
+  cr_assert_null(out);
+  cr_assert_str_eq(jsonx_cstr_why(JSONX_ENUL), "must not contain NUL characters");
+  cr_assert_null(jsonx_get_str(v, "content")); /* the tolerant getter never returns "a" */
+  cr_assert_eq(jsonx_get_cstr(v, "ok", &out), 0);
+  cr_assert_str_eq(out, "x");
+  cr_assert_eq(jsonx_get_cstr(v, "n", &out), JSONX_ENOT_STRING);
+  cr_assert_null(out);
+  cr_assert_str_eq(jsonx_cstr_why(JSONX_ENOT_STRING), "must be a string");
+  out = "junk";
+  cr_assert_eq(jsonx_get_cstr(v, "z", &out), 0); /* null: absent */
+  cr_assert_null(out);
+  cr_assert_eq(jsonx_get_cstr(v, "missing", &out), 0);
+  cr_assert_null(out);
+  cr_assert_eq(jsonx_get_cstr(NULL, "missing", &out), 0);
+  json_decref(v);
+
+  /* A bare string and a NUL at either end. */
+  cr_assert_eq(jsonx_parse("\"\\u0000\"", 8, 64, &v, NULL, 0), 0);
+  cr_assert_eq(json_string_length(v), 1);
+  json_decref(v);
+
+  /* A NUL in an object key is valid JSON that jansson cannot hold: 422, not 400. */
+  char msg[120];
+  s = "{\"a\\u0000\":1}";
+  cr_assert_eq(jsonx_parse(s, strlen(s), 64, &v, msg, sizeof msg), AGD_EVALIDATION);
+  cr_assert_null(v);
+  cr_assert_str_eq(msg, "object keys must not contain NUL characters");
+}
+
+Test(jsonx, has_nul_finds_nested_strings) {
+  json_t *v = NULL;
+  const char *clean = "{\"a\":[1,\"x\",{\"b\":\"y\"}],\"c\":null}";
+  cr_assert_eq(jsonx_parse(clean, strlen(clean), 64, &v, NULL, 0), 0);
+  cr_assert_eq(jsonx_has_nul(v), 0);
+  json_decref(v);
+  const char *deep = "{\"a\":[1,\"x\",{\"b\":\"y\\u0000\"}]}";
+  cr_assert_eq(jsonx_parse(deep, strlen(deep), 64, &v, NULL, 0), 0);
+  cr_assert_eq(jsonx_has_nul(v), 1);
+  json_decref(v);
+  cr_assert_eq(jsonx_has_nul(NULL), 0);
 }
 
 Test(jsonx, append_compact_in_order) {
