@@ -60,9 +60,27 @@ struct agent_ctx {
   char fail_agent[64];
   char fail_code[48];
   char fail_msg[512];
+  char *input_head;         /* agent_input_head() when the input is longer (malloc'd), else NULL */
 };
 
 const char *agent_input(const agent_ctx_t *ctx) { return ctx->p->input ? ctx->p->input : ""; }
+const char *agent_input_head(const agent_ctx_t *ctx) { return ctx->input_head ? ctx->input_head : agent_input(ctx); }
+
+/* A message may be as long as the body limit (SPEC conventions), so what events and tool
+ * calls carry of it is its head: the first AGENT_INPUT_HEAD_MAX bytes, cut at a character
+ * boundary, "…" added.  Every agent_started would otherwise carry the whole text, several
+ * times per run, into the store and past a socket's send queue (issue 13, defect 13). */
+static char *input_head_new(const char *in) {
+  size_t n = strlen(in);
+  if (n <= AGENT_INPUT_HEAD_MAX) return NULL;
+  n = AGENT_INPUT_HEAD_MAX - 3; /* room for "…" */
+  while (n > 0 && ((unsigned char)in[n] & 0xC0) == 0x80) n--; /* in[n] starts a character */
+  char *h = malloc(n + 4);
+  if (!h) abort();
+  memcpy(h, in, n);
+  memcpy(h + n, "\xE2\x80\xA6", 4); /* "…" and the NUL */
+  return h;
+}
 const char *agent_user_id(const agent_ctx_t *ctx) { return ctx->p->user_id; }
 const char *agent_thread_id(const agent_ctx_t *ctx) { return ctx->p->thread_id; }
 const char *agent_run_id(const agent_ctx_t *ctx) { return ctx->p->run_id; }
@@ -292,7 +310,7 @@ int agent_run_sub(agent_ctx_t *ctx, const agent_ops_t *ops, json_t **result) {
   uint64_t t0 = time_mono_ns();
   json_t *res = NULL;
   int rc = emit(ctx, EV_AGENT_STARTED,
-                json_pack("{s:s,s:s,s:s}", "agent_name", ops->name, "message", agent_input(ctx), "status", "started"));
+                json_pack("{s:s,s:s,s:s}", "agent_name", ops->name, "message", agent_input_head(ctx), "status", "started"));
   if (rc == 0) rc = ops->run(ctx, &res);
   if (rc == 0 && agent_cancelled(ctx)) rc = AGD_ECANCELLED;
   if (rc != 0 && !agent_cancelled(ctx))
@@ -321,7 +339,7 @@ int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **
   if (result_out) *result_out = NULL;
   if (response_out) *response_out = NULL;
   if (error_out) *error_out = NULL;
-  agent_ctx_t ctx = {.p = p, .agent = ops, .prior = json_object()};
+  agent_ctx_t ctx = {.p = p, .agent = ops, .prior = json_object(), .input_head = input_head_new(p->input ? p->input : "")};
   buf_init(&ctx.streamed, 0);
   json_t *result = NULL;
   int rc = 0;
@@ -329,7 +347,7 @@ int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **
 
   if (agent_cancelled(&ctx)) goto stopped;
   rc = emit(&ctx, EV_AGENT_STARTED,
-            json_pack("{s:s,s:s,s:s}", "agent_name", ops->name, "message", agent_input(&ctx), "status", "started"));
+            json_pack("{s:s,s:s,s:s}", "agent_name", ops->name, "message", agent_input_head(&ctx), "status", "started"));
   if (rc == 0) rc = ops->run(&ctx, &result);
   if (agent_cancelled(&ctx)) goto stopped;
   if (rc == 0) {
@@ -360,6 +378,7 @@ int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **
     else free(ctx.response);
     json_decref(ctx.prior);
     buf_dispose(&ctx.streamed);
+    free(ctx.input_head);
     return 0;
   }
 
@@ -385,6 +404,7 @@ out:
   free(ctx.response);
   json_decref(ctx.prior);
   buf_dispose(&ctx.streamed);
+  free(ctx.input_head);
   return rc;
 }
 

@@ -86,6 +86,12 @@ int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **
 /* ---- what an agent may do (called from its run function) ---- */
 
 const char *agent_input(const agent_ctx_t *ctx);
+/* The input's head, for what events and tool calls carry (agent_started's "message", the
+ * classifier's text): the input itself when it has at most AGENT_INPUT_HEAD_MAX bytes,
+ * else its first bytes cut at a character boundary and ended with "…" (that many bytes in
+ * all).  The classifier scores no more than that anyway (llm/builtin.c). */
+#define AGENT_INPUT_HEAD_MAX 16384
+const char *agent_input_head(const agent_ctx_t *ctx);
 const char *agent_user_id(const agent_ctx_t *ctx);
 const char *agent_thread_id(const agent_ctx_t *ctx);
 const char *agent_run_id(const agent_ctx_t *ctx);

@@ -40,7 +40,7 @@ static int asked_intent(agent_ctx_t *ctx, char *intent, size_t cap) {
     return 0;
   }
   json_t *cls = NULL;
-  int rc = agent__try_tool(ctx, "classify_request", json_pack("{s:s}", "text", agent_input(ctx)), &cls);
+  int rc = agent__try_tool(ctx, "classify_request", json_pack("{s:s}", "text", agent_input_head(ctx)), &cls);
   if (rc < 0) return rc;
   i = rc == 0 ? json_string_value(json_object_get(cls, "intent")) : NULL;
   snprintf(intent, cap, "%s", i ? i : "general");

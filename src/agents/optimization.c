@@ -216,7 +216,7 @@ static int pick_focus(agent_ctx_t *ctx, const char **focus) {
     return 0;
   }
   json_t *cls = NULL;
-  int rc = agent__try_tool(ctx, "classify_request", json_pack("{s:s}", "text", agent_input(ctx)), &cls);
+  int rc = agent__try_tool(ctx, "classify_request", json_pack("{s:s}", "text", agent_input_head(ctx)), &cls);
   if (rc < 0) return rc;
   *focus = focus_of_intent(rc == 0 ? json_string_value(json_object_get(cls, "intent")) : NULL);
   json_decref(cls);

@@ -200,7 +200,7 @@ int reporting_answer(agent_ctx_t *ctx, json_t **result) {
   int rc = 0;
   if (!triage) {
     /* Run on its own: classify here so the answer fits the request. */
-    rc = agent_call_tool(ctx, "classify_request", json_pack("{s:s}", "text", agent_input(ctx)), &own);
+    rc = agent_call_tool(ctx, "classify_request", json_pack("{s:s}", "text", agent_input_head(ctx)), &own);
     if (rc != 0) {
       json_decref(own);
       own = NULL;

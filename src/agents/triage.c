@@ -118,7 +118,7 @@ static int triage_run(agent_ctx_t *ctx, json_t **result) {
   int rc = agent_think(ctx, "Classifying the request to decide which analysis answers it.");
   if (rc != 0) return rc;
   json_t *cls = NULL;
-  rc = classify(ctx, agent_input(ctx), &cls);
+  rc = classify(ctx, agent_input_head(ctx), &cls);
   if (rc != 0) {
     json_decref(cls);
     return rc;

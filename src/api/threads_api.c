@@ -158,7 +158,8 @@ static void put_thread(buf_t *b, const store_thread_t *t) {
   buf_append(b, "}", 1);
 }
 
-static void put_message(buf_t *b, const store_message_t *m) {
+/* A Message; content: m->content, or (content_head) its first bytes, marked truncated. */
+static void put_message_as(buf_t *b, const store_message_t *m, const char *content_head) {
   buf_append_str(b, "{\"id\":");
   put_str(b, m->id);
   buf_append_str(b, ",\"object\":\"thread.message\",\"thread_id\":");
@@ -166,7 +167,8 @@ static void put_message(buf_t *b, const store_message_t *m) {
   buf_append_str(b, ",\"role\":");
   put_str(b, m->role);
   buf_append_str(b, ",\"content\":");
-  put_str(b, m->content);
+  put_str(b, content_head ? content_head : m->content);
+  if (content_head) buf_append_str(b, ",\"content_truncated\":true");
   buf_append_str(b, ",\"created_at\":");
   put_time(b, m->created_at);
   if (m->run_id[0]) {
@@ -176,6 +178,49 @@ static void put_message(buf_t *b, const store_message_t *m) {
   buf_append_str(b, ",\"metadata\":");
   put_meta(b, m->metadata);
   buf_append(b, "}", 1);
+}
+
+static void put_message(buf_t *b, const store_message_t *m) { put_message_as(b, m, NULL); }
+
+/* A WebSocket history page (SPEC §6 thread_history / thread_switched).  A frame goes out
+ * whole, and one past the socket's send queue limit closes it (1013), while a message may
+ * be as long as the body limit (issue 13, defect 13).  So the page keeps its newest
+ * messages that fit `budget` bytes; older ones are left to the next page (has_more, with
+ * "before": the oldest id sent).  A newest message alone over the budget goes with its
+ * content cut to WS_HISTORY_HEAD bytes and "content_truncated": true (GET
+ * /api/messages/{id} has it whole).  l is oldest first. */
+#define WS_HISTORY_HEAD 16384
+static void put_history_messages(buf_t *b, const store_message_list_t *l, size_t budget, int *has_more) {
+  size_t first = l->n, used = 0;
+  buf_t one;
+  buf_init(&one, 0);
+  while (first > 0) { /* newest first, while they fit */
+    buf_reset(&one);
+    put_message(&one, &l->items[first - 1]);
+    if (used + one.len + 1 > budget) break;
+    used += one.len + 1;
+    first--;
+  }
+  buf_dispose(&one);
+  buf_append(b, "[", 1);
+  if (first == l->n && l->n > 0) { /* the newest alone is too big: its head */
+    const store_message_t *m = &l->items[l->n - 1];
+    size_t n = strlen(m->content);
+    if (n > WS_HISTORY_HEAD) n = WS_HISTORY_HEAD;
+    while (n > 0 && ((unsigned char)m->content[n] & 0xC0) == 0x80) n--; /* a character boundary */
+    char *head = strndup(m->content, n);
+    if (!head) abort();
+    put_message_as(b, m, head);
+    free(head);
+    if (l->n > 1) *has_more = 1; /* the older ones of this page come next */
+  } else if (first > 0) {
+    *has_more = 1;
+  }
+  for (size_t i = first; i < l->n; i++) {
+    if (b->base[b->len - 1] != '[') buf_append(b, ",", 1);
+    put_message(b, &l->items[i]);
+  }
+  buf_append(b, "]", 1);
 }
 
 static void put_messages(buf_t *b, const store_message_list_t *l) {
@@ -372,8 +417,10 @@ static int tjob_work(tjob_t *j) {
     buf_append_str(b, "{\"thread_id\":");
     put_str(b, j->thread_id);
     buf_append_str(b, ",\"messages\":");
-    put_messages(b, &l);
-    put_bool(b, "has_more", l.has_more);
+    int more = l.has_more;
+    /* half the send queue: the rest is room for the events queued meanwhile */
+    put_history_messages(b, &l, g_app->cfg->send_queue_limit / 2, &more);
+    put_bool(b, "has_more", more);
     buf_append(b, "}", 1);
     store_message_list_dispose(&l);
     break;

@@ -561,3 +561,61 @@ def test_content_and_title_up_to_the_body_limit(alice):
     assert h["messages"][-1]["content"] == content
     u = alice.patch("/api/threads/" + t["id"], json={"title": "é" * 100000})
     assert u.status_code == 200 and u.json()["title"] == "é" * 100000, u.text[:200]
+
+
+def test_big_message_runs_and_every_event_arrives(server):
+    """Defect 13 downstream: a message far past the old 100,000-character cap goes through a run,
+    and every event of it reaches an open WebSocket and the store (none is dropped or closes the
+    socket); the events that carry the message stay within the socket's send queue."""
+    from test_events import WSClient, check_run_events, is_final, stored_events
+    sub = "usr_thr_big_" + secrets.token_hex(4)
+    token = server.token(sub=sub)
+    ws = WSClient(server, sub)
+    try:
+        # nearly the whole 1 MiB body: a frame carrying it whole would pass the 1 MiB send queue
+        content = ("What are my LLM costs by model, and how can I cut them? " + "pad " * 270000)[:(1 << 20) - 64]
+        with httpx.Client(base_url=server.base_url, timeout=60.0,
+                          headers={"Authorization": "Bearer " + token}) as c:
+            t = c.post("/api/threads", json={"title": "big"}).json()
+            r = c.post("/api/threads/%s/messages" % t["id"], headers={"Content-Type": "application/json"},
+                       content=json.dumps({"content": content, "run": True}, separators=(",", ":")).encode())
+            assert r.status_code == 202, r.text[:300]
+            run = r.json()["run"]
+            assert r.json()["message"]["content"] == content
+            final = ws.wait_for(lambda f: f.get("run_id") == run["id"] and "seq" in f and is_final(f), timeout=120)
+            assert final["type"] == "agent_completed", final
+            got = [e for e in ws.events() if e["run_id"] == run["id"]]
+            check_run_events(got)
+            stored = stored_events(server, token, run_id=run["id"])
+            assert [e["seq"] for e in stored] == [e["seq"] for e in got]
+            for e in got:  # every frame fits well within the send queue
+                assert len(json.dumps(e)) < 256 * 1024, (e["type"], len(json.dumps(e)))
+            h = c.get("/api/threads/%s/messages" % t["id"]).json()
+            assert h["messages"][0]["content"] == content and h["messages"][-1]["role"] == "assistant"
+            rr = c.get("/api/runs/" + run["id"]).json()
+            assert rr["status"] == "completed", rr
+            started = [e for e in got if e["type"] == "agent_started"]
+            for e in started:  # the events carry the message's head, not 1 MB per sub-agent
+                msg = e["data"]["message"]
+                assert msg.endswith("\u2026") and content.startswith(msg[:-1]), msg[:80]
+                assert len(msg.encode()) <= 16384, len(msg.encode())
+            # WS history frames stay under the send queue: the 1 MB message is not sent whole there
+            # (the socket would be closed 1013), older messages come on the next page.
+            ws.send_json({"type": "switch_thread", "id": "sw", "payload": {"thread_id": t["id"]}})
+            sw = ws.wait_for(lambda f: f.get("reply_to") == "sw", timeout=30)
+            assert sw["type"] == "thread_switched", sw
+            msgs = sw["data"]["messages"]
+            assert [m["role"] for m in msgs] == ["assistant"] and sw["data"]["has_more"] is True, sw
+            ws.send_json({"type": "get_thread_history", "id": "h2",
+                          "payload": {"thread_id": t["id"], "before": msgs[0]["id"]}})
+            h2 = ws.wait_for(lambda f: f.get("reply_to") == "h2", timeout=30)
+            assert h2["type"] == "thread_history", h2
+            (m,) = h2["data"]["messages"]
+            assert m["role"] == "user" and m["content_truncated"] is True and content.startswith(m["content"]), m
+            assert 0 < len(m["content"]) <= 16384 and h2["data"]["has_more"] is False, h2["data"]
+            full = c.get("/api/messages/" + m["id"]).json()
+            assert full["content"] == content and "content_truncated" not in full
+            ws.send_json({"type": "ping", "id": "alive"})
+            assert ws.wait_for(lambda f: f.get("reply_to") == "alive", timeout=30)["type"] == "pong"
+    finally:
+        ws.close()
