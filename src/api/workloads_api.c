@@ -489,5 +489,6 @@ void api_workloads_stop(void) {
     uploads = u->next;
     upload_free(u);
   }
+  workloads_ingest_shutdown(); /* no chunk job runs any more: join the parser's helpers */
   workloads_cache_clear();
 }

@@ -8,6 +8,13 @@
  * transaction per batch.  Bad records are listed with their line (JSON array: the
  * element's index from 1) and reason; good ones are stored.  One thread at a time
  * per ingest (the API runs one chunk job at a time per request).
+ *
+ * A big JSONL piece is parsed in two halves, the second by one of INGEST_HELPERS threads
+ * shared by every ingest: created once at first use, fed through a queue of at most
+ * INGEST_QUEUE_MAX halves, stopped by workloads_ingest_shutdown().  A half that finds the
+ * queue full, or is still queued when its caller is done with the first half, is parsed
+ * by the caller itself, so no upload waits behind another and the thread count stays
+ * fixed however many uploads run (issue 13, defect 9: a thread per piece before).
  */
 #include <ctype.h>
 #include <math.h>
@@ -490,7 +497,10 @@ typedef struct seg {
   const char *p, *end;
   long line;
   wl_sink_t *sink;
+  int state;          /* SEG_*, under hp_mu while queued or running on a helper */
+  struct seg *next;   /* the helpers' queue */
 } seg_t;
+enum { SEG_QUEUED, SEG_RUNNING, SEG_DONE };
 
 static void *seg_parse(void *arg) {
   seg_t *g = arg;
@@ -500,6 +510,100 @@ static void *seg_parse(void *arg) {
     p = nl + 1;
   }
   return NULL;
+}
+
+/* ---- the helper threads ---- */
+
+#define INGEST_HELPERS 2   /* the machine this targets has 2 cores; the callers parse too */
+#define INGEST_QUEUE_MAX 4 /* halves waiting for a helper; past it the caller parses */
+
+static pthread_mutex_t hp_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hp_work = PTHREAD_COND_INITIALIZER; /* queued work or stopping */
+static pthread_cond_t hp_done = PTHREAD_COND_INITIALIZER; /* a helper finished a half */
+static seg_t *hp_head, **hp_tail = &hp_head;
+static size_t hp_queued;
+static pthread_t hp_threads[INGEST_HELPERS];
+static int hp_n;        /* helpers running */
+static int hp_started;  /* hp_n was set up (0 helpers if pthread_create failed: callers parse) */
+static int hp_stopping;
+
+static void *hp_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&hp_mu);
+  for (;;) {
+    while (!hp_head && !hp_stopping) pthread_cond_wait(&hp_work, &hp_mu);
+    if (!hp_head) break; /* stopping, and nothing left */
+    seg_t *g = hp_head;
+    hp_head = g->next;
+    if (!hp_head) hp_tail = &hp_head;
+    hp_queued--;
+    g->state = SEG_RUNNING;
+    pthread_mutex_unlock(&hp_mu);
+    seg_parse(g);
+    pthread_mutex_lock(&hp_mu);
+    g->state = SEG_DONE;
+    pthread_cond_broadcast(&hp_done);
+  }
+  pthread_mutex_unlock(&hp_mu);
+  return NULL;
+}
+
+/* Queue g for a helper: 1, or 0 when the caller must parse it (no helper, queue full). */
+static int hp_submit(seg_t *g) {
+  pthread_mutex_lock(&hp_mu);
+  if (!hp_started && !hp_stopping) {
+    hp_started = 1;
+    while (hp_n < INGEST_HELPERS && pthread_create(&hp_threads[hp_n], NULL, hp_main, NULL) == 0) hp_n++;
+  }
+  int ok = hp_n > 0 && !hp_stopping && hp_queued < INGEST_QUEUE_MAX;
+  if (ok) {
+    g->state = SEG_QUEUED;
+    g->next = NULL;
+    *hp_tail = g;
+    hp_tail = &g->next;
+    hp_queued++;
+    pthread_cond_signal(&hp_work);
+  }
+  pthread_mutex_unlock(&hp_mu);
+  return ok;
+}
+
+/* Wait for a submitted g; one no helper took yet is taken back and parsed here. */
+static void hp_finish(seg_t *g) {
+  pthread_mutex_lock(&hp_mu);
+  if (g->state == SEG_QUEUED) {
+    seg_t **pp = &hp_head;
+    while (*pp != g) pp = &(*pp)->next;
+    *pp = g->next;
+    if (hp_tail == &g->next) hp_tail = pp;
+    hp_queued--;
+    pthread_mutex_unlock(&hp_mu);
+    seg_parse(g);
+    return;
+  }
+  while (g->state != SEG_DONE) pthread_cond_wait(&hp_done, &hp_mu);
+  pthread_mutex_unlock(&hp_mu);
+}
+
+void workloads_ingest_shutdown(void) {
+  pthread_mutex_lock(&hp_mu);
+  hp_stopping = 1;
+  pthread_cond_broadcast(&hp_work);
+  int n = hp_n;
+  pthread_mutex_unlock(&hp_mu);
+  for (int i = 0; i < n; i++) pthread_join(hp_threads[i], NULL);
+  pthread_mutex_lock(&hp_mu);
+  hp_n = 0;
+  hp_started = 0;
+  hp_stopping = 0; /* a later ingest (tests) starts them again */
+  pthread_mutex_unlock(&hp_mu);
+}
+
+int workloads_ingest_helpers(void) {
+  pthread_mutex_lock(&hp_mu);
+  int n = hp_n;
+  pthread_mutex_unlock(&hp_mu);
+  return n;
 }
 
 /* Append k's records and rejections (they come after in->out's) to in->out. */
@@ -522,11 +626,10 @@ static void sink_merge(workloads_ingest_t *in, wl_sink_t *k) {
 }
 
 /* The complete lines [p, stop): on this thread, or split in two at a newline with the
- * second half on a helper thread (jansson is the cost; each half has its own sink). */
+ * second half offered to the helpers (jansson is the cost; each half has its own sink). */
 static void jsonl_lines(workloads_ingest_t *in, const char *p, const char *stop) {
-  seg_t a = {p, stop, in->line, &in->out}, b = {0};
+  seg_t a = {.p = p, .end = stop, .line = in->line, .sink = &in->out}, b = {0};
   wl_sink_t *kb = &in->aux;
-  pthread_t th;
   int two = 0;
   if (stop - p >= PAR_MIN) {
     const char *half = p + (stop - p) / 2;
@@ -537,16 +640,16 @@ static void jsonl_lines(workloads_ingest_t *in, const char *p, const char *stop)
       kb->n = 0;
       kb->rejected_total = 0;
       json_array_clear(kb->rejected);
-      b = (seg_t){nl + 1, stop, in->line + first_lines, kb};
+      b = (seg_t){.p = nl + 1, .end = stop, .line = in->line + first_lines, .sink = kb};
       a.end = nl + 1;
-      two = pthread_create(&th, NULL, seg_parse, &b) == 0;
+      two = hp_submit(&b);
       if (!two) a.end = stop;
     }
   }
   seg_parse(&a);
   in->line = a.line;
   if (two) {
-    pthread_join(th, NULL);
+    hp_finish(&b);
     sink_merge(in, kb);
     in->line = b.line;
   }

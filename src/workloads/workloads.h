@@ -102,6 +102,11 @@ int workloads_ingest_error(const workloads_ingest_t *in, const char **msg);
 /* {"inserted","rejected":[{"line","error"}],"rejected_total"} (new reference). */
 json_t *workloads_ingest_result(const workloads_ingest_t *in);
 void workloads_ingest_free(workloads_ingest_t *in); /* NULL is a no-op */
+/* The JSONL parser's helper threads (a fixed few, shared by every ingest, started at
+ * first use): stop and join them (shutdown, tests); no ingest may be feeding.  A later
+ * feed starts them again.  workloads_ingest_helpers() counts those running. */
+void workloads_ingest_shutdown(void);
+int workloads_ingest_helpers(void);
 
 /* Generate n (1..WORKLOADS_SYNTHETIC_MAX) realistic records for user_id from seed
  * (same seed, same UTC day → same records): the 30 days before today 00:00 UTC,

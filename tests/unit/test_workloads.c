@@ -4,8 +4,11 @@
  * answers, the cache's consistency with the store, isolation and synthetic data.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +350,98 @@ Test(workloads, jsonl_large_pieces_parse_on_two_threads_in_order) {
     cr_expect_eq(n_records(user), want);
   }
   free(body);
+}
+
+/* Issue 13, defect 9: the JSONL helpers are a fixed pool shared by every ingest, not a thread
+ * per piece.  Several concurrent multi-MiB uploads, fed in 1 MiB pieces as the API does: every
+ * record is parsed, in order, bad lines carry their physical line numbers, and the process
+ * never has more threads than the uploaders plus INGEST_HELPERS (2); the pool outlives the
+ * uploads and workloads_ingest_shutdown() joins it. */
+enum { MT_UPLOADS = 6, MT_LINES = 30000, MT_PIECE = 1 << 20 };
+static char *mt_body;
+static size_t mt_len;
+static long mt_good; /* records in mt_body */
+static const long mt_bad[] = {1, 4321, 15000, 15001, 29999, MT_LINES};
+static atomic_int mt_running;
+
+static int task_count(void) {
+  DIR *d = opendir("/proc/self/task");
+  cr_assert_not_null(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+static void *mt_upload(void *arg) {
+  long *ok = arg; /* in: nothing; out: 1 when everything matched */
+  workloads_ingest_t *in = workloads_ingest_new(st, "usr_mt", WORKLOADS_FMT_JSONL);
+  workloads_ingest_set_deferred(in, 1); /* records are taken here: no store writes from threads */
+  long taken = 0, prev = 0, in_order = 1;
+  for (size_t off = 0; off < mt_len; off += MT_PIECE) {
+    size_t n = mt_len - off < MT_PIECE ? mt_len - off : MT_PIECE;
+    workloads_ingest_feed(in, mt_body + off, n, off + n >= mt_len);
+    workload_rec_t *recs;
+    size_t k = workloads_ingest_take(in, &recs, NULL);
+    for (size_t i = 0; i < k; i++) {
+      in_order &= recs[i].prompt_tokens > prev;
+      prev = recs[i].prompt_tokens;
+    }
+    taken += (long)k;
+    free(recs);
+  }
+  json_t *res = workloads_ingest_result(in);
+  const json_t *rej = json_object_get(res, "rejected");
+  long bad_ok = json_array_size(rej) == sizeof mt_bad / sizeof mt_bad[0];
+  for (size_t i = 0; bad_ok && i < json_array_size(rej); i++)
+    bad_ok = json_integer_value(json_object_get(json_array_get(rej, i), "line")) == mt_bad[i];
+  *ok = in_order && bad_ok && taken == mt_good;
+  json_decref(res);
+  workloads_ingest_free(in);
+  atomic_fetch_sub(&mt_running, 1);
+  return NULL;
+}
+
+Test(workloads, concurrent_multi_mib_uploads_use_a_fixed_pool) {
+  size_t cap = (size_t)MT_LINES * 220;
+  mt_body = malloc(cap);
+  size_t bi = 0;
+  for (long line = 1; line <= MT_LINES; line++) {
+    if (bi < sizeof mt_bad / sizeof mt_bad[0] && mt_bad[bi] == line) {
+      mt_len += (size_t)snprintf(mt_body + mt_len, cap - mt_len, "{\"timestamp\":%ld,\"model\":\"x\"}\n", line);
+      bi++;
+    } else if (line % 1000 == 0) {
+      mt_len += (size_t)snprintf(mt_body + mt_len, cap - mt_len, "   \n"); /* blank: skipped, still a line */
+    } else {
+      mt_good++;
+      mt_len += (size_t)snprintf(mt_body + mt_len, cap - mt_len,
+                                 "{\"timestamp\":%ld,\"model\":\"gpt-4o\",\"provider\":\"openai\",\"prompt_tokens\":%ld,"
+                                 "\"completion_tokens\":1,\"latency_ms\":1,\"feature\":\"chat\",\"prompt_hash\":"
+                                 "\"h%ld-padding-padding-padding-padding-padding-padding\"}\n",
+                                 1718000000 + line, line, line);
+    }
+  }
+  cr_assert_gt(mt_len, 5u << 20, "the upload should be several MiB (%zu bytes)", mt_len);
+  int base = task_count();
+  pthread_t th[MT_UPLOADS];
+  long ok[MT_UPLOADS] = {0};
+  atomic_store(&mt_running, MT_UPLOADS);
+  for (int i = 0; i < MT_UPLOADS; i++) cr_assert_eq(pthread_create(&th[i], NULL, mt_upload, &ok[i]), 0);
+  int most = 0;
+  while (atomic_load(&mt_running) > 0) { /* sample while the uploads run */
+    int n = task_count();
+    if (n > most) most = n;
+  }
+  for (int i = 0; i < MT_UPLOADS; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < MT_UPLOADS; i++) cr_expect_eq(ok[i], 1, "upload %d: records, order or rejected lines wrong", i);
+  cr_expect_leq(most, base + MT_UPLOADS + 2, "threads: %d at most, %d before (%d uploaders)", most, base, MT_UPLOADS);
+  cr_expect_eq(workloads_ingest_helpers(), 2);
+  cr_expect_eq(task_count(), base + 2, "the pool stays, nothing else does");
+  workloads_ingest_shutdown();
+  cr_expect_eq(workloads_ingest_helpers(), 0);
+  cr_expect_eq(task_count(), base);
+  free(mt_body);
 }
 
 Test(workloads, json_array_indices) {
