@@ -7,6 +7,7 @@ Run: AGENTD_BIN=build-test/agentd /usr/bin/python3 -m pytest -q tests/e2e/test_w
 """
 import json
 import math
+import os
 import socket
 import time
 
@@ -346,3 +347,61 @@ def test_large_streamed_upload_does_not_grow_rss_by_its_size(server_factory):
     # the body is parsed 1 MiB at a time; what stays is the records' columns (~60 B each here)
     assert grown < 0.8 * size, "RSS grew by %.1f MB for a %.1f MB upload" % (grown / 2 ** 20, size / 2 ** 20)
     assert summary(srv, t)["totals"]["calls"] == n + warm // len(line)
+
+
+def post_bytes(srv, token, body):
+    """POST body (JSONL) with Content-Length in 1 MB writes, as a client streaming a file does."""
+    with HttpConn(srv.addr, timeout=180) as c:
+        c.send(("POST /api/workloads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                "Content-Type: application/x-ndjson\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                % (token, len(body))).encode())
+        for off in range(0, len(body), 1 << 20):
+            c.send(body[off:off + (1 << 20)])
+        return c.read_response()
+
+
+def test_concurrent_multi_mib_uploads_bounded_threads_and_right_lines(server_factory):
+    """Issue 13, defect 9: the JSONL parser's helpers are a fixed pool, not a thread per 1 MiB piece:
+    several concurrent 5 MiB uploads never add a thread to the server once the pool exists, and each
+    upload's rejected lines carry their physical line numbers across chunk boundaries."""
+    import threading
+    srv = server_factory("--rate-limit", "0")
+    good = [(json.dumps(rec(ts=1718000000 + i, pt=i + 1, feature="f%d" % (i % 7), note="n" * 40)) + "\n").encode()
+            for i in range(64)]
+    bad_at = [1, 4097, 12000, 20000]
+
+    def body_of():
+        parts, i = [], 0
+        size = 0
+        while size < 5 * 1024 * 1024:
+            i += 1
+            line = b'{"timestamp":1718000000,"model":"gpt-4o"}\n' if i in bad_at else good[i % 64]
+            parts.append(line)
+            size += len(line)
+        return b"".join(parts), i
+
+    body, n_lines = body_of()
+    assert n_lines > bad_at[-1]
+    t = tok(srv, "usr_wl_conc")
+    warm = post_bytes(srv, t, body[:2 * 1024 * 1024 - (2 * 1024 * 1024) % len(good[1])])
+    assert warm.status == 201, warm  # the worker pool and the parser's helpers exist from now on
+    task_dir = "/proc/%d/task" % srv.pid
+    base = len(os.listdir(task_dir))
+    results, most = [None] * 4, base
+
+    def upload(k):
+        results[k] = post_bytes(srv, tok(srv, "usr_wl_conc%d" % k), body)
+
+    threads = [threading.Thread(target=upload, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    while any(th.is_alive() for th in threads):
+        most = max(most, len(os.listdir(task_dir)))
+    for th in threads:
+        th.join()
+    for r in results:
+        assert r.status == 201, r
+        j = r.json()
+        assert [x["line"] for x in j["rejected"]] == bad_at, j["rejected"]
+        assert j["inserted"] == n_lines - len(bad_at)
+    assert most <= base, "the server grew from %d to %d threads during 4 concurrent uploads" % (base, most)
