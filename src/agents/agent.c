@@ -73,8 +73,7 @@ const char *agent_input_head(const agent_ctx_t *ctx) { return ctx->input_head ? 
 static char *input_head_new(const char *in) {
   size_t n = strlen(in);
   if (n <= AGENT_INPUT_HEAD_MAX) return NULL;
-  n = AGENT_INPUT_HEAD_MAX - 3; /* room for "…" */
-  while (n > 0 && ((unsigned char)in[n] & 0xC0) == 0x80) n--; /* in[n] starts a character */
+  n = utf8_cut(in, AGENT_INPUT_HEAD_MAX - 3); /* room for "…" */
   char *h = malloc(n + 4);
   if (!h) abort();
   memcpy(h, in, n);
