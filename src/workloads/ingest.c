@@ -208,6 +208,7 @@ int workloads_rec_from_json(const json_t *o, workload_rec_t *r, char *err, size_
     if (!(t <= TS_MAX)) FAIL("bad timestamp: out of range (epoch seconds expected)");
     r->timestamp = t;
   } else if (json_is_string(ts)) {
+    if (memchr(json_string_value(ts), '\0', json_string_length(ts))) FAIL("bad timestamp: contains a NUL character");
     if (workloads_parse_time(json_string_value(ts), &r->timestamp) != 0)
       FAIL("bad timestamp: \"%.40s\" is neither epoch seconds nor ISO 8601", json_string_value(ts));
   } else {
@@ -228,6 +229,7 @@ int workloads_rec_from_json(const json_t *o, workload_rec_t *r, char *err, size_
   if (st && !json_is_null(st)) {
     if (!json_is_string(st)) FAIL("wrong type: status must be \"success\" or \"error\"");
     const char *s = json_string_value(st);
+    if (memchr(s, '\0', json_string_length(st))) FAIL("bad status: contains a NUL character");
     if (strcasecmp(s, "error") == 0) r->is_error = 1;
     else if (strcasecmp(s, "success") != 0) FAIL("bad status: \"%.40s\" (expected \"success\" or \"error\")", s);
   }
@@ -292,7 +294,9 @@ static void sink_json(wl_sink_t *k, long line, const json_t *o) {
 
 static void sink_text(wl_sink_t *k, long line, const char *p, size_t n) {
   json_error_t jerr;
-  json_t *o = json_loadb(p, n, JSON_DECODE_ANY, &jerr);
+  /* \u0000 is valid JSON: decoded, so the field holding it is named in the
+   * rejection (get_str) rather than the record called malformed. */
+  json_t *o = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
   if (!o) {
     char why[240];
     snprintf(why, sizeof why, "invalid JSON: %s (column %d)", jerr.text, jerr.column);

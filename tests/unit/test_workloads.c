@@ -292,6 +292,31 @@ Test(workloads, jsonl_line_numbers_with_blank_lines) {
   }
 }
 
+/* \u0000 is valid JSON: the record is refused naming the field, never "invalid JSON",
+ * and a NUL cannot cut a timestamp or status short into something accepted. */
+Test(workloads, jsonl_nul_escape_names_the_field) {
+  const char *body = GOOD(1) "\n"
+                     "{\"timestamp\":2,\"model\":\"gpt-4o\\u0000x\",\"provider\":\"openai\",\"prompt_tokens\":1,"
+                     "\"completion_tokens\":1,\"latency_ms\":1}\n"
+                     "{\"timestamp\":\"2024-01-01T00:00:00Z\\u0000junk\",\"model\":\"gpt-4o\",\"provider\":\"openai\","
+                     "\"prompt_tokens\":1,\"completion_tokens\":1,\"latency_ms\":1}\n"
+                     "{\"timestamp\":4,\"model\":\"gpt-4o\",\"provider\":\"openai\",\"prompt_tokens\":1,"
+                     "\"completion_tokens\":1,\"latency_ms\":1,\"status\":\"error\\u0000\"}\n";
+  int fatal;
+  json_t *res = ingest("usr_nul", WORKLOADS_FMT_JSONL, body, 0, &fatal);
+  cr_assert_eq(fatal, 0);
+  cr_expect_eq(json_integer_value(json_object_get(res, "inserted")), 1);
+  long lines[] = {2, 3, 4};
+  expect_rejected(res, lines, 3);
+  const json_t *rej = json_object_get(res, "rejected");
+  const char *want[] = {"model contains a NUL", "bad timestamp: contains a NUL", "bad status: contains a NUL"};
+  for (size_t i = 0; i < 3; i++) {
+    const char *e = json_string_value(json_object_get(json_array_get(rej, i), "error"));
+    cr_expect(e && strstr(e, want[i]), "line %zu: %s", i + 2, e ? e : "(none)");
+  }
+  json_decref(res);
+}
+
 Test(workloads, jsonl_large_pieces_parse_on_two_threads_in_order) {
   /* ~1.5 MB: pieces of 700 KB take the two-thread path; bad lines at known places */
   enum { N = 8000 };
