@@ -24,6 +24,7 @@
 #include "api/threads_api.h"
 #include "api/ws_frames.h"
 #include "core/events.h"
+#include "core/messages.h"
 #include "core/runs.h"
 #include "store/store.h"
 #include "util/err.h"
@@ -93,33 +94,59 @@ typedef struct start_job {
   json_t *reply_to;       /* START_WS */
   run_slot_t *slot;       /* the user's limits, held from the request until runs_submit */
   store_run_t run;        /* out */
-  store_message_t msg;    /* out */
+  http_req_t *req;        /* start_job_run: while the message is written */
+  job_done_fn done;
 } start_job_t;
 
-static int start_writes(store_t *st, void *arg) {
-  start_job_t *j = arg;
-  int rc = 0;
-  if (!j->message_exists) {
-    store_message_new_t m = {0};
-    m.thread_id = j->thread_id[0] ? j->thread_id : NULL;
-    m.new_thread_title = j->title;
-    m.role = "user";
-    m.content = j->message;
-    rc = store_message_add(st, j->user_id, &m, &j->msg);
-    if (rc != 0) return rc;
-    snprintf(j->message_id, sizeof(j->message_id), "%s", j->msg.id);
-    snprintf(j->thread_id, sizeof(j->thread_id), "%s", j->msg.thread_id);
-  }
+/* The run row of a start and its read-back (again in each attempt of the commit:
+ * the row of an earlier one was rolled back). */
+static int start_run_rows(store_t *st, start_job_t *j) {
   id_new(j->run_id, "run");
-  rc = store_run_create(st, j->user_id, j->run_id, j->thread_id, j->agent, j->message, time_now());
+  int rc = store_run_create(st, j->user_id, j->run_id, j->thread_id, j->agent, j->message, time_now());
   if (rc != 0) return rc;
+  store_run_dispose(&j->run);
   return store_run_get(st, j->user_id, j->run_id, &j->run);
 }
 
-/* The message, the run and its read-back join the events' group commit (one
- * transaction for many runs' rows and events) rather than queue for the write lock. */
+/* messages_write's `also`: the user's message m is stored (in a new thread when the
+ * request named none); the run row joins its transaction. */
+static int start_after_message(store_t *st, const store_message_t *m, void *arg) {
+  start_job_t *j = arg;
+  snprintf(j->message_id, sizeof(j->message_id), "%s", m->id);
+  snprintf(j->thread_id, sizeof(j->thread_id), "%s", m->thread_id);
+  return start_run_rows(st, j);
+}
+
+static int start_run_only(store_t *st, void *arg) { return start_run_rows(st, arg); }
+
+static void start_message_done(void *arg, int rc, const store_message_t *m) {
+  start_job_t *j = arg;
+  j->done(j->req, j, rc);
+  job_discard(j);
+}
+
+/* The user's message goes through the one message path (core/messages.h), the run
+ * row in its transaction: both are in the event writer's group commit, and the
+ * answer (message_received, 201/202) goes out after that commit.  A message already
+ * stored (POST …/messages with "run": true) leaves the run row, which joins the same
+ * group commit on its own (job_run_grouped). */
 static void start_job_run(http_req_t *r, start_job_t *j, job_done_fn done) {
-  job_run_grouped(r, j, j->user_id, start_writes, done);
+  if (j->message_exists) {
+    job_run_grouped(r, j, j->user_id, start_run_only, done);
+    return;
+  }
+  j->req = r;
+  j->done = done;
+  messages_write_t w = {.user_id = j->user_id,
+                        .msg = {.thread_id = j->thread_id[0] ? j->thread_id : NULL,
+                                .new_thread_title = j->title,
+                                .role = "user",
+                                .content = j->message},
+                        .also = start_after_message,
+                        .done = start_message_done,
+                        .arg = j};
+  int rc = messages_write(&w);
+  if (rc != 0) start_message_done(j, rc, NULL);
 }
 
 static void start_job_free(start_job_t *j) {
@@ -128,7 +155,6 @@ static void start_job_free(start_job_t *j) {
   free(j->context_json);
   json_decref(j->reply_to);
   store_run_dispose(&j->run);
-  store_message_dispose(&j->msg);
 }
 
 /* ---- waiting for the end (execute, stop) ---- */

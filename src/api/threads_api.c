@@ -17,6 +17,7 @@
 #include "api/ws_api.h"
 #include "api/router.h"
 #include "api/ws_frames.h"
+#include "core/messages.h"
 #include "util/err.h"
 #include "util/jsonx.h"
 #include "util/log.h"
@@ -382,19 +383,9 @@ static int tjob_work(tjob_t *j) {
     store_message_list_dispose(&l);
     break;
   }
-  case OP_MSG_ADD: {
-    store_message_new_t in = {.thread_id = j->has_thread ? j->thread_id : NULL,
-                              .role = j->role,
-                              .content = j->content,
-                              .metadata = j->metadata};
-    if (!j->has_thread) in.new_thread_title = threads_title_from(j->content, j->auto_title, sizeof j->auto_title);
-    store_message_t m;
-    rc = store_message_add(s, j->user_id, &in, &m);
-    if (rc) break;
-    put_message(b, &m);
-    store_message_dispose(&m);
+  case OP_MSG_ADD: /* written through core/messages (submit), never on a worker */
+    rc = AGD_EINTERNAL;
     break;
-  }
   case OP_MSG_GET: {
     store_message_t m;
     rc = store_message_get(s, j->user_id, j->msg_id, &m);
@@ -578,9 +569,10 @@ static const char *user_of(route_ctx_t *ctx) { return ctx->user_id ? ctx->user_i
 /* ---- dispatch: batches on the worker pool ------------------------------------------------
  * Jobs wait on a loop-only pending list.  At most BATCH_WORKERS batches run at a time on
  * libuv's pool; a batch takes every pending job (up to BATCH_MAX) when it starts, so under
- * load one pool round trip serves many requests, and consecutive message posts share one
- * SQLite transaction (group commit: store_message_add_batch).  When idle, a job starts
- * its own batch at once, so latency stays one round trip. */
+ * load one pool round trip serves many requests.  When idle, a job starts its own batch at
+ * once, so latency stays one round trip.  A message is not a job of these: it is written
+ * through the one message path (core/messages.h, msg_submit), in the event writer's group
+ * commit. */
 
 #define BATCH_WORKERS 2
 #define BATCH_MAX 256
@@ -593,52 +585,9 @@ typedef struct tbatch {
 static tjob_t *pend_head, **pend_tail = &pend_head;
 static int batches_active;
 
-/* Worker: consecutive OP_MSG_ADD jobs from j, n of them, in one transaction. */
-static void batch_adds(tjob_t *j, size_t n) {
-  const char **users = calloc(n, sizeof *users);
-  store_message_new_t *in = calloc(n, sizeof *in);
-  store_message_t *out = calloc(n, sizeof *out);
-  int *rcs = calloc(n, sizeof *rcs);
-  if (!users || !in || !out || !rcs) abort();
-  tjob_t *k = j;
-  for (size_t i = 0; i < n; i++, k = k->next) {
-    users[i] = k->user_id;
-    in[i] = (store_message_new_t){.thread_id = k->has_thread ? k->thread_id : NULL,
-                                  .role = k->role, .content = k->content, .metadata = k->metadata};
-    if (!k->has_thread) in[i].new_thread_title = threads_title_from(k->content, k->auto_title, sizeof k->auto_title);
-  }
-  if (g_app->store) store_message_add_batch(g_app->store, n, users, in, out, rcs);
-  k = j;
-  for (size_t i = 0; i < n; i++, k = k->next) {
-    int rc = g_app->store ? rcs[i] : AGD_EUNAVAILABLE;
-    if (rc == 0) put_message(&k->out, &out[i]);
-    store_message_dispose(&out[i]);
-    tjob_finish(k, rc);
-  }
-  free(users);
-  free(in);
-  free(out);
-  free(rcs);
-}
-
 static void batch_work(uv_work_t *w) {
   tbatch_t *b = w->data;
-  for (tjob_t *j = b->head; j;) {
-    if (j->op != OP_MSG_ADD) {
-      tjob_finish(j, tjob_work(j));
-      j = j->next;
-      continue;
-    }
-    size_t n = 1;
-    tjob_t *end = j->next;
-    while (end && end->op == OP_MSG_ADD) {
-      n++;
-      end = end->next;
-    }
-    if (n == 1) tjob_finish(j, tjob_work(j));
-    else batch_adds(j, n);
-    j = end;
-  }
+  for (tjob_t *j = b->head; j; j = j->next) tjob_finish(j, tjob_work(j));
 }
 
 static void batch_start(void);
@@ -679,6 +628,32 @@ static void batch_start(void) {
   }
 }
 
+/* Loop: a message write is over (stored and committed, or refused). */
+static void msg_done(void *arg, int rc, const store_message_t *m) {
+  tjob_t *j = arg;
+  if (rc == 0) put_message(&j->out, m);
+  tjob_done(j->req, j, rc);
+  free(j);
+}
+
+/* OP_MSG_ADD: the message goes to the one message path; answered after its commit. */
+static void msg_submit(tjob_t *j) {
+  if (!g_app->store) {
+    msg_done(j, AGD_EUNAVAILABLE, NULL);
+    return;
+  }
+  messages_write_t w = {.user_id = j->user_id,
+                        .msg = {.thread_id = j->has_thread ? j->thread_id : NULL,
+                                .role = j->role,
+                                .content = j->content,
+                                .metadata = j->metadata},
+                        .done = msg_done,
+                        .arg = j};
+  if (!j->has_thread) w.msg.new_thread_title = threads_title_from(j->content, j->auto_title, sizeof j->auto_title);
+  int rc = messages_write(&w);
+  if (rc != 0) msg_done(j, rc, NULL);
+}
+
 /* Queue the job described by tmpl (its malloc'd members move into the job); r is the
  * request to answer, NULL for a WebSocket job. */
 static void submit(http_req_t *r, const tjob_t *tmpl) {
@@ -687,6 +662,10 @@ static void submit(http_req_t *r, const tjob_t *tmpl) {
   *j = *tmpl;
   j->req = r;
   j->next = NULL;
+  if (j->op == OP_MSG_ADD) {
+    msg_submit(j);
+    return;
+  }
   *pend_tail = j;
   pend_tail = &j->next;
   batch_start();

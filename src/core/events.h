@@ -80,9 +80,10 @@ void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), 
 /* The same, waited for: fn(store, arg) runs in the writer's next group commit (again
  * in each retry, as above) and done(arg, rc) on the loop thread once that commit is
  * over — rc is fn's result, or the transaction's error when every attempt failed
- * and fn's writes with it.  Requests that write rows (a run's message and run row)
- * use it so their writes share the events' transaction instead of queueing for the
- * write lock beside it.  Any thread, as events_store_later. */
+ * and fn's writes with it.  Requests that write rows (every message, through
+ * core/messages.h; a run's row) use it so their writes share the events'
+ * transaction instead of queueing for the write lock beside it.  Any thread, as
+ * events_store_later. */
 void events_store_then(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
                        void *arg);
 

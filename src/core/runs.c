@@ -20,6 +20,7 @@
 
 #include "agents/agent.h"
 #include "core/events.h"
+#include "core/messages.h"
 #include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "util/err.h"
@@ -140,7 +141,7 @@ static int run_emit(void *arg, event_type_t type, const char *agent_name, json_t
   return seq > 0 ? 0 : (int)seq;
 }
 
-/* ---- the run's own rows, written behind its events (events_store_later) ---- */
+/* ---- the run's status row, written behind its events (events_store_later) ---- */
 
 typedef struct status_write {
   char user_id[ID_MAX], run_id[ID_MAX], status[16];
@@ -178,44 +179,23 @@ static void run_store_status(run_t *r, const char *status, double started_at, do
   events_store_later(r->user_id, write_status, free_status, w);
 }
 
-typedef struct message_write {
-  char user_id[ID_MAX], thread_id[ID_MAX], run_id[ID_MAX], id[ID_MAX];
-  char content[]; /* NUL-terminated */
-} message_write_t;
-
-static int write_message(store_t *st, void *arg) {
-  message_write_t *w = arg;
-  store_message_new_t m = {.thread_id = w->thread_id,
-                           .role = "assistant",
-                           .content = w->content,
-                           .run_id = w->run_id,
-                           .id = w->id};
-  store_message_t out;
-  int rc = store_message_add(st, w->user_id, &m, &out);
-  if (rc != 0) log_warn("runs: cannot store the answer of %s: %s", w->run_id, agd_err_code(rc));
-  store_message_dispose(&out);
-  return rc;
-}
-
-/* The answer becomes the thread's assistant message: its id now, its row behind
- * the events already emitted (so before agent_response reaches anyone).  What the
- * store would refuse is refused here, while the run can still say so. */
+/* The answer becomes the thread's assistant message: its id now, its row through
+ * the one message path (core/messages.h) behind the events already emitted, so
+ * before agent_response reaches anyone.  What the store would refuse is refused
+ * here, while the run can still say so. */
 static int run_persist(void *arg, const char *content, char *message_id) {
   run_t *r = arg;
-  store_message_new_t check = {.thread_id = r->thread_id, .role = "assistant", .content = content, .run_id = r->id};
-  int rc = store_message_check(r->user_id, &check);
-  if (rc != 0) return rc;
-  size_t n = strlen(content);
-  message_write_t *w = malloc(sizeof(*w) + n + 1);
-  if (!w) abort();
-  snprintf(w->user_id, sizeof(w->user_id), "%s", r->user_id);
-  snprintf(w->thread_id, sizeof(w->thread_id), "%s", r->thread_id);
-  snprintf(w->run_id, sizeof(w->run_id), "%s", r->id);
-  id_new(w->id, "msg");
-  memcpy(w->content, content, n + 1);
-  snprintf(message_id, ID_MAX, "%s", w->id);
-  events_store_later(r->user_id, write_message, free, w);
-  return 0;
+  char id[ID_MAX];
+  id_new(id, "msg");
+  messages_write_t w = {.user_id = r->user_id,
+                        .msg = {.thread_id = r->thread_id,
+                                .role = "assistant",
+                                .content = content,
+                                .run_id = r->id,
+                                .id = id}};
+  int rc = messages_write(&w);
+  if (rc == 0) snprintf(message_id, ID_MAX, "%s", id);
+  return rc;
 }
 
 /* ---- the end of a run, on the loop ---- */
