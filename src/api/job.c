@@ -4,7 +4,6 @@
 #include <stdlib.h>
 
 #include "api/app.h"
-#include "core/events.h"
 #include "core/metrics.h"
 #include "util/err.h"
 
@@ -12,7 +11,6 @@ typedef struct job_hdr {
   uv_work_t work;
   http_req_t *req;
   job_work_fn fn;
-  job_store_fn store_fn; /* job_run_grouped */
   job_done_fn done;
   int rc;
   max_align_t user[]; /* the caller's struct */
@@ -44,25 +42,6 @@ static void on_done(uv_work_t *w, int status) {
   if (status != 0 && h->rc == 0) h->rc = AGD_EINTERNAL;
   h->done(h->req, h->user, h->rc);
   free(h);
-}
-
-static void on_grouped_done(void *arg, int rc) {
-  job_hdr_t *h = arg;
-  h->done(h->req, h->user, rc);
-  free(h);
-}
-
-static int on_grouped_work(store_t *st, void *arg) {
-  job_hdr_t *h = arg;
-  return h->store_fn(st, h->user);
-}
-
-void job_run_grouped(http_req_t *r, void *job, const char *user_id, job_store_fn work, job_done_fn done) {
-  job_hdr_t *h = HDR_OF(job);
-  h->req = r;
-  h->store_fn = work;
-  h->done = done;
-  events_store_then(user_id, on_grouped_work, on_grouped_done, h);
 }
 
 void job_run(http_req_t *r, void *job, job_work_fn work, job_done_fn done) {

@@ -27,10 +27,4 @@ void job_discard(void *job);
 /* Queue it.  r may be NULL for work no request waits for (done gets NULL). */
 void job_run(http_req_t *r, void *job, job_work_fn work, job_done_fn done);
 
-/* For work that only writes (and reads back) rows of user_id: `work` runs on the
- * event writer inside its group commit (events_store_then) instead of on a worker
- * with a transaction of its own; `done` as above, after that commit. */
-typedef int (*job_store_fn)(store_t *st, void *job);
-void job_run_grouped(http_req_t *r, void *job, const char *user_id, job_store_fn work, job_done_fn done);
-
 #endif

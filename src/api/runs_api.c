@@ -89,9 +89,10 @@ typedef struct start_job {
   char message_id[ID_MAX];
   char run_id[ID_MAX];
   char title[256];
-  int message_exists;     /* START_THREAD_MESSAGE: the message is already stored */
+  char role[16];          /* the message's ("" = user) */
+  char *metadata;         /* the message's (JSON object text) or NULL */
   uint64_t conn_id;       /* START_WS */
-  json_t *reply_to;       /* START_WS */
+  json_t *reply_to;       /* START_WS: the frame's id; START_THREAD_MESSAGE: the stored Message */
   run_slot_t *slot;       /* the user's limits, held from the request until runs_submit */
   store_run_t run;        /* out */
   http_req_t *req;        /* start_job_run: while the message is written */
@@ -117,31 +118,26 @@ static int start_after_message(store_t *st, const store_message_t *m, void *arg)
   return start_run_rows(st, j);
 }
 
-static int start_run_only(store_t *st, void *arg) { return start_run_rows(st, arg); }
-
 static void start_message_done(void *arg, int rc, const store_message_t *m) {
   start_job_t *j = arg;
+  if (rc == 0 && j->mode == START_THREAD_MESSAGE) j->reply_to = threads_message_json(m); /* the 202 body */
   j->done(j->req, j, rc);
   job_discard(j);
 }
 
 /* The user's message goes through the one message path (core/messages.h), the run
  * row in its transaction: both are in the event writer's group commit, and the
- * answer (message_received, 201/202) goes out after that commit.  A message already
- * stored (POST …/messages with "run": true) leaves the run row, which joins the same
- * group commit on its own (job_run_grouped). */
+ * answer (message_received, 200/202) goes out after that commit.  The run's slot is
+ * already held (runs_reserve), so a start refused by a limit has stored nothing. */
 static void start_job_run(http_req_t *r, start_job_t *j, job_done_fn done) {
-  if (j->message_exists) {
-    job_run_grouped(r, j, j->user_id, start_run_only, done);
-    return;
-  }
   j->req = r;
   j->done = done;
   messages_write_t w = {.user_id = j->user_id,
                         .msg = {.thread_id = j->thread_id[0] ? j->thread_id : NULL,
                                 .new_thread_title = j->title,
-                                .role = "user",
-                                .content = j->message},
+                                .role = j->role[0] ? j->role : "user",
+                                .content = j->message,
+                                .metadata = j->metadata},
                         .also = start_after_message,
                         .done = start_message_done,
                         .arg = j};
@@ -152,6 +148,7 @@ static void start_job_run(http_req_t *r, start_job_t *j, job_done_fn done) {
 static void start_job_free(start_job_t *j) {
   runs_release(j->slot); /* not submitted: its place goes back to the user */
   free(j->message);
+  free(j->metadata);
   free(j->context_json);
   json_decref(j->reply_to);
   store_run_dispose(&j->run);
@@ -384,8 +381,9 @@ static void h_execute_named(http_req_t *r, route_ctx_t *ctx) {
   start_from_request(r, ctx, START_EXECUTE, a->name);
 }
 
-/* threads_api's hook: POST /api/threads/{id}/messages with "run": true. */
-static void thread_message_run(http_req_t *r, const char *user_id, json_t *message) {
+/* threads_api's hook: POST /api/threads/{id}/messages with "run": true.  The slot
+ * first: a run refused by a limit leaves no message behind. */
+static void thread_message_run(http_req_t *r, const char *user_id, const store_message_new_t *msg) {
   run_slot_t *slot;
   int rc = runs_reserve(user_id, &slot);
   if (rc != 0) {
@@ -396,13 +394,14 @@ static void thread_message_run(http_req_t *r, const char *user_id, json_t *messa
   start_job_t *j = job_new(sizeof(*j));
   j->slot = slot;
   j->mode = START_THREAD_MESSAGE;
-  j->message_exists = 1;
   snprintf(j->user_id, sizeof(j->user_id), "%s", user_id);
-  snprintf(j->thread_id, sizeof(j->thread_id), "%s", jsonx_get_str(message, "thread_id"));
-  snprintf(j->message_id, sizeof(j->message_id), "%s", jsonx_get_str(message, "id"));
+  snprintf(j->thread_id, sizeof(j->thread_id), "%s", msg->thread_id ? msg->thread_id : "");
   snprintf(j->agent, sizeof(j->agent), "supervisor");
-  j->message = strdup(jsonx_get_str(message, "content") ? jsonx_get_str(message, "content") : "");
-  j->reply_to = json_incref(message); /* kept for the 202 body */
+  snprintf(j->role, sizeof(j->role), "%s", msg->role ? msg->role : "user");
+  j->message = strdup(msg->content ? msg->content : "");
+  j->metadata = msg->metadata ? strdup(msg->metadata) : NULL;
+  if (!j->message || (msg->metadata && !j->metadata)) abort();
+  threads_title_from(j->message, j->title, sizeof(j->title));
   start_job_run(r, j, start_done);
 }
 

@@ -269,7 +269,7 @@ typedef struct tjob {
   long offset;
   int include_archived;
   int hard;
-  int run;               /* OP_MSG_ADD: start a run after storing */
+  int run;               /* OP_MSG_ADD: a run start (threads_run_starter), not a job */
   int status;            /* HTTP status of a success */
   int not_found_msg;     /* 1: "message not found", else "thread not found" */
   buf_t out;             /* the answer's JSON text (REST body / WS "data"), built on the worker */
@@ -448,10 +448,6 @@ static void tjob_done(http_req_t *r, tjob_t *j, int rc) {
     router_respond_validation(r, "metadata", "must be a JSON object");
   } else if (rc) {
     http_respond_error(r, rc, NULL, NULL);
-  } else if (j->op == OP_MSG_ADD && j->run && threads_run_starter) {
-    json_t *m = json_loadb(j->out.base, j->out.len, 0, NULL);
-    threads_run_starter(r, j->user_id, m);
-    json_decref(m); /* borrowed by the hook for the call */
   } else {
     http_respond(r, j->status, "application/json", j->out.base, j->out.len);
   }
@@ -628,6 +624,15 @@ static void batch_start(void) {
   }
 }
 
+json_t *threads_message_json(const store_message_t *m) {
+  buf_t b;
+  buf_init(&b, 0);
+  put_message(&b, m);
+  json_t *o = json_loadb(b.base, b.len, 0, NULL);
+  buf_dispose(&b);
+  return o;
+}
+
 /* Loop: a message write is over (stored and committed, or refused). */
 static void msg_done(void *arg, int rc, const store_message_t *m) {
   tjob_t *j = arg;
@@ -770,6 +775,14 @@ static void post_message(http_req_t *r, route_ctx_t *ctx, const char *path_threa
   if (j.run && !threads_run_starter) {
     /* TODO(runs issue): the runs module sets threads_run_starter at start. */
     http_respond_error(r, AGD_EUNAVAILABLE, "agent runs not enabled", NULL);
+    tjob_free(&j);
+    return;
+  }
+  if (j.run) {
+    /* The runs module takes the run's slot first (a refused run stores nothing), then
+     * writes the message and the run row together. */
+    store_message_new_t in = {.thread_id = j.thread_id, .role = j.role, .content = j.content, .metadata = j.metadata};
+    threads_run_starter(r, j.user_id, &in);
     tjob_free(&j);
     return;
   }

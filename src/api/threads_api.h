@@ -3,10 +3,11 @@
  * create_thread, rename_thread, delete_thread, list_threads).
  *
  * Loop thread.  Handlers validate on the loop; store_* calls run on libuv's worker pool in
- * batches (at most 2 in flight; a batch takes every waiting job, and consecutive message
- * posts share one transaction: group commit), where the answer's JSON text is built too;
- * the loop only sends it.  A WebSocket job holds the connection's id, never the conn_t*,
- * and drops its reply when the socket is gone.
+ * batches (at most 2 in flight; a batch takes every waiting job), where the answer's JSON
+ * text is built too; the loop only sends it.  A posted message is written through the one
+ * message path (core/messages.h: the event writer's group commit) and answered on the loop
+ * after its commit.  A WebSocket job holds the connection's id, never the conn_t*, and
+ * drops its reply when the socket is gone.
  */
 #ifndef AGD_API_THREADS_API_H
 #define AGD_API_THREADS_API_H
@@ -36,13 +37,17 @@ void api_threads_register(void);
 
 
 /* Hook for agent runs (the runs module sets it at start; NULL until then): POST
- * /api/threads/{id}/messages with "run": true stores the message, then calls it on the
- * loop thread to start a run and answer r with 202 {"message": Message, "run": Run}
- * (or an error).  `message` (the Message JSON) is borrowed for the call: json_incref it
- * to keep it.  While the hook is NULL such a request is answered 503 UNAVAILABLE and
- * nothing is stored. */
-typedef void (*threads_run_start_fn)(http_req_t *r, const char *user_id, json_t *message);
+ * /api/threads/{id}/messages with "run": true, once validated, is handed to it on the
+ * loop thread: it takes the run's place under the user's limits (refused: 429 and
+ * nothing stored), stores the message `msg` (thread_id set; strings borrowed for the
+ * call) and the run row in one transaction, starts the run and answers r with 202
+ * {"message": Message, "run": Run} (or an error).  While the hook is NULL such a
+ * request is answered 503 UNAVAILABLE and nothing is stored. */
+typedef void (*threads_run_start_fn)(http_req_t *r, const char *user_id, const store_message_new_t *msg);
 extern threads_run_start_fn threads_run_starter;
+
+/* The Message JSON of SPEC §3 (what POST …/messages answers) for a stored row. */
+json_t *threads_message_json(const store_message_t *m);
 
 /* The title of a thread created for a first message: its first words, whitespace
  * runs collapsed to one space, at most THREADS_AUTO_TITLE_CHARS characters; when cut

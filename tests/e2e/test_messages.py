@@ -4,14 +4,14 @@ come back in that order").
 Every kind of message into one thread at once: posts from several connections, runs
 started on REST (their user message, their answer) and a post with "run": true.  Each
 writer's messages come back in its order, each run's question before its answer, and
-the thread counts every one of them.
+the thread counts every one of them.  A post whose run a limit refuses stores nothing.
 """
 import threading
 import time
 
-from agentd import agentd_server
+from agentd import agentd_server, check_envelope
 from auth_helpers import call
-from test_events import QUESTION
+from test_events import QUESTION, start_run
 
 server = agentd_server("--rate-limit", "0", name="messages")
 
@@ -112,3 +112,27 @@ def test_every_writer_keeps_its_order_in_one_thread(server):
     assert len(a) == 1 and at[extra["message"]["id"]] < a[0], a
     th = call(server, "GET", "/api/threads/" + t["id"], token=token).json()
     assert th["message_count"] == len(msgs), th
+
+
+def test_a_post_whose_run_is_refused_by_a_limit_stores_nothing(server_factory):
+    """runs.h: a run's slot is taken before anything of it is stored, so a request
+    refused by a limit (SPEC §9: 10 concurrent runs per user) leaves no message behind;
+    POST …/messages with "run": true is such a request."""
+    srv = server_factory("--llm-latency-ms", "3000")
+    token = srv.token(sub="usr_messages_limited")
+    t = call(srv, "POST", "/api/threads", {"title": "limited"}, token=token).json()
+    runs = []
+    try:
+        for _ in range(10):
+            runs.append(start_run(srv, token)["id"])
+            time.sleep(0.4)  # under the 3 starts/s rate
+        r = call(srv, "POST", "/api/threads/%s/messages" % t["id"], {"content": "one run too many", "run": True},
+                 token=token)
+        check_envelope(r, "RATE_LIMITED", 429)
+        assert r.header("retry-after") is not None, r
+        assert all_messages(srv, token, t["id"]) == []
+        th = call(srv, "GET", "/api/threads/" + t["id"], token=token).json()
+        assert th["message_count"] == 0, th
+    finally:
+        for rid in runs:
+            call(srv, "POST", "/api/agents/stop", {"run_id": rid}, token=token)
