@@ -22,6 +22,8 @@
 #include "util/jsonx.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "util/utf8.h"
+#include "util/xalloc.h"
 
 threads_run_start_fn threads_run_starter;
 
@@ -32,21 +34,7 @@ threads_run_start_fn threads_run_starter;
 
 /* ---- text helpers ---------------------------------------------------------------------- */
 
-size_t threads_utf8_chars(const char *p, size_t n) {
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) k += ((unsigned char)p[i] & 0xC0) != 0x80;
-  return k;
-}
-
 static int is_space(unsigned char ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r'); }
-
-static size_t utf8_seq_len(unsigned char b) {
-  if (b < 0x80) return 1;
-  if ((b & 0xE0) == 0xC0) return 2;
-  if ((b & 0xF0) == 0xE0) return 3;
-  if ((b & 0xF8) == 0xF0) return 4;
-  return 1; /* not a lead byte: cannot happen in valid UTF-8 */
-}
 
 char *threads_title_from(const char *content, char *out, size_t cap) {
   enum { MAXC = THREADS_AUTO_TITLE_CHARS };
@@ -304,12 +292,6 @@ static void set_thread(tjob_t *j, const char *id) {
 static void set_msg(tjob_t *j, const char *id) {
   if (strlen(id) >= sizeof j->msg_id) id = "msg_?";
   snprintf(j->msg_id, sizeof j->msg_id, "%s", id);
-}
-
-static char *xstrdup(const char *s) {
-  char *d = strdup(s);
-  if (!d) abort();
-  return d;
 }
 
 static void put_list_envelope(buf_t *b, const store_message_list_t *l, tjob_t *j) {

@@ -56,7 +56,4 @@ json_t *threads_message_json(const store_message_t *m);
  * Returns out.  Any thread. */
 char *threads_title_from(const char *content, char *out, size_t cap);
 
-/* Number of code points of valid UTF-8 p[0..n). Any thread. */
-size_t threads_utf8_chars(const char *p, size_t n);
-
 #endif

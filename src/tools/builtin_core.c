@@ -15,6 +15,7 @@
 #include "store/store.h"
 #include "tools/tool.h"
 #include "util/err.h"
+#include "util/utf8.h"
 
 #define CALC_MAX_LEN 1000
 #define CALC_MAX_DEPTH 64
@@ -236,14 +237,6 @@ static const tool_t tool_calculator = {
 };
 
 /* ---- thread_context ---- */
-
-/* Length of s cut to at most max bytes on a UTF-8 boundary. */
-static size_t utf8_cut(const char *s, size_t max) {
-  size_t n = strlen(s);
-  if (n <= max) return n;
-  while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
-  return max;
-}
 
 static int context_call(const tool_t *self, const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
   const char *thread_id = json_string_value(json_object_get(args, "thread_id"));
