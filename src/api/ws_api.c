@@ -23,6 +23,7 @@
 #include "util/jsonx.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "util/xalloc.h"
 
 /* Per-socket state of the protocol (conn_data). */
 typedef struct ws_session {
@@ -30,11 +31,14 @@ typedef struct ws_session {
   conn_t *conn;
   events_sub_t *sub;  /* the user's live events (core/events) */
   char last_run[ID_MAX]; /* the latest run this socket started (stop_agent default) */
-  char jti[128];      /* the handshake token's jti: logout of it closes the socket (1008) */
-  char family[128];   /* its login session (fam): a revoked session closes the socket too */
+  const char *jti;    /* the handshake token's jti: logout of it closes the socket (1008); in strs */
+  const char *family; /* its login session (fam): a revoked session closes the socket too; in strs */
   double token_exp;   /* its expiry: the socket is closed with 1008 after it */
   int64_t resume_after; /* handshake ?after_seq= / Last-Event-ID: replay from it (-1: none) */
   double hold_until;  /* > 0: live events held until the first frame or this time */
+  /* jti and family, each NUL-terminated, sized to them: fixed 128-byte fields
+   * would be a third of an idle socket's memory (docs/performance.md). */
+  char strs[];
 } ws_session_t;
 
 /* A socket opened without a resume point holds its live events until its first
@@ -206,10 +210,12 @@ static void h_ws(http_req_t *r, route_ctx_t *ctx) {
   if (ws_resume_point(r, &resume_after) != 0) return;
   if (api_auth_ensure_user(r, ctx, claims.user_id, claims.email) != 0) return; /* h_ws runs again later */
   conn_t *c = http_req_conn(r);
-  ws_session_t *s = calloc(1, sizeof(*s));
-  if (!s) abort();
-  snprintf(s->jti, sizeof(s->jti), "%s", claims.jti);
-  snprintf(s->family, sizeof(s->family), "%s", claims.family);
+  size_t jl = strlen(claims.jti), fl = strlen(claims.family); /* each < 128: auth_identity_t */
+  ws_session_t *s = xcalloc(1, sizeof(*s) + jl + 1 + fl + 1);
+  memcpy(s->strs, claims.jti, jl + 1);
+  memcpy(s->strs + jl + 1, claims.family, fl + 1);
+  s->jti = s->strs;
+  s->family = s->strs + jl + 1;
   s->token_exp = claims.exp;
   s->resume_after = resume_after;
   s->conn = c;
