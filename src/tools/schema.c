@@ -810,7 +810,9 @@ static int check_object(vctx_t *c, const json_t *sch, const json_t *inst) {
  * complaint about this value. */
 static int check_alternatives(vctx_t *c, const json_t *arr, const json_t *inst, const char *kw) {
   size_t n = json_array_size(arr), passed = 0, first_pass = 0, second_pass = 0;
-  char *buf = xmalloc(PATH_MAX_ + 2 * MSG_MAX);
+  /* On the stack: a heap block this size (a large-bin request) makes glibc
+   * consolidate its fast bins on every validation of a run's tool call. */
+  char buf[PATH_MAX_ + 2 * MSG_MAX];
   char *best_path = buf, *best_msg = buf + PATH_MAX_, *here = buf + PATH_MAX_ + MSG_MAX;
   best_path[0] = best_msg[0] = here[0] = '\0';
   size_t here_len = 0;
@@ -818,7 +820,6 @@ static int check_alternatives(vctx_t *c, const json_t *arr, const json_t *inst, 
   for (size_t i = 0; i < n; i++) {
     int rc = v(c, json_array_get(arr, i), inst);
     if (c->fatal) {
-      free(buf);
       return rc;
     }
     if (rc == 0) {
@@ -848,7 +849,6 @@ static int check_alternatives(vctx_t *c, const json_t *arr, const json_t *inst, 
       rc = vfail(c, "matches none of the %s schemas: %s", kw, here);
     }
   }
-  free(buf);
   return rc;
 }
 
@@ -907,7 +907,8 @@ int schema_validate(const schema_t *s, const json_t *inst, const char *root, cha
                     size_t msgcap) {
   if (path && pathcap) path[0] = '\0';
   if (msg && msgcap) msg[0] = '\0';
-  vctx_t *c = xcalloc(1, sizeof(*c));
+  /* On the stack (~1.3 KiB) for the reason check_alternatives gives. */
+  vctx_t ctx = {0}, *c = &ctx;
   c->s = s;
   vpush_raw(c, root ? root : "");
   c->root_len = c->plen;
@@ -917,6 +918,5 @@ int schema_validate(const schema_t *s, const json_t *inst, const char *root, cha
     if (path && pathcap) snprintf(path, pathcap, "%s", c->epath);
     if (msg && msgcap) snprintf(msg, msgcap, "%s", c->emsg);
   }
-  free(c);
   return rc;
 }
