@@ -812,8 +812,7 @@ static int check_alternatives(vctx_t *c, const json_t *arr, const json_t *inst, 
   size_t n = json_array_size(arr), passed = 0, first_pass = 0, second_pass = 0;
   /* On the stack: a heap block this size (a large-bin request) makes glibc
    * consolidate its fast bins on every validation of a run's tool call. */
-  char buf[PATH_MAX_ + 2 * MSG_MAX];
-  char *best_path = buf, *best_msg = buf + PATH_MAX_, *here = buf + PATH_MAX_ + MSG_MAX;
+  char best_path[PATH_MAX_], best_msg[MSG_MAX], here[MSG_MAX];
   best_path[0] = best_msg[0] = here[0] = '\0';
   size_t here_len = 0;
   int one = strcmp(kw, "oneOf") == 0;
