@@ -211,16 +211,15 @@ int reporting_answer(agent_ctx_t *ctx, json_t **result) {
   }
   json_t *facts = build_facts(ctx, triage);
   json_decref(own);
-  /* The model writes from the facts, sent as JSON text after the request. */
-  char *facts_text = facts ? json_dumps(facts, JSON_COMPACT) : NULL;
-  if (!facts_text) {
-    json_decref(facts);
+  /* The model writes from the facts, given after the request as JSON (a provider
+   * that sends text sends it as JSON text; the builtin reads the object). */
+  if (!facts) {
     agent_fail(ctx, "COMPOSE_FAILED", "could not write the answer (%s)", agd_err_code(AGD_EINTERNAL));
     return ERR(AGD_EINTERNAL);
   }
   const llm_message_t msgs[] = {{.role = LLM_ROLE_SYSTEM, .content = reporting_prompt},
                                 {.role = LLM_ROLE_USER, .content = agent_input(ctx)},
-                                {.role = LLM_ROLE_USER, .content = facts_text}};
+                                {.role = LLM_ROLE_USER, .content_json = facts}};
   const llm_request_t req = {.messages = msgs,
                              .n_messages = sizeof(msgs) / sizeof(msgs[0]),
                              .tool_choice = LLM_TOOL_CHOICE_NONE,
@@ -229,7 +228,6 @@ int reporting_answer(agent_ctx_t *ctx, json_t **result) {
   const llm_stream_cb_t cb = {.on_text_delta = on_delta};
   llm_response_t resp;
   rc = llm_chat(agent_llm(ctx), &req, &cb, ctx, &resp);
-  free(facts_text);
   if (rc != 0) {
     if (!agent_cancelled(ctx)) {
       const char *code = resp.finish == LLM_FINISH_ERROR ? llm_error_code(resp.error) : NULL;

@@ -643,12 +643,19 @@ static int call_classify(const llm_request_t *req, const char *text, const llm_s
 
 /* The facts to write from: the message itself when it is a JSON object (the
  * agents' facts), else the classification of its text. */
-static json_t *facts_of(const char *text) {
+static json_t *facts_of(const llm_message_t *u) {
+  if (json_is_object(u->content_json)) return json_incref((json_t *)u->content_json);
+  char *owned = u->content_json ? llm_message_text(u) : NULL;
+  const char *text = owned ? owned : u->content ? u->content : "";
   json_t *facts = json_loads(text, JSON_ALLOW_NUL, NULL);
-  if (json_is_object(facts)) return facts;
+  if (json_is_object(facts)) {
+    free(owned);
+    return facts;
+  }
   json_decref(facts);
   llm_classification_t c;
   classify_text(text, &c);
+  free(owned);
   return json_pack("{s:s,s:f,s:s}", "intent", llm_intent_name(c.intent), "confidence", c.confidence, "reasoning",
                    c.reasoning);
 }
@@ -694,11 +701,16 @@ static int builtin_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_
                       strcmp(req->tool_choice_name, LLM_CLASSIFY_FN) == 0);
   /* Like a model: classify a fresh user turn; once the call is answered, write. */
   int user_turn = u == &req->messages[req->n_messages - 1];
-  if (may_classify && (wants_fn || user_turn)) return call_classify(req, u->content, cb, ud, out);
+  if (may_classify && (wants_fn || user_turn)) {
+    char *owned = u->content_json ? llm_message_text(u) : NULL;
+    int rc = call_classify(req, owned ? owned : u->content ? u->content : "", cb, ud, out);
+    free(owned);
+    return rc;
+  }
   if (wants_fn)
     return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "the builtin model can only call %s", LLM_CLASSIFY_FN);
 
-  json_t *facts = facts_of(u->content);
+  json_t *facts = facts_of(u);
   if (!facts) return llm_response_fail(out, LLM_ERR_INTERNAL, "out of memory");
   buf_t b;
   buf_init(&b, 0);

@@ -12,6 +12,7 @@
 #include "util/err.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
+#include "util/xalloc.h"
 
 /* ---- names ---- */
 
@@ -126,6 +127,11 @@ int llm_response_add_tool_call(llm_response_t *out, const char *id, const char *
   return 0;
 }
 
+char *llm_message_text(const llm_message_t *m) {
+  if (m->content_json) return json_dumps(m->content_json, JSON_COMPACT | JSON_ENCODE_ANY);
+  return m->content ? xstrdup(m->content) : NULL;
+}
+
 void llm_response_dispose(llm_response_t *r) {
   if (!r) return;
   free(r->text);
@@ -154,7 +160,7 @@ static int check_request(const llm_request_t *req, llm_response_t *out) {
   for (size_t i = 0; i < req->n_messages; i++) {
     const llm_message_t *m = &req->messages[i];
     if (!llm_role_name(m->role)) return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "message %zu has no role", i);
-    if (!m->content && !(m->role == LLM_ROLE_ASSISTANT && m->n_tool_calls > 0))
+    if (!m->content && !m->content_json && !(m->role == LLM_ROLE_ASSISTANT && m->n_tool_calls > 0))
       return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "message %zu (%s) has no content", i, role_names[m->role]);
     if (m->role == LLM_ROLE_TOOL && (!m->tool_call_id || !*m->tool_call_id))
       return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "tool message %zu has no tool_call_id", i);

@@ -47,7 +47,12 @@ typedef struct llm_tool_call {
 /* One message of the conversation.  Everything is borrowed for the call. */
 typedef struct llm_message {
   llm_role_t role;
-  const char *content;               /* text; NULL only for an assistant turn made of tool calls */
+  const char *content;               /* text; NULL only for an assistant turn made of tool calls, or with
+                                        content_json */
+  const json_t *content_json;        /* optional: the content as a JSON value (data the model is to read, such
+                                        as the facts a report is written from); when set, content is ignored,
+                                        a provider that sends text sends llm_message_text()'s, and one that
+                                        reads structure takes it as it is (no text round trip per run) */
   const char *tool_call_id;          /* LLM_ROLE_TOOL: the call this result answers (required) */
   const llm_tool_call_t *tool_calls; /* LLM_ROLE_ASSISTANT: the calls it made (may be NULL) */
   size_t n_tool_calls;
@@ -146,6 +151,11 @@ typedef struct llm_response {
 } llm_response_t;
 
 void llm_response_dispose(llm_response_t *r);
+
+/* The message's content as text (malloc'd; the caller frees): content_json as
+ * compact JSON when set, else a copy of content; NULL when it has neither.
+ * Any thread. */
+char *llm_message_text(const llm_message_t *m);
 
 /* ---- calling a provider ---- */
 

@@ -424,7 +424,10 @@ static int fake_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *
   }
   if (f->fail) return llm_response_fail(out, f->fail, "the fake server is down");
   json_decref(f->facts_seen);
-  f->facts_seen = json_loads(req->messages[req->n_messages - 1].content, 0, NULL);
+  /* As a provider that sends text would: the message's text form. */
+  char *text = llm_message_text(&req->messages[req->n_messages - 1]);
+  f->facts_seen = text ? json_loads(text, 0, NULL) : NULL;
+  free(text);
   if (cb->on_reasoning_delta) cb->on_reasoning_delta(ud, "thinking", 8);
   out->reasoning = strdup("thinking");
   for (size_t i = 0; i < 3; i++) {
@@ -552,4 +555,36 @@ Test(llm, reporting_agent_reports_a_provider_failure) {
   cr_expect(strstr(json_string_value(json_object_get(d, "error_message")), "the fake server is down") != NULL);
   cr_expect_null(find_event(e.events, "agent_response"));
   json_decref(e.events);
+}
+
+/* A message's text: its JSON value as compact JSON when it has one, else its
+ * text; a builtin answer from a JSON-valued message reads the object itself. */
+Test(llm, message_text_and_json_content) {
+  json_t *facts = json_pack("{s:s,s:i}", "intent", "caching", "n", 3);
+  llm_message_t with_json = {.role = LLM_ROLE_USER, .content = "ignored", .content_json = facts};
+  llm_message_t with_text = {.role = LLM_ROLE_USER, .content = "plain"};
+  llm_message_t neither = {.role = LLM_ROLE_ASSISTANT};
+  char *a = llm_message_text(&with_json), *b = llm_message_text(&with_text);
+  cr_expect_str_eq(a, "{\"intent\":\"caching\",\"n\":3}");
+  cr_expect_str_eq(b, "plain");
+  cr_expect_null(llm_message_text(&neither));
+  free(a);
+  free(b);
+  /* The builtin writes the same answer from the object as from its text. */
+  llm_t *l = llm_builtin_new();
+  cr_assert_not_null(l);
+  char *facts_text = json_dumps(facts, JSON_COMPACT);
+  llm_message_t as_text = {.role = LLM_ROLE_USER, .content = facts_text};
+  llm_message_t as_json = {.role = LLM_ROLE_USER, .content_json = facts};
+  llm_request_t r1 = {.messages = &as_text, .n_messages = 1, .tool_choice = LLM_TOOL_CHOICE_NONE};
+  llm_request_t r2 = {.messages = &as_json, .n_messages = 1, .tool_choice = LLM_TOOL_CHOICE_NONE};
+  llm_response_t o1, o2;
+  cr_assert_eq(llm_chat(l, &r1, NULL, NULL, &o1), 0);
+  cr_assert_eq(llm_chat(l, &r2, NULL, NULL, &o2), 0);
+  cr_expect_str_eq(o1.text, o2.text);
+  llm_response_dispose(&o1);
+  llm_response_dispose(&o2);
+  free(facts_text);
+  json_decref(facts);
+  llm_close(l);
 }
