@@ -18,8 +18,8 @@
 #include "core/metrics.h"
 #include "net/net_int.h"
 #include "util/err.h"
-#include "util/jsonx.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 struct ws_state {
   wslay_event_context_ptr ctx; /* NULL while no message is in flight */
@@ -63,7 +63,7 @@ static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_o
   if (c->ws->closing) return;
   switch (arg->opcode) {
   case WSLAY_TEXT_FRAME:
-    if (!jsonx_utf8_valid((const char *)arg->msg, arg->msg_length)) {
+    if (!utf8_valid((const char *)arg->msg, arg->msg_length)) {
       /* RFC 6455 §8.1: text must be UTF-8; wslay leaves that to us. */
       wslay_event_queue_close(ctx, 1007, (const uint8_t *)"invalid UTF-8", 13);
       c->ws->closing = 1;

@@ -144,30 +144,3 @@ int jsonx_get_int(const json_t *obj, const char *key, long long *out) {
   *out = (long long)json_integer_value(m);
   return 0;
 }
-
-int jsonx_utf8_valid(const char *p, size_t n) {
-  const unsigned char *s = (const unsigned char *)p;
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = s[i];
-    if (c < 0x80) { i++; continue; }
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;      /* overlong */
-      else if (c == 0xED) hi = 0x9F; /* surrogates U+D800..DFFF */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;      /* overlong */
-      else if (c == 0xF4) hi = 0x8F; /* > U+10FFFF */
-    } else return 0;                 /* 0x80..0xC1 (continuation, overlong 2-byte), 0xF5..0xFF */
-    if (n - i < len) return 0;       /* truncated */
-    if (s[i + 1] < lo || s[i + 1] > hi) return 0;
-    for (size_t k = 2; k < len; k++)
-      if ((s[i + k] & 0xC0) != 0x80) return 0;
-    i += len;
-  }
-  return 1;
-}

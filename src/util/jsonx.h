@@ -56,7 +56,4 @@ const char *jsonx_cstr_why(int rc);
  * text and read back, or handed to code that reads its strings as C strings. */
 int jsonx_has_nul(const json_t *v);
 
-/* 1 when p[0..n) is valid UTF-8 (RFC 3629: no overlongs, no surrogates, ≤ U+10FFFF). */
-int jsonx_utf8_valid(const char *p, size_t n);
-
 #endif

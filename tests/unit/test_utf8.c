@@ -66,3 +66,49 @@ Test(utf8, trim_tail_drops_an_incomplete_sequence) {
   utf8_trim_tail(d);
   cr_expect_str_eq(d, "plain");
 }
+
+/* The table the JSON module tested when it held the validator. */
+Test(utf8, valid_table) {
+  struct { const char *s; size_t n; int ok; } cases[] = {
+      {"", 0, 1},
+      {"plain ascii", 11, 1},
+      {"\x00", 1, 1},                 /* NUL is valid UTF-8 */
+      {"\xc2\x80", 2, 1},             /* U+0080, smallest 2-byte */
+      {"\xdf\xbf", 2, 1},             /* U+07FF */
+      {"\xe0\xa0\x80", 3, 1},         /* U+0800, smallest 3-byte */
+      {"\xed\x9f\xbf", 3, 1},         /* U+D7FF, just below surrogates */
+      {"\xee\x80\x80", 3, 1},         /* U+E000, just above */
+      {"\xef\xbf\xbf", 3, 1},         /* U+FFFF */
+      {"\xf0\x90\x80\x80", 4, 1},     /* U+10000 */
+      {"\xf4\x8f\xbf\xbf", 4, 1},     /* U+10FFFF, the last one */
+      {"\xf0\x9f\x98\x80", 4, 1},     /* emoji */
+      {"\xc0\x80", 2, 0},             /* overlong NUL */
+      {"\xc1\xbf", 2, 0},             /* overlong */
+      {"\xe0\x9f\xbf", 3, 0},         /* overlong 3-byte */
+      {"\xf0\x8f\xbf\xbf", 4, 0},     /* overlong 4-byte */
+      {"\xed\xa0\x80", 3, 0},         /* U+D800 high surrogate */
+      {"\xed\xbf\xbf", 3, 0},         /* U+DFFF low surrogate */
+      {"\xed\xa0\xbd\xed\xb8\x80", 6, 0}, /* CESU-8 pair */
+      {"\xf4\x90\x80\x80", 4, 0},     /* U+110000 */
+      {"\xf5\x80\x80\x80", 4, 0},
+      {"\xf8\x88\x80\x80\x80", 5, 0}, /* 5-byte form */
+      {"\xff", 1, 0},
+      {"\xfe", 1, 0},
+      {"\x80", 1, 0},                 /* lone continuation */
+      {"a\xbf", 2, 0},
+      {"\xc3", 1, 0},                 /* truncated 2-byte */
+      {"\xe2\x82", 2, 0},             /* truncated 3-byte */
+      {"\xf0\x9f\x98", 3, 0},         /* truncated 4-byte */
+      {"\xc3\x28", 2, 0},             /* bad continuation */
+      {"\xe2\x28\xa1", 3, 0},
+      {"\xe2\x82\x28", 3, 0},
+      {"\xf0\x9f\x98\x28", 4, 0},
+      {"\xc3\xa9x", 3, 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cr_assert_eq(utf8_valid(cases[i].s, cases[i].n), cases[i].ok, "case %zu", i);
+  /* Only n bytes are read: the valid prefix of a truncated sequence. */
+  cr_assert(utf8_valid("ab\xe2\x82\xac", 2));
+  cr_assert_not(utf8_valid("ab\xe2\x82\xac", 4));
+  cr_assert(utf8_valid("ab\xe2\x82\xac", 5));
+}
