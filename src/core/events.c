@@ -168,6 +168,16 @@ int64_t events_emit(const char *user_id, const char *run_id, const char *thread_
 
 /* ---- write-behind and run ends: through the writer, in order ---- */
 
+/* Queue an item to the writer under the user's order lock: ordered after that
+ * user's events already emitted, and (through the writer) handled after they are
+ * stored. */
+static void push_in_user_order(const char *user_id, event_item_t *item) {
+  pthread_mutex_t *mu = order_lock(user_id);
+  pthread_mutex_lock(mu);
+  event_writer_push(g_writer, item);
+  pthread_mutex_unlock(mu);
+}
+
 static void store_behind(const char *user_id, int (*fn)(store_t *st, void *arg), void (*done)(void *arg, int rc),
                          void (*release)(void *arg), void *arg) {
   if (!initialised) { /* after events_shutdown: no writer, so here and now */
@@ -181,11 +191,7 @@ static void store_behind(const char *user_id, int (*fn)(store_t *st, void *arg),
   wb->done = done;
   wb->release = release;
   wb->arg = arg;
-  /* Under the user's order lock: ordered with that user's events. */
-  pthread_mutex_t *mu = order_lock(user_id);
-  pthread_mutex_lock(mu);
-  event_writer_push(g_writer, &wb->hdr);
-  pthread_mutex_unlock(mu);
+  push_in_user_order(user_id, &wb->hdr);
 }
 
 void events_store_later(const char *user_id, int (*fn)(store_t *st, void *arg), void (*release)(void *arg),
@@ -204,12 +210,7 @@ void events_post_run_end(const char *user_id, const char *run_id, void (*fn)(voi
   event_run_end_t *r = event_run_end_new(user_id, run_id);
   r->fn = fn;
   r->arg = arg;
-  /* Under the user's order lock and through the writer: ordered after that user's
-   * events already emitted, and delivered after they are stored. */
-  pthread_mutex_t *mu = order_lock(user_id);
-  pthread_mutex_lock(mu);
-  event_writer_push(g_writer, &r->hdr);
-  pthread_mutex_unlock(mu);
+  push_in_user_order(user_id, &r->hdr);
 }
 
 /* ---- lifecycle ---- */
