@@ -532,7 +532,6 @@ static const store_ops_t sq_ops = {
   .thread_archive = sq_thread_archive,
   .thread_delete = sq_thread_delete,
   .message_add = sq_message_add,
-  .message_add_batch = sq_message_add_batch,
   .message_get = sq_message_get,
   .message_delete = sq_message_delete,
   .message_list = sq_message_list,

@@ -178,8 +178,6 @@ int sq_thread_update(store_t *s, const char *user_id, const char *thread_id, int
 int sq_thread_archive(store_t *s, const char *user_id, const char *thread_id);
 int sq_thread_delete(store_t *s, const char *user_id, const char *thread_id);
 int sq_message_add(store_t *s, const char *user_id, const store_message_new_t *in, store_message_t *out);
-int sq_message_add_batch(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
-                         store_message_t out[], int rcs[]);
 int sq_message_get(store_t *s, const char *user_id, const char *message_id, store_message_t *out);
 int sq_message_delete(store_t *s, const char *user_id, const char *message_id);
 int sq_message_list(store_t *s, const char *user_id, const char *thread_id, int limit, long offset,

@@ -3,8 +3,8 @@
  *
  * A message's `seq` is its rowid (AUTOINCREMENT: never reused); a thread row carries its
  * message count, kept in step by every insert and delete.  Lists read under one snapshot
- * (sq_tx_begin_read); the group commit of messages (sq_message_add_batch) gives each item a
- * savepoint of its own.
+ * (sq_tx_begin_read).  Many message writes share one transaction through the event
+ * writer's group commit (core/messages.h), each in a savepoint of its own.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -331,33 +331,6 @@ int sq_message_add(store_t *s, const char *user_id, const store_message_new_t *i
   if (e) return e;
   e = sq_tx_end(c, message_add_tx(c, user_id, in, time_now(), out));
   if (e) store_message_dispose(out);
-  return e;
-}
-
-/* Group commit: the items share one write transaction; each is a nested level (a
- * savepoint) so a failed item leaves nothing behind while the others are kept. */
-int sq_message_add_batch(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
-                                store_message_t out[], int rcs[]) {
-  SQ_CONN(s, c);
-  int e = sq_tx_begin(c);
-  if (e) return e;
-  double now = time_now();
-  for (size_t i = 0; i < n && !e; i++) {
-    if (rcs[i]) continue; /* refused by store.c */
-    e = sq_tx_begin(c); /* a savepoint */
-    if (e) break;
-    rcs[i] = message_add_tx(c, user_ids[i], &in[i], now, &out[i]);
-    int released = sq_tx_end(c, rcs[i]); /* kept, or undone alone */
-    if (rcs[i] == AGD_EUNAVAILABLE || rcs[i] == AGD_EINTERNAL) e = rcs[i]; /* the database, not the item */
-    else if (rcs[i] == 0) e = released;
-  }
-  e = sq_tx_end(c, e);
-  if (e) {
-    for (size_t i = 0; i < n; i++) {
-      store_message_dispose(&out[i]);
-      if (rcs[i] == 0) rcs[i] = e;
-    }
-  }
   return e;
 }
 

@@ -258,19 +258,6 @@ int store_message_check(const char *user_id, const store_message_new_t *in) {
   return 0;
 }
 
-int store_message_add_batch(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
-                            store_message_t out[], int rcs[]) {
-  if (n == 0) return 0;
-  if (!user_ids || !in || !out || !rcs) return ERR(AGD_EINTERNAL);
-  size_t ok = 0;
-  for (size_t i = 0; i < n; i++) {
-    memset(&out[i], 0, sizeof out[i]);
-    rcs[i] = store_message_check(user_ids[i], &in[i]);
-    ok += rcs[i] == 0;
-  }
-  return ok ? s->ops->message_add_batch(s, n, user_ids, in, out, rcs) : 0;
-}
-
 int store_message_add(store_t *s, const char *user_id, const store_message_new_t *in,
                       store_message_t *out) {
   if (!out || !in) return ERR(AGD_EINTERNAL);

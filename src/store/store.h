@@ -250,15 +250,6 @@ int store_message_add(store_t *s, const char *user_id, const store_message_new_t
  * the code it would return), for a caller that writes the message later. */
 int store_message_check(const char *user_id, const store_message_new_t *in);
 
-/* Group commit: append n messages in ONE write transaction (much cheaper per message
- * than n calls).  Item i is stored as store_message_add(s, user_ids[i], &in[i], &out[i])
- * would, in array order, and rcs[i] gets its result; a failed item leaves nothing behind
- * and does not affect the others (out[i] is then zeroed).  Returns 0 when the transaction
- * committed (see rcs), or an error of the database itself (AGD_EUNAVAILABLE,
- * AGD_EINTERNAL): then nothing was stored and every rcs[i] is non-zero. */
-int store_message_add_batch(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
-                            store_message_t out[], int rcs[]);
-
 /* One message of the caller.  AGD_ENOT_FOUND otherwise. */
 int store_message_get(store_t *s, const char *user_id, const char *message_id, store_message_t *out);
 

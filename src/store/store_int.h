@@ -56,9 +56,6 @@ typedef struct store_ops {
   int (*thread_delete)(store_t *s, const char *user_id, const char *thread_id);
   int (*message_add)(store_t *s, const char *user_id, const store_message_new_t *in,
                      store_message_t *out);
-  /* rcs[i] != 0 on entry: the item was refused by store.c, skip it */
-  int (*message_add_batch)(store_t *s, size_t n, const char *const user_ids[], const store_message_new_t in[],
-                           store_message_t out[], int rcs[]);
   int (*message_get)(store_t *s, const char *user_id, const char *message_id, store_message_t *out);
   int (*message_delete)(store_t *s, const char *user_id, const char *message_id);
   int (*message_list)(store_t *s, const char *user_id, const char *thread_id, int limit, long offset,
