@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/events.h" /* event_type_t, event_type_name() */
@@ -36,6 +37,40 @@ typedef int (*agent_persist_fn)(void *emit_arg, const char *content, char *messa
  * agent_error / agent_stopped) is emitted, with that event's data, so the run's
  * end is recorded before any client can see the event.  Provided by core/runs. */
 typedef void (*agent_final_fn)(void *emit_arg, event_type_t type, const json_t *data);
+
+/* ---- approvals (SPEC §11: human in the loop) ----
+ * A tool call the model asks for may need the user's decision first.  The
+ * agent asks core/runs through the two callbacks below (agent_run_params_t);
+ * core/runs keeps the pending approval in the store with the run's checkpoint,
+ * so a run whose server restarts while it waits resumes from that point
+ * (agent_run_params_t.resume). */
+typedef struct agent_approval_req {
+  const char *agent_name;   /* the agent asking (approval_required's agent_name) */
+  const char *call_id;      /* the model's call id */
+  const char *tool_name;    /* the registry's name of the tool */
+  const json_t *parameters; /* the call's arguments (an object) */
+  const json_t *checkpoint; /* the run's state to resume from (opaque to core/runs; stored as it is) */
+  int resumed;              /* 1: asked before a restart (stored, event emitted): only wait */
+} agent_approval_req_t;
+
+typedef enum {
+  AGENT_APPROVAL_APPROVED = 0,
+  AGENT_APPROVAL_DENIED,    /* the user said no: the model gets an error result saying so */
+  AGENT_APPROVAL_TIMED_OUT, /* --approval-timeout passed: the run stops, reason "approval_timeout" */
+} agent_approval_t;
+
+/* 1 when calls of tool_name wait for the user's approval (--approve-tools, or
+ * the tool's destructive hint).  Provided by core/runs. */
+typedef int (*agent_needs_approval_fn)(void *emit_arg, const char *tool_name);
+/* Ask the user and wait (on the run thread): unless req->resumed, store the
+ * pending approval with req->checkpoint, set the run's status to waiting and
+ * emit approval_required {"call_id","tool_name","parameters"}; then wait for
+ * the decision, the timeout or a cancel; set the status back to running.
+ * Returns 0 with *out (and the user's reason, "" when none, in reason[cap]),
+ * AGD_ECANCELLED when the run was cancelled while waiting, or another AGD_E*.
+ * Provided by core/runs. */
+typedef int (*agent_await_approval_fn)(void *emit_arg, const agent_approval_req_t *req, agent_approval_t *out,
+                                       char *reason, size_t cap);
 
 typedef struct agent_ops {
   const char *name;        /* "triage", "data", … */
@@ -71,6 +106,10 @@ typedef struct agent_run_params {
   agent_emit_fn emit;
   agent_persist_fn persist;
   agent_final_fn on_final;                  /* may be NULL */
+  agent_needs_approval_fn needs_approval;   /* may be NULL: no call needs approval */
+  agent_await_approval_fn await_approval;   /* required when needs_approval is set */
+  const json_t *resume;                     /* a checkpoint (agent_approval_req_t) to continue the run from,
+                                               after a restart; NULL: start from the beginning (borrowed) */
   void *emit_arg;
 } agent_run_params_t;
 

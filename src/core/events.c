@@ -38,7 +38,7 @@ static const char *const event_names[EV__COUNT] = {
     [EV_TOOL_EXECUTING] = "tool_executing",   [EV_TOOL_COMPLETED] = "tool_completed",
     [EV_PARTIAL_RESULT] = "partial_result",   [EV_AGENT_COMPLETED] = "agent_completed",
     [EV_AGENT_RESPONSE] = "agent_response",   [EV_AGENT_ERROR] = "agent_error",
-    [EV_AGENT_STOPPED] = "agent_stopped",
+    [EV_AGENT_STOPPED] = "agent_stopped",     [EV_APPROVAL_REQUIRED] = "approval_required",
 };
 
 const char *event_type_name(event_type_t t) {

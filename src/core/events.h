@@ -36,7 +36,7 @@ typedef struct uv_loop_s uv_loop_t;
 typedef struct conn conn_t;
 typedef struct store store_t;
 
-/* Event types of SPEC §5, in the order of the table. */
+/* Event types of SPEC §5, in the order of the table, then §11's approval_required. */
 typedef enum {
   EV_AGENT_STARTED = 0,
   EV_AGENT_THINKING,
@@ -47,6 +47,7 @@ typedef enum {
   EV_AGENT_RESPONSE,
   EV_AGENT_ERROR,
   EV_AGENT_STOPPED,
+  EV_APPROVAL_REQUIRED, /* SPEC §11: a tool call waits for the user's decision */
   EV__COUNT
 } event_type_t;
 

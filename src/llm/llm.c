@@ -224,6 +224,33 @@ static int settle(const llm_t *l, llm_response_t *out, int rc) {
   }
 }
 
+/* ---- usage ---- */
+
+static _Thread_local llm_usage_fn usage_fn;
+static _Thread_local void *usage_arg;
+
+void llm_usage_observe(llm_usage_fn fn, void *arg) {
+  usage_fn = fn;
+  usage_arg = fn ? arg : NULL;
+}
+
+/* Tell the thread's observer about one call the provider made. */
+static void report_usage(const llm_t *l, const llm_response_t *out, double t0) {
+  if (!usage_fn) return;
+  double now = time_now();
+  llm_call_usage_t u = {
+      .provider = llm_name(l),
+      .model = llm_model(l),
+      .started_at = t0,
+      .latency_ms = (now - t0) * 1000.0,
+      .prompt_tokens = out->prompt_tokens,
+      .completion_tokens = out->completion_tokens,
+      .finish = out->finish,
+      .error = out->error,
+  };
+  usage_fn(usage_arg, &u);
+}
+
 int llm_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void *ud, llm_response_t *out) {
   memset(out, 0, sizeof(*out));
   static const llm_stream_cb_t no_cb = {0};
@@ -236,12 +263,21 @@ int llm_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void
     out->finish = LLM_FINISH_CANCELLED; /* stopped before it started */
   else if (req->deadline > 0 && time_now() >= req->deadline)
     rc = llm_response_fail(out, LLM_ERR_TIMEOUT, "the deadline passed before the model was asked");
-  else
-    rc = l->provider->chat(l, req, cb ? cb : &no_cb, ud, out);
+  else {
+    double t0 = time_now();
+    rc = settle(l, out, l->provider->chat(l, req, cb ? cb : &no_cb, ud, out));
+    report_usage(l, out, t0);
+    return rc;
+  }
   return settle(l, out, rc);
 }
 
 const char *llm_name(const llm_t *l) { return l && l->provider ? l->provider->name : "none"; }
+
+const char *llm_model(const llm_t *l) {
+  if (l && l->provider && l->provider->model) return l->provider->model(l);
+  return llm_name(l);
+}
 
 /* ---- selection ---- */
 

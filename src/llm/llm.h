@@ -90,6 +90,15 @@ typedef struct llm_request {
   int (*cancelled)(const void *arg);   /* 1: stop (e.g. a run's cancel flag or deadline); may be NULL */
   const void *cancel_arg;
   double deadline; /* epoch seconds, 0: none.  Past it the call ends with LLM_ERR_TIMEOUT */
+  /* Coalescing of streamed deltas (SPEC §11: a run's stream is 256 bytes /
+   * 25 ms): a provider that receives text or reasoning in small pieces holds
+   * them and hands them on in one callback once coalesce_bytes are held or
+   * coalesce_ms have passed since the first held byte (and at the end of the
+   * stream, before on_tool_call and before it returns).  0 and 0: each piece
+   * as it arrives.  The builtin provider's deltas are whole sentences already
+   * and ignore this. */
+  int coalesce_bytes;
+  int coalesce_ms;
 } llm_request_t;
 
 /* 1 when the request's cancel flag or probe says stop. */
@@ -170,8 +179,27 @@ char *llm_message_text(const llm_message_t *m);
  * limits us or answers garbage: a dependency failing), AGD_EINTERNAL. */
 int llm_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void *ud, llm_response_t *out);
 
-/* The provider's name ("builtin"). */
+/* The provider's name ("builtin", "openai"). */
 const char *llm_name(const llm_t *l);
+/* The model it asks ("builtin" for the builtin provider; $OPENAI_MODEL for openai). */
+const char *llm_model(const llm_t *l);
+
+/* ---- usage accounting ----
+ * Every llm_chat() reports the call it made to the calling thread's observer,
+ * if one is set: a run sets one for its whole duration (on its run thread), so
+ * the calls its tools make (classify_request) count too.  The observer runs on
+ * that thread, after the provider returned. */
+typedef struct llm_call_usage {
+  const char *provider, *model;          /* llm_name(), llm_model() */
+  double started_at;                     /* epoch seconds */
+  double latency_ms;                     /* the whole call, retries included */
+  long prompt_tokens, completion_tokens; /* as the server reported them (0 when it did not) */
+  llm_finish_t finish;
+  llm_error_t error;
+} llm_call_usage_t;
+typedef void (*llm_usage_fn)(void *arg, const llm_call_usage_t *u);
+/* Set (fn non-NULL) or clear (fn NULL) the calling thread's observer. */
+void llm_usage_observe(llm_usage_fn fn, void *arg);
 
 /* ---- providers ---- */
 
@@ -186,6 +214,8 @@ struct llm_provider {
   int (*chat)(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void *ud, llm_response_t *out);
   /* Free the instance (llm_close); NULL when there is nothing to free. */
   void (*destroy)(llm_t *l);
+  /* The model name (llm_model); NULL: the provider's name. */
+  const char *(*model)(const llm_t *l);
 };
 
 /* An open provider: a provider with state (base URL, key, model, curl

@@ -111,6 +111,7 @@ static tool_entry_t *entry_new(const tool_t *d, const char *source, int *rc) {
       .input_schema_json = e->schema_text,
       .input_schema = schema_doc(schema),
       .source = e->source,
+      .destructive = d->destructive,
       .call = d->call,
       .user_data = d->user_data,
       .user_data_free = d->user_data_free,

@@ -50,6 +50,8 @@ struct tool {
   const char *input_schema_json; /* JSON Schema as text; NULL: input_schema, else {"type":"object"} */
   json_t *input_schema;          /* alternative to the text (borrowed at registration, copied) */
   const char *source;            /* "builtin" (NULL means it) or "mcp:<server>" */
+  int destructive;               /* MCP annotation destructiveHint: true — a model's call of it waits for the
+                                    user's approval (SPEC §11) */
   tool_call_fn call;
   /* For `call` only; the registry never reads it.  Once registration succeeds
    * the registry owns it: user_data_free(user_data) runs at the last unref of

@@ -23,7 +23,7 @@ from agentd import Closed, HttpConn, RawWS, agentd_server, check_envelope, check
 from auth_helpers import call
 
 EVENT_TYPES = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "partial_result",
-               "agent_completed", "agent_response", "agent_error", "agent_stopped"]
+               "agent_completed", "agent_response", "agent_error", "agent_stopped", "approval_required"]
 FINAL_TYPES = ("agent_completed", "agent_error", "agent_stopped")
 QUESTION = "What are my LLM costs by model, and how can I cut them?"
 
