@@ -120,6 +120,18 @@ static const opt_t OPTS[] = {
   {"sse-heartbeat", "AGENTD_SSE_HEARTBEAT", K_SECS, OFF(sse_heartbeat), 0, 86400, false, "SECS", "15", "SSE comment heartbeat period"},
   {"llm-latency-ms", "AGENTD_LLM_LATENCY_MS", K_INT, OFF(llm_latency_ms), 0, 600000, false, "MS", "0",
    "builtin provider: simulated model latency per agent step (demos, tests)"},
+  {"llm-timeout", "AGENTD_LLM_TIMEOUT", K_SECS, OFF(llm_timeout), 1, 86400, false, "SECS", "60",
+   "openai: longest one model call may take, retries included (connect and first byte within it)"},
+  {"llm-max-output", "AGENTD_LLM_MAX_OUTPUT", K_SIZE, OFF(llm_max_output), 1024, GIB, false, "BYTES", "4m",
+   "openai: streamed bytes one model call may send (over: LLM_BAD_RESPONSE)"},
+  {"llm-max-steps", "AGENTD_LLM_MAX_STEPS", K_INT, OFF(llm_max_steps), 1, 100, false, "N", "8",
+   "openai: model rounds of a run's tool loop (over: LLM_TOO_MANY_STEPS)"},
+  {"record-usage", "AGENTD_RECORD_USAGE", K_BOOL, OFF(record_usage), 0, 0, false, NULL, "off",
+   "add each model call to the user's workload records (feature \"agentd\")"},
+  {"approve-tools", "AGENTD_APPROVE_TOOLS", K_NAME, OFF(approve_tools), 0, 0, false, "LIST", "none",
+   "comma-separated tool names (`*` wildcards) whose calls by the model wait for the user's approval"},
+  {"approval-timeout", "AGENTD_APPROVAL_TIMEOUT", K_SECS, OFF(approval_timeout), 1, 31536000, false, "SECS", "900",
+   "a pending approval expires after this (the run stops, reason approval_timeout)"},
   {"shutdown-grace", "AGENTD_SHUTDOWN_GRACE", K_SECS0, OFF(shutdown_grace), 0, 86400, false, "SECS", "10",
    "runs may finish for this long on SIGTERM"},
 };
@@ -495,6 +507,10 @@ static void set_defaults(config_t *cfg) {
   cfg->ws_idle_timeout = 90;
   cfg->sse_heartbeat = 15;
   cfg->shutdown_grace = 10;
+  cfg->llm_timeout = 60;
+  cfg->llm_max_output = 4 * MIB;
+  cfg->llm_max_steps = 8;
+  cfg->approval_timeout = 900;
 }
 
 static const opt_t *find_opt(const char *name, size_t n) {
@@ -668,6 +684,7 @@ void config_dispose(config_t *cfg) {
   free(cfg->jwt_secret);
   free(cfg->jwt_issuer);
   free(cfg->llm_provider);
+  free(cfg->approve_tools);
   free(cfg->mcp_config);
   free(cfg->tls_cert);
   free(cfg->tls_key);
