@@ -90,13 +90,16 @@ typedef struct llm_request {
   int (*cancelled)(const void *arg);   /* 1: stop (e.g. a run's cancel flag or deadline); may be NULL */
   const void *cancel_arg;
   double deadline; /* epoch seconds, 0: none.  Past it the call ends with LLM_ERR_TIMEOUT */
-  /* Coalescing of streamed deltas (SPEC §11: a run's stream is 256 bytes /
-   * 25 ms): a provider that receives text or reasoning in small pieces holds
-   * them and hands them on in one callback once coalesce_bytes are held or
-   * coalesce_ms have passed since the first held byte (and at the end of the
-   * stream, before on_tool_call and before it returns).  0 and 0: each piece
-   * as it arrives.  The builtin provider's deltas are whole sentences already
-   * and ignore this. */
+  /* Coalescing of streamed deltas (SPEC §11: at most one event per 25 ms or
+   * 256 bytes of a run): a piece that arrives coalesce_ms or more after the
+   * previous callback of its kind (text or reasoning) is handed on at once;
+   * one that arrives sooner is held, and what is held goes out in one
+   * callback once coalesce_bytes are held or coalesce_ms have passed since
+   * that previous callback (the provider wakes for it), and at the end of the
+   * stream, before on_tool_call and before chat returns.  So a slow stream
+   * adds no delay and a fast one is rate-limited.  0 and 0: each piece as it
+   * arrives.  The builtin provider's deltas are whole sentences already and
+   * ignore this. */
   int coalesce_bytes;
   int coalesce_ms;
 } llm_request_t;
