@@ -457,7 +457,7 @@ static att_result_t attempt(openai_t *o, const llm_request_t *req, const char *b
       if (frc != 0 && frc != AGD_ECANCELLED) snprintf(msg, cap, "out of memory");
     }
   } else {
-    char why_text[200];
+    char why_text[160]; /* with the prefix, within msg's 220 */
     error_text(&x.errbody, why_text, sizeof(why_text));
     *err = x.status == 429 ? LLM_ERR_RATE_LIMITED : LLM_ERR_UNAVAILABLE;
     snprintf(msg, cap, "the model server answered HTTP %ld: %s", x.status, why_text);
@@ -558,7 +558,7 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   for (int n = 0;; n++) {
     llm_error_t err;
     char msg[220];
-    double ra;
+    double ra = -1;
     att_result_t res = attempt(o, req, body, hdrs, &cp, &map, &st, out, &err, msg, sizeof(msg), &ra);
     if (res == ATT_OK) {
       rc = 0;
