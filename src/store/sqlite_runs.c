@@ -30,8 +30,12 @@ enum {
   Q__COUNT
 };
 
+/* A running run with a pending approval reads "waiting" (migration 0007). */
 #define RUN_COLS                                                                                  \
-  "r.id, coalesce(r.thread_id, ''), r.agent, r.status, r.created_at, coalesce(r.started_at, 0),"   \
+  "r.id, coalesce(r.thread_id, ''), r.agent,"                                                      \
+  " CASE WHEN r.status = 'running' AND EXISTS (SELECT 1 FROM approvals a INDEXED BY approvals_pending" \
+  " WHERE a.run_id = r.id AND a.status = 'pending') THEN 'waiting' ELSE r.status END,"            \
+  " r.created_at, coalesce(r.started_at, 0),"                                                      \
   " coalesce(r.completed_at, 0), r.input, r.result, r.error,"                                      \
   " (SELECT count(*) FROM events e WHERE e.run_id = r.id)"
 
@@ -50,7 +54,8 @@ static const char *const sql[Q__COUNT] = {
   [Q_RUN_FAIL_INFLIGHT] = "UPDATE runs SET status = 'failed', completed_at = ?1, error ="
                           " '{\"error_code\":\"INTERRUPTED\",\"error_message\":"
                           "\"the server stopped while this run was in flight\"}'"
-                          " WHERE status IN ('queued', 'running')",
+                          " WHERE status IN ('queued', 'running') AND NOT (status = 'running' AND EXISTS"
+                          " (SELECT 1 FROM approvals a WHERE a.run_id = runs.id AND a.status = 'pending'))",
   [Q_EV_INSERT] = "INSERT INTO events(user_id, seq, run_id, thread_id, type, agent_name, created_at, body)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
   [Q_EV_SEQ_SET] = "INSERT INTO event_seq(user_id, last_seq) VALUES (?1, ?2)"
