@@ -224,4 +224,45 @@ Test(store_approvals, restart_resumes_waiting_runs_fails_the_rest) {
   cr_assert_str_eq(st, "failed");
   run_status("usr_a", ended, st);
   cr_assert_str_eq(st, "completed");
+  /* the pending approval of the run that had ended is no longer pending */
+  store_approval_t a;
+  cr_assert_eq(store_approval_get(S, "usr_a", ended, "call_e", &a), 0);
+  cr_assert_str_eq(a.status, "expired");
+  store_approval_dispose(&a);
+  cr_assert_eq(store_approval_get(S, "usr_a", waiting, "call_w", &a), 0);
+  cr_assert_str_eq(a.status, "pending");
+  store_approval_dispose(&a);
+}
+
+Test(store_approvals, run_end_expires_its_pending_approvals) {
+  char run[ID_MAX], other[ID_MAX];
+  new_run("usr_a", "running", run);
+  new_run("usr_a", "running", other);
+  cr_assert_eq(add("usr_a", run, "call_1", 1e12), 0);
+  cr_assert_eq(add("usr_a", run, "call_2", 1e12), 0);
+  cr_assert_eq(store_approval_decide(S, "usr_a", run, "call_2", "approved", "yes", 20.0, NULL), 0);
+  cr_assert_eq(add("usr_a", other, "call_1", 1e12), 0);
+  /* a status that is no end leaves them */
+  cr_assert_eq(store_run_set_status(S, "usr_a", run, "running", 0, 0, NULL, NULL), 0);
+  store_approval_t a;
+  cr_assert_eq(store_approval_get(S, "usr_a", run, "call_1", &a), 0);
+  cr_assert_str_eq(a.status, "pending");
+  store_approval_dispose(&a);
+  cr_assert_eq(store_run_set_status(S, "usr_a", run, "cancelled", 0, 30.0, NULL, NULL), 0);
+  cr_assert_eq(store_approval_get(S, "usr_a", run, "call_1", &a), 0);
+  cr_assert_str_eq(a.status, "expired");
+  cr_assert_str_eq(a.reason, "run ended");
+  cr_assert_eq(a.decided_at, 30.0);
+  store_approval_dispose(&a);
+  cr_assert_eq(store_approval_get(S, "usr_a", run, "call_2", &a), 0);
+  cr_assert_str_eq(a.status, "approved", "a decision stays");
+  store_approval_dispose(&a);
+  cr_assert_eq(store_approval_get(S, "usr_a", other, "call_1", &a), 0);
+  cr_assert_str_eq(a.status, "pending", "another run's stays");
+  store_approval_dispose(&a);
+  cr_assert_eq(store_run_set_status(S, "usr_b", other, "failed", 0, 30.0, NULL, NULL), AGD_ENOT_FOUND,
+               "another user's run: untouched");
+  cr_assert_eq(store_approval_get(S, "usr_a", other, "call_1", &a), 0);
+  cr_assert_str_eq(a.status, "pending");
+  store_approval_dispose(&a);
 }
