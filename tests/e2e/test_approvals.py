@@ -242,6 +242,10 @@ def test_restart_expired_approval_cannot_be_decided(server_factory):
 
 # ---- the whole flow, with a model (the OpenAI stand-in) ----------------------------------------
 
+# The run's top agent is `reporting` (start_agent), whose model loop makes the run's first model call:
+# under the supervisor, triage's classify call is replayed to the model as an earlier assistant turn, so
+# the loop's first request is the stand-in's step 1 and scenario `approval` answers it with text.
+FLOW_AGENT = "reporting"
 FLOW_TOOL = "calculator"      # a builtin tool the model loop offers
 FLOW_ARGS = {"expression": "6*7"}
 FLOW_PATTERN = "calc*"        # --approve-tools (a wildcard)
@@ -263,11 +267,14 @@ def _flow_message():
 
 
 def _start_and_wait_approval(srv, ws, token):
-    ack = ws.send_message(content=_flow_message())
+    start = len(ws.frames)
+    ws.send_json({"type": "start_agent", "payload": {"user_request": _flow_message(), "agent": FLOW_AGENT}})
+    ack = ws.wait_for(lambda f: f.get("type") in ("message_received", "error"), start=start)
     assert ack["type"] == "message_received", ack
     run_id = ack["data"]["run_id"]
-    ev = ws.wait_for(lambda f: f.get("run_id") == run_id and f.get("type") in ("approval_required", "agent_error",
-                                                                                "agent_completed"), timeout=60)
+    ev = ws.wait_for(lambda f: f.get("run_id") == run_id and (
+        f.get("type") in ("approval_required", "agent_error", "agent_stopped")
+        or (f.get("type") == "agent_completed" and f.get("agent_name") == FLOW_AGENT)), timeout=60)
     assert ev["type"] == "approval_required", ev
     d = ev["data"]
     assert d["tool_name"] == FLOW_TOOL and d["parameters"] == FLOW_ARGS and d["call_id"].startswith("call_"), ev
@@ -284,9 +291,10 @@ def _start_and_wait_approval(srv, ws, token):
     return run_id, d["call_id"]
 
 
-def _decide_all_until_end(srv, ws, token, run_id, approved, start=0):
-    """Answer every approval_required of the run until its final event; returns the run's events."""
-    seen = set()
+def _decide_all_until_end(srv, ws, token, run_id, approved, decided=(), start=0):
+    """Answer every approval_required of the run (but the calls in decided) until its final event;
+    returns the run's events."""
+    seen = set(decided)
     i = start
     while True:
         f = ws.wait_for(lambda f: f.get("run_id") == run_id and f.get("type") in (
@@ -299,7 +307,7 @@ def _decide_all_until_end(srv, ws, token, run_id, approved, start=0):
                 r = decide(srv, token, run_id, {"call_id": cid, "approved": approved, "reason": "flow test"})
                 assert r.status == 200, r
             continue
-        if f["type"] == "agent_completed" and f.get("agent_name") != "supervisor":
+        if f["type"] == "agent_completed" and f.get("agent_name") != FLOW_AGENT:
             continue
         return [e for e in ws.frames if e.get("run_id") == run_id and "seq" in e]
 
@@ -327,7 +335,7 @@ def test_flow_approved(server_factory, monkeypatch):
             won = [v for v, r in answers.items() if r.status == 200][0]
             assert answers[won].json()["approved"] is won, answers[won].json()
             check_envelope(answers[not won], "CONFLICT", 409)
-            evs = _decide_all_until_end(srv, ws, token, run_id, True)
+            evs = _decide_all_until_end(srv, ws, token, run_id, True, decided=(call_id,))
             done = [e for e in evs if e["type"] == "tool_completed" and e["data"]["call_id"] == call_id]
             assert len(done) == 1, evs
             if won:
@@ -357,7 +365,7 @@ def test_flow_denied_over_ws(server_factory, monkeypatch):
                           "payload": {"run_id": run_id, "call_id": call_id, "approved": False, "reason": "no"}})
             f = ws.wait_for(lambda f: f.get("reply_to") == "d1")
             assert f["type"] == "approval_recorded" and f["data"]["status"] == "denied", f
-            evs = _decide_all_until_end(srv, ws, token, run_id, False)
+            evs = _decide_all_until_end(srv, ws, token, run_id, False, decided=(call_id,))
             done = [e for e in evs if e["type"] == "tool_completed" and e["data"]["call_id"] == call_id]
             assert all(e["data"]["status"] == "error" for e in done), done
             assert evs[-1]["type"] == "agent_completed", evs[-1]
@@ -377,7 +385,7 @@ def test_flow_timeout_stops_the_run(server_factory, monkeypatch):
             run_id, call_id = _start_and_wait_approval(srv, ws, token)
             f = ws.wait_for(lambda f: f.get("run_id") == run_id and (
                 f.get("type") in ("agent_stopped", "agent_error")
-                or (f.get("type") == "agent_completed" and f.get("agent_name") == "supervisor")), timeout=60)
+                or (f.get("type") == "agent_completed" and f.get("agent_name") == FLOW_AGENT)), timeout=60)
             assert f["type"] == "agent_stopped" and f["data"]["reason"] == "approval_timeout", f
             run = wait_run_status(srv, token, run_id, ("completed", "failed", "cancelled"))
             assert run["status"] == "cancelled", run
@@ -410,7 +418,7 @@ def test_flow_cancel_while_waiting(server_factory, monkeypatch):
 
 def test_flow_pending_across_restart(server_factory, monkeypatch):
     with _standin() as s:
-        srv = _flow_server(server_factory, monkeypatch, s)
+        srv = _flow_server(server_factory, monkeypatch, s, "--shutdown-grace", "120")
         user = "usr_flow_restart"
         token = srv.token(sub=user)
         ws = WSClient(srv, user)
@@ -419,9 +427,8 @@ def test_flow_pending_across_restart(server_factory, monkeypatch):
             last_seq = max(e["seq"] for e in ws.frames if e.get("run_id") == run_id and "seq" in e)
         finally:
             ws.close()
-        t0 = time.monotonic()
-        assert srv.stop(signal.SIGTERM, timeout=30) == 0, srv.stderr_tail()
-        assert time.monotonic() - t0 < 8, "a waiting run held the shutdown"  # parked at once, not after the grace
+        # A waiting run is parked at once, not waited for: far within the 120 s grace.
+        assert srv.stop(signal.SIGTERM, timeout=60) == 0, srv.stderr_tail()
         srv.check_sanitizers()
         srv.start()
         # Still waiting, the same approval pending, no run failed.
@@ -434,7 +441,7 @@ def test_flow_pending_across_restart(server_factory, monkeypatch):
             ws.wait_for(lambda f: f.get("reply_to") == "r")
             r = decide(srv, token, run_id, {"call_id": call_id, "approved": True})
             assert r.status == 200, r
-            evs = _decide_all_until_end(srv, ws, token, run_id, True)
+            evs = _decide_all_until_end(srv, ws, token, run_id, True, decided=(call_id,))
             after = [e for e in evs if e["seq"] > last_seq]
             # nothing of the run's end before the restart, no second approval_required for the call
             assert not [e for e in after if e["type"] == "approval_required" and e["data"]["call_id"] == call_id]
