@@ -1,5 +1,6 @@
 /* api/api.c — the list of API modules whose routes make up the server. */
 #include "api/agents_api.h"
+#include "api/approvals_api.h"
 #include "api/app.h"
 #include "api/ws_api.h"
 #include "api/router.h"
@@ -14,6 +15,7 @@ void api_register_routes(void) {
   api_threads_register();
   api_auth_register();
   api_runs_register();
+  api_approvals_register();
   api_agents_register();
   api_workloads_register();
 }

@@ -470,7 +470,8 @@ static void run_get_done(http_req_t *r, void *arg, int rc) {
     http_respond_json(r, 200, o);
   } else if (j->mode == 2) {
     /* stop: still active → cancel and answer once it ended; else 409. */
-    if (strcmp(j->run.status, "queued") != 0 && strcmp(j->run.status, "running") != 0) {
+    if (strcmp(j->run.status, "queued") != 0 && strcmp(j->run.status, "running") != 0 &&
+        strcmp(j->run.status, "waiting") != 0) {
       http_respond_error(r, AGD_ECONFLICT, "run already finished", NULL);
     } else if (runs_cancel(j->user_id, j->run_id) != 0) {
       /* Not active in this process (it ended between the read and now). */

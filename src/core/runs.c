@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "agents/agent.h"
+#include "core/approvals.h"
 #include "core/events.h"
 #include "core/messages.h"
 #include "core/metrics.h"
@@ -56,6 +57,12 @@ typedef struct run {
   char status[16];
   int end_recorded;             /* the status row of the end is queued (run_record_end) */
   char *response;
+  /* approvals (SPEC §11) */
+  json_t *resume;               /* checkpoint to continue from after a restart (NULL: from the start) */
+  atomic_int waiting;           /* waiting for the user's decision on a tool call */
+  int parked;                   /* stopped by a shutdown while waiting: it resumes at the next start, so
+                                   nothing of its end is emitted or stored (run thread only) */
+  agent_run_params_t params;    /* what the agent runs with (its deadline moves past the waits) */
 } run_t;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -137,6 +144,10 @@ void runs_release(run_slot_t *slot) {
 
 static int run_emit(void *arg, event_type_t type, const char *agent_name, json_t *data) {
   run_t *r = arg;
+  if (r->parked) { /* it goes on after the restart: no end now */
+    json_decref(data);
+    return 0;
+  }
   int64_t seq = events_emit(r->user_id, r->id, r->thread_id, agent_name, type, data);
   return seq > 0 ? 0 : (int)seq;
 }
@@ -198,6 +209,125 @@ static int run_persist(void *arg, const char *content, char *message_id) {
   return rc;
 }
 
+/* ---- approvals of tool calls (SPEC §11; core/approvals.h) ---- */
+
+static int run_needs_approval(void *arg, const char *tool_name) {
+  return approvals_tool_needs(g_cfg->approve_tools, tool_name);
+}
+
+/* The pending approval's row, written in the event writer's group commit before
+ * approval_required: a client that sees the event can decide at once. */
+static int write_approval(store_t *st, void *arg) {
+  const store_approval_t *a = arg;
+  int rc = store_approval_create(st, a);
+  if (rc != 0) log_warn("runs: cannot store the approval %s of %s: %s", a->call_id, a->run_id, agd_err_code(rc));
+  return rc;
+}
+
+static void free_approval(void *arg) {
+  store_approval_t *a = arg;
+  store_approval_dispose(a);
+  free(a);
+}
+
+/* A stored approval's outcome as the agent sees it: 1 decided (out set), 0 pending. */
+static int stored_outcome(const store_approval_t *a, agent_approval_t *out, char *reason, size_t cap) {
+  if (strcmp(a->status, "pending") == 0) return 0;
+  *out = strcmp(a->status, "approved") == 0 ? AGENT_APPROVAL_APPROVED
+         : strcmp(a->status, "denied") == 0 ? AGENT_APPROVAL_DENIED
+                                             : AGENT_APPROVAL_TIMED_OUT;
+  if (reason && cap) snprintf(reason, cap, "%s", a->reason ? a->reason : "");
+  return 1;
+}
+
+/* The waiter's end of a wait that expired or was cancelled: the approval becomes
+ * expired, unless a decision was stored first (then that decision holds: the user
+ * was told 200).  1 when a decision was found (out set), 0 when it expired now. */
+static int expire_or_decided(run_t *r, const char *call_id, const char *why, agent_approval_t *out, char *reason,
+                             size_t cap) {
+  store_approval_t a;
+  int rc = store_approval_decide(g_store, r->user_id, r->id, call_id, "expired", why, time_now(), &a);
+  int decided = rc == AGD_ECONFLICT && stored_outcome(&a, out, reason, cap);
+  if (rc != 0 && rc != AGD_ECONFLICT)
+    log_warn("runs: cannot expire the approval %s of %s: %s", call_id, r->id, agd_err_code(rc));
+  store_approval_dispose(&a);
+  return decided;
+}
+
+static int run_await_approval(void *arg, const agent_approval_req_t *req, agent_approval_t *out, char *reason,
+                              size_t cap) {
+  run_t *r = arg;
+  if (reason && cap) reason[0] = 0;
+  if (!req || !req->call_id || !req->tool_name || !req->call_id[0] || strlen(req->call_id) >= STORE_CALL_ID_MAX ||
+      strlen(req->tool_name) >= STORE_TOOL_NAME_MAX)
+    return AGD_EVALIDATION;
+  double t0 = time_now(), expires_at;
+  /* Registered before the approval can be decided (its row is not written yet, or
+   * is read below), so no decision slips between. */
+  approval_wait_t *w = approvals_register(r->id, req->call_id);
+  if (!req->resumed) {
+    store_approval_t *a = calloc(1, sizeof(*a));
+    if (!a) abort();
+    snprintf(a->run_id, sizeof(a->run_id), "%s", r->id);
+    snprintf(a->user_id, sizeof(a->user_id), "%s", r->user_id);
+    snprintf(a->call_id, sizeof(a->call_id), "%s", req->call_id);
+    snprintf(a->tool_name, sizeof(a->tool_name), "%s", req->tool_name);
+    a->parameters = json_is_object(req->parameters) ? jsonx_dumps(req->parameters) : strdup("{}");
+    a->checkpoint = req->checkpoint ? jsonx_dumps(req->checkpoint) : NULL;
+    if (!a->parameters) abort();
+    a->created_at = t0;
+    a->expires_at = expires_at = t0 + g_cfg->approval_timeout;
+    atomic_store(&r->waiting, 1);
+    events_store_later(r->user_id, write_approval, free_approval, a);
+    json_t *params = json_is_object(req->parameters) ? json_deep_copy(req->parameters) : json_object();
+    json_t *data = json_pack("{s:s,s:s,s:o}", "call_id", req->call_id, "tool_name", req->tool_name, "parameters",
+                             params);
+    int rc = run_emit(r, EV_APPROVAL_REQUIRED, req->agent_name ? req->agent_name : r->agent, data);
+    if (rc != 0) {
+      atomic_store(&r->waiting, 0);
+      approvals_unregister(w);
+      return rc;
+    }
+  } else {
+    /* Resumed after a restart: the row was stored and the event sent before it. */
+    store_approval_t a;
+    int rc = store_approval_get(g_store, r->user_id, r->id, req->call_id, &a);
+    if (rc != 0) {
+      approvals_unregister(w);
+      return rc;
+    }
+    expires_at = a.expires_at;
+    int decided = stored_outcome(&a, out, reason, cap);
+    if (decided) approvals_preset(w, *out == AGENT_APPROVAL_APPROVED, a.reason);
+    store_approval_dispose(&a);
+    if (decided && *out == AGENT_APPROVAL_TIMED_OUT) {
+      approvals_unregister(w);
+      return 0;
+    }
+    atomic_store(&r->waiting, 1);
+  }
+  int approved = 0, cancel_value = 0;
+  approval_wait_end_t end = approvals_wait(w, expires_at, &r->cancel, &approved, reason, cap, &cancel_value);
+  approvals_unregister(w);
+  atomic_store(&r->waiting, 0);
+  int rc = 0;
+  if (end == APPROVAL_WAIT_DECIDED) {
+    *out = approved ? AGENT_APPROVAL_APPROVED : AGENT_APPROVAL_DENIED;
+  } else if (end == APPROVAL_WAIT_EXPIRED) {
+    if (!expire_or_decided(r, req->call_id, "approval_timeout", out, reason, cap)) *out = AGENT_APPROVAL_TIMED_OUT;
+  } else if (cancel_value == 2) {
+    /* A shutdown: the approval stays pending and the run resumes at the next start. */
+    r->parked = 1;
+    rc = AGD_ECANCELLED;
+  } else {
+    expire_or_decided(r, req->call_id, "cancelled", out, reason, cap);
+    rc = AGD_ECANCELLED;
+  }
+  /* The time spent waiting for a person does not count against the run's deadline. */
+  if (r->params.deadline > 0) r->params.deadline += time_now() - t0;
+  return rc;
+}
+
 /* ---- the end of a run, on the loop ---- */
 
 static void on_run_end(void *arg) {
@@ -210,6 +340,7 @@ static void on_run_end(void *arg) {
   free(r->input);
   free(r->response);
   json_decref(r->context);
+  json_decref(r->resume);
   free(r);
 }
 
@@ -238,6 +369,12 @@ static const char *run_outcome(run_t *r, int rc, json_t **error) {
 
 /* Record the run's end (status row queued behind its events); error is taken. */
 static void run_record_end(run_t *r, int rc, const json_t *result, json_t *error) {
+  if (r->parked) { /* its row stays running, its approval pending: resumed at the next start */
+    snprintf(r->status, sizeof(r->status), "failed");
+    r->end_recorded = 1;
+    json_decref(error);
+    return;
+  }
   const char *status = run_outcome(r, rc, &error);
   snprintf(r->status, sizeof(r->status), "%s", status);
   r->end_recorded = 1;
@@ -283,8 +420,9 @@ static void run_execute(run_t *r) {
     rc = AGD_ECANCELLED;
     run_emit_final(r, EV_AGENT_STOPPED, json_pack("{s:s}", "reason", "cancelled"));
   } else {
-    run_store_status(r, "running", now, 0, NULL, NULL);
-    agent_run_params_t p = {
+    /* A resumed run keeps its first start time. */
+    run_store_status(r, "running", r->resume ? 0 : now, 0, NULL, NULL);
+    r->params = (agent_run_params_t){
         .run_id = r->id,
         .user_id = r->user_id,
         .thread_id = r->thread_id,
@@ -298,15 +436,19 @@ static void run_execute(run_t *r) {
         .emit = run_emit,
         .persist = run_persist,
         .on_final = run_on_final,
+        .needs_approval = run_needs_approval,
+        .await_approval = run_await_approval,
+        .resume = r->resume,
         .emit_arg = r,
     };
-    rc = agent_run_top(ops, &p, &result, &response, &error);
+    rc = agent_run_top(ops, &r->params, &result, &response, &error);
   }
   /* Normally recorded at the final event; this covers a run that could not emit it. */
   if (!r->end_recorded) run_record_end(r, rc, result, error);
   else json_decref(error);
   json_decref(result);
   r->response = response;
+  if (r->parked) return;
   metrics_add("agentd_runs_total", rc == 0 ? "state=\"completed\"" : rc == AGD_ECANCELLED || rc == AGD_ETIMEOUT ? "state=\"cancelled\"" : "state=\"failed\"", 1);
 }
 
@@ -456,19 +598,127 @@ size_t runs_active_count(void) {
 
 static double gauge_active(void *arg) { return (double)runs_active_count(); }
 
+/* ---- resuming the runs that waited for an approval at the last stop ---- */
+
+typedef struct resumable {
+  char user_id[ID_MAX], run_id[ID_MAX], call_id[STORE_CALL_ID_MAX];
+  json_t *checkpoint; /* NULL: unreadable (the run is failed as interrupted) */
+} resumable_t;
+
+typedef struct resumables {
+  resumable_t *items;
+  size_t n, cap;
+} resumables_t;
+
+static void collect_pending(const store_approval_t *a, void *arg) {
+  resumables_t *l = arg;
+  if (l->n == l->cap) {
+    l->cap = l->cap ? l->cap * 2 : 8;
+    l->items = realloc(l->items, l->cap * sizeof(*l->items));
+    if (!l->items) abort();
+  }
+  resumable_t *x = &l->items[l->n++];
+  memset(x, 0, sizeof(*x));
+  snprintf(x->user_id, sizeof(x->user_id), "%s", a->user_id);
+  snprintf(x->run_id, sizeof(x->run_id), "%s", a->run_id);
+  snprintf(x->call_id, sizeof(x->call_id), "%s", a->call_id);
+  x->checkpoint = a->checkpoint ? json_loads(a->checkpoint, JSON_DECODE_ANY, NULL) : NULL;
+}
+
+/* Queue a run found waiting at start (mu held, before the first submit). */
+static int resume_run_locked(const resumable_t *x) {
+  store_run_t row;
+  int rc = store_run_get(g_store, x->user_id, x->run_id, &row);
+  if (rc != 0) return rc;
+  run_t *r = calloc(1, sizeof(*r));
+  if (!r) abort();
+  double now = time_now();
+  snprintf(r->id, sizeof(r->id), "%s", row.id);
+  snprintf(r->user_id, sizeof(r->user_id), "%s", x->user_id);
+  snprintf(r->thread_id, sizeof(r->thread_id), "%s", row.thread_id);
+  snprintf(r->agent, sizeof(r->agent), "%s", row.agent);
+  r->input = strdup(row.input ? row.input : "");
+  if (!r->input) abort();
+  store_run_dispose(&row);
+  r->resume = json_incref(x->checkpoint);
+  r->submitted_at = now;
+  r->deadline = g_cfg->run_timeout > 0 ? now + g_cfg->run_timeout : 0;
+  list_append(&active, r);
+  n_active++;
+  if (q_tail) q_tail->qnext = r;
+  else q_head = r;
+  q_tail = r;
+  if (n_idle == 0) spawn_thread_locked();
+  pthread_cond_signal(&cv);
+  return 0;
+}
+
+/* SPEC §11: a run that waited for the user's decision when the server stopped goes on
+ * waiting (its approval pending, its expiry unchanged); one whose checkpoint cannot be
+ * read cannot continue and is failed as interrupted, like every other run that was in
+ * flight (SPEC §4).  Runs found here start once the executor is up. */
+static int resume_collect(resumables_t *l) {
+  int rc = store_approvals_pending(g_store, collect_pending, l);
+  if (rc != 0) return rc;
+  for (size_t i = 0; i < l->n; i++) {
+    resumable_t *x = &l->items[i];
+    int later_same_run = 0; /* a run waits for one call at a time: the newest one stands */
+    for (size_t k = i + 1; k < l->n; k++)
+      if (strcmp(l->items[k].run_id, x->run_id) == 0) later_same_run = 1;
+    if (x->checkpoint && !later_same_run) continue;
+    if (!x->checkpoint)
+      log_warn("runs: run %s waited for approval %s but its checkpoint is unreadable; failing it", x->run_id,
+               x->call_id);
+    store_approval_decide(g_store, x->user_id, x->run_id, x->call_id, "expired",
+                          x->checkpoint ? "superseded" : "checkpoint unreadable", time_now(), NULL);
+    json_decref(x->checkpoint);
+    x->checkpoint = NULL;
+  }
+  return 0;
+}
+
+static void resume_start(resumables_t *l) {
+  size_t n = 0;
+  pthread_mutex_lock(&mu);
+  for (size_t i = 0; i < l->n; i++) {
+    resumable_t *x = &l->items[i];
+    if (!x->checkpoint) continue;
+    int rc = resume_run_locked(x);
+    if (rc == 0) n++;
+    else log_warn("runs: cannot resume run %s: %s", x->run_id, agd_err_code(rc));
+    json_decref(x->checkpoint);
+  }
+  pthread_mutex_unlock(&mu);
+  free(l->items);
+  if (n > 0) log_info("runs: %zu run(s) waiting for an approval resumed", n);
+}
+
 int runs_init(uv_loop_t *loop, store_t *store, llm_t *llm, const config_t *cfg) {
   g_store = store;
   g_llm = llm;
   g_cfg = cfg;
   start_rate = ratelimit_new(3, 3, 100000);
-  /* SPEC §4: runs in flight when the server stopped are failed, never left running. */
+  resumables_t waiting = {0};
+  int rc = resume_collect(&waiting);
+  if (rc != 0) {
+    for (size_t i = 0; i < waiting.n; i++) json_decref(waiting.items[i].checkpoint);
+    free(waiting.items);
+    return rc;
+  }
+  /* SPEC §4: runs in flight when the server stopped are failed, never left running
+   * (those waiting for an approval excepted: the store leaves them running). */
   long n = 0;
-  int rc = store_runs_fail_inflight(store, time_now(), &n);
-  if (rc != 0) return rc;
+  rc = store_runs_fail_inflight(store, time_now(), &n);
+  if (rc != 0) {
+    for (size_t i = 0; i < waiting.n; i++) json_decref(waiting.items[i].checkpoint);
+    free(waiting.items);
+    return rc;
+  }
   if (n > 0) log_warn("runs: %ld run(s) were in flight at the last stop; marked failed", n);
   metrics_gauge_fn_register("agentd_runs_active", NULL, "Runs queued or running", gauge_active, NULL);
   shutting_down = 0;
   initialised = 1;
+  resume_start(&waiting);
   return 0;
 }
 
@@ -477,11 +727,22 @@ void runs_shutdown(double grace_s) {
   pthread_mutex_lock(&mu);
   shutting_down = 1;
   pthread_cond_broadcast(&cv);
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += (time_t)grace_s;
-  while (n_active > 0) {
-    if (pthread_cond_timedwait(&idle_cv, &mu, &until) != 0) break;
+  /* A run waiting for the user's decision cannot finish within the grace: it is
+   * parked at once (cancel 2; its approval stays pending) and resumes at the next
+   * start.  Looked at again every 100 ms, for runs that start waiting meanwhile. */
+  double until_s = time_now() + grace_s;
+  while (n_active > 0 && time_now() < until_s) {
+    for (run_t *r = active.next; r != &active; r = r->next)
+      if (atomic_load(&r->waiting)) atomic_store(&r->cancel, 2);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    double slice = until_s - time_now();
+    if (slice > 0.1) slice = 0.1;
+    if (slice < 0) slice = 0;
+    long ns = until.tv_nsec + (long)(slice * 1e9);
+    until.tv_sec += ns / 1000000000L;
+    until.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(&idle_cv, &mu, &until);
   }
   if (n_active > 0) {
     log_warn("runs: %zu run(s) still going after %.0fs: cancelling", n_active, grace_s);

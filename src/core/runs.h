@@ -6,6 +6,11 @@
  * (over that the start is refused with AGD_ERATE_LIMITED), each run has a
  * deadline (cfg->run_timeout) and a cancel flag checked at every step.
  *
+ * A model's tool call that needs the user's approval (SPEC §11, core/approvals.h)
+ * makes its run wait (status "waiting": still active, cancellable); runs_init
+ * resumes the runs a stopped server left waiting, and runs_shutdown parks
+ * waiting runs at once instead of waiting the grace for them.
+ *
  * Threads: runs_submit/runs_cancel/runs_watch are called on the loop thread;
  * completions come back to the loop through a queue.  Run threads may block.
  */

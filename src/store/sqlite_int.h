@@ -8,7 +8,8 @@
  *   sqlite_auth.c       users, refresh tokens and their families, revoked access tokens;
  *   sqlite_threads.c    threads and messages;
  *   sqlite_runs.c       runs and events;
- *   sqlite_workloads.c  workload records.
+ *   sqlite_workloads.c  workload records;
+ *   sqlite_approvals.c  approvals of tool calls (SPEC §11).
  * Each entity file keeps its SQL in a table of its own (its `enum { Q_… }` indexes it) beside
  * the functions that use it, and reaches its cached statements through sq_stmt() under its
  * own module id: adding a statement touches that file only.
@@ -39,6 +40,7 @@ enum sq_module {
   SQ_MOD_THREADS,   /* sqlite_threads.c */
   SQ_MOD_RUNS,      /* sqlite_runs.c */
   SQ_MOD_WORKLOADS, /* sqlite_workloads.c */
+  SQ_MOD_APPROVALS, /* sqlite_approvals.c */
   SQ_MOD__COUNT
 };
 /* Statements per module at most (each file checks its count with a static assertion). */
@@ -201,6 +203,14 @@ int sq_event_append_batch(store_t *s, const store_event_t *evs, size_t n);
 int sq_event_last_seq(store_t *s, const char *user_id, int64_t *out);
 int sq_event_list(store_t *s, const char *user_id, int64_t after_seq, const char *run_id, const char *thread_id,
                   int limit, store_event_list_t *out);
+
+/* sqlite_approvals.c */
+int sq_approval_create(store_t *s, const store_approval_t *a);
+int sq_approval_get(store_t *s, const char *user_id, const char *run_id, const char *call_id, store_approval_t *out);
+int sq_approval_list(store_t *s, const char *user_id, const char *run_id, store_approval_list_t *out);
+int sq_approval_decide(store_t *s, const char *user_id, const char *run_id, const char *call_id, const char *status,
+                       const char *reason, double now, store_approval_t *out);
+int sq_approvals_pending(store_t *s, store_approval_cb cb, void *arg);
 
 /* sqlite_workloads.c */
 int sq_workload_insert(store_t *s, const char *user_id, const store_workload_t *recs, size_t n, int64_t *first_seq,

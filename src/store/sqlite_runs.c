@@ -13,6 +13,7 @@
 #include "store/sqlite_int.h"
 #include "util/err.h"
 #include "util/hash.h"
+#include "util/timeutil.h"
 
 /* ---- SQL ------------------------------------------------------------------------------ */
 
@@ -22,6 +23,8 @@ enum {
   Q_RUN_GET,
   Q_RUN_LIST,
   Q_RUN_FAIL_INFLIGHT,
+  Q_RUN_END_APPROVALS,
+  Q_ENDED_APPROVALS,
   Q_EV_INSERT,
   Q_EV_SEQ_SET,
   Q_EV_SEQ_GET,
@@ -30,8 +33,12 @@ enum {
   Q__COUNT
 };
 
+/* A running run with a pending approval reads "waiting" (migration 0007). */
 #define RUN_COLS                                                                                  \
-  "r.id, coalesce(r.thread_id, ''), r.agent, r.status, r.created_at, coalesce(r.started_at, 0),"   \
+  "r.id, coalesce(r.thread_id, ''), r.agent,"                                                      \
+  " CASE WHEN r.status = 'running' AND EXISTS (SELECT 1 FROM approvals a INDEXED BY approvals_pending" \
+  " WHERE a.run_id = r.id AND a.status = 'pending') THEN 'waiting' ELSE r.status END,"            \
+  " r.created_at, coalesce(r.started_at, 0),"                                                      \
   " coalesce(r.completed_at, 0), r.input, r.result, r.error,"                                      \
   " (SELECT count(*) FROM events e WHERE e.run_id = r.id)"
 
@@ -50,7 +57,15 @@ static const char *const sql[Q__COUNT] = {
   [Q_RUN_FAIL_INFLIGHT] = "UPDATE runs SET status = 'failed', completed_at = ?1, error ="
                           " '{\"error_code\":\"INTERRUPTED\",\"error_message\":"
                           "\"the server stopped while this run was in flight\"}'"
-                          " WHERE status IN ('queued', 'running')",
+                          " WHERE status IN ('queued', 'running') AND NOT (status = 'running' AND EXISTS"
+                          " (SELECT 1 FROM approvals a WHERE a.run_id = runs.id AND a.status = 'pending'))",
+  /* A run's end expires the approvals it still waited for (migration 0007): nobody can
+   * act on a decision any more. */
+  [Q_RUN_END_APPROVALS] = "UPDATE approvals SET status = 'expired', reason = 'run ended', decided_at = ?2"
+                          " WHERE run_id = ?1 AND status = 'pending'",
+  [Q_ENDED_APPROVALS] = "UPDATE approvals SET status = 'expired', reason = 'run ended', decided_at = ?1"
+                        " WHERE status = 'pending' AND run_id IN (SELECT id FROM runs WHERE status NOT IN"
+                        " ('queued', 'running'))",
   [Q_EV_INSERT] = "INSERT INTO events(user_id, seq, run_id, thread_id, type, agent_name, created_at, body)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
   [Q_EV_SEQ_SET] = "INSERT INTO event_seq(user_id, last_seq) VALUES (?1, ?2)"
@@ -118,9 +133,27 @@ int sq_run_set_status(store_t *s, const char *user_id, const char *run_id, const
   else sqlite3_bind_null(st, 6);
   if (error_json) sq_bind_text(st, 7, error_json);
   else sqlite3_bind_null(st, 7);
-  int e = sq_do(c, st, "run status");
+  /* A final status also expires the run's pending approvals, in one savepoint (inside
+   * the group commit: the end and its approvals at once).  Other statuses: one statement. */
+  int final = strcmp(status, "queued") != 0 && strcmp(status, "running") != 0;
+  int e = final ? sq_tx_begin(c) : 0;
+  if (e) {
+    sq_done(st);
+    return e;
+  }
+  e = sq_do(c, st, "run status");
   if (!e && sqlite3_changes(c->db) == 0) e = AGD_ENOT_FOUND;
-  return e;
+  if (!final) return e;
+  if (!e) {
+    sqlite3_stmt *ap = q(c, Q_RUN_END_APPROVALS);
+    if (!ap) e = ERR(AGD_EINTERNAL);
+    else {
+      sq_bind_text(ap, 1, run_id);
+      sqlite3_bind_double(ap, 2, completed_at > 0 ? completed_at : time_now());
+      e = sq_do(c, ap, "run end approvals");
+    }
+  }
+  return sq_tx_end(c, e);
 }
 
 int sq_run_get(store_t *s, const char *user_id, const char *run_id, store_run_t *out) {
@@ -174,7 +207,12 @@ int sq_runs_fail_inflight(store_t *s, double now, long *n) {
   sqlite3_bind_double(st, 1, now);
   int e = sq_do(c, st, "runs fail inflight");
   if (n) *n = e ? 0 : (long)sqlite3_changes(c->db);
-  return e;
+  if (e) return e;
+  /* …and the approvals of every run that ended are no longer pending */
+  st = q(c, Q_ENDED_APPROVALS);
+  if (!st) return ERR(AGD_EINTERNAL);
+  sqlite3_bind_double(st, 1, now);
+  return sq_do(c, st, "ended runs' approvals");
 }
 
 /* Insert one event row (inside the caller's transaction; event_seqs_set moves the counters). */

@@ -411,6 +411,63 @@ int store_event_list(store_t *s, const char *user_id, int64_t after_seq, const c
   return s->ops->event_list(s, user_id, after_seq, run_id, thread_id, limit, out);
 }
 
+/* ---- approvals ---- */
+
+void store_approval_dispose(store_approval_t *a) {
+  if (!a) return;
+  free(a->parameters);
+  free(a->checkpoint);
+  free(a->reason);
+  a->parameters = a->checkpoint = a->reason = NULL;
+}
+
+void store_approval_list_dispose(store_approval_list_t *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->n; i++) store_approval_dispose(&l->items[i]);
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}
+
+int store_approval_create(store_t *s, const store_approval_t *a) {
+  if (!a) return ERR(AGD_EINTERNAL);
+  if (!fits(a->user_id, ID_MAX) || !fits(a->run_id, ID_MAX) || !fits(a->call_id, STORE_CALL_ID_MAX) ||
+      !fits(a->tool_name, STORE_TOOL_NAME_MAX))
+    return AGD_EBAD_REQUEST;
+  if (!a->parameters) return AGD_EBAD_REQUEST; /* its JSON is checked by the backend */
+  if (!(a->expires_at >= a->created_at)) return AGD_EBAD_REQUEST;
+  return s->ops->approval_create(s, a);
+}
+
+int store_approval_get(store_t *s, const char *user_id, const char *run_id, const char *call_id,
+                       store_approval_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX) || !fits(call_id, STORE_CALL_ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->approval_get(s, user_id, run_id, call_id, out);
+}
+
+int store_approval_list(store_t *s, const char *user_id, const char *run_id, store_approval_list_t *out) {
+  if (!out) return ERR(AGD_EINTERNAL);
+  memset(out, 0, sizeof *out);
+  if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->approval_list(s, user_id, run_id, out);
+}
+
+int store_approval_decide(store_t *s, const char *user_id, const char *run_id, const char *call_id,
+                          const char *status, const char *reason, double now, store_approval_t *out) {
+  if (out) memset(out, 0, sizeof *out);
+  if (!status || (strcmp(status, "approved") != 0 && strcmp(status, "denied") != 0 && strcmp(status, "expired") != 0))
+    return AGD_EBAD_REQUEST;
+  if (reason && strnlen(reason, STORE_REASON_MAX) >= STORE_REASON_MAX) return AGD_EBAD_REQUEST;
+  if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX) || !fits(call_id, STORE_CALL_ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->approval_decide(s, user_id, run_id, call_id, status, reason, now, out);
+}
+
+int store_approvals_pending(store_t *s, store_approval_cb cb, void *arg) {
+  if (!cb) return ERR(AGD_EINTERNAL);
+  return s->ops->approvals_pending(s, cb, arg);
+}
+
 /* ---- workload records ---- */
 
 static int cstr_fits(const char *s, size_t cap) { return memchr(s, '\0', cap) != NULL; }

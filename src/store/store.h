@@ -282,7 +282,8 @@ typedef struct store_run {
   char id[ID_MAX];        /* "run_…" */
   char thread_id[ID_MAX];
   char agent[32];
-  char status[16];        /* queued|running|completed|failed|cancelled */
+  char status[16];        /* queued|running|waiting|completed|failed|cancelled ("waiting": running
+                             with a pending approval; only read, never set) */
   double created_at, started_at, completed_at; /* 0 when not yet */
   char *input;            /* malloc'd */
   char *result;           /* JSON text or NULL */
@@ -311,7 +312,8 @@ int store_run_get(store_t *s, const char *user_id, const char *run_id, store_run
  * (active_only).  limit 1..STORE_PAGE_MAX. */
 int store_run_list(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit, long offset,
                    store_run_list_t *out);
-/* At start: every run left queued/running becomes failed with an INTERRUPTED error. *n gets how many. */
+/* At start: every run left queued/running becomes failed with an INTERRUPTED error, except a
+ * running one with a pending approval (it resumes: store_approvals_pending). *n gets how many. */
 int store_runs_fail_inflight(store_t *s, double now, long *n);
 
 /* One event to store (all strings borrowed; run_id/thread_id/agent_name may be NULL). */
@@ -350,6 +352,63 @@ int store_event_last_seq(store_t *s, const char *user_id, int64_t *out);
  * at most limit (1..1000); has_more when more exist. */
 int store_event_list(store_t *s, const char *user_id, int64_t after_seq, const char *run_id, const char *thread_id,
                      int limit, store_event_list_t *out);
+
+/* ---- approvals of tool calls (SPEC §11: human in the loop) ------------------------------ */
+/* A model's tool call that waits for the user's decision.  One row per (run, call id),
+ * owned by the run's user: every call takes user_id and sees that user's rows only (a
+ * row of another user is AGD_ENOT_FOUND, as one that does not exist).  status goes
+ * pending → approved | denied | expired exactly once (store_approval_decide).  While a
+ * run has a pending approval its status reads "waiting" (store_run_get / _list). */
+
+#define STORE_CALL_ID_MAX 129   /* bytes of a call id, NUL included */
+#define STORE_TOOL_NAME_MAX 257 /* bytes of a tool name, NUL included (tools/tool.h: 1..256) */
+#define STORE_REASON_MAX 4096   /* bytes of a decision's reason */
+
+typedef struct store_approval {
+  char run_id[ID_MAX];
+  char user_id[ID_MAX];
+  char call_id[STORE_CALL_ID_MAX];
+  char tool_name[STORE_TOOL_NAME_MAX];
+  char *parameters;     /* JSON object text (malloc'd in results) */
+  char *checkpoint;     /* opaque JSON text, or NULL */
+  double created_at, expires_at;
+  char status[16];      /* pending|approved|denied|expired */
+  char *reason;         /* NULL when none */
+  double decided_at;    /* 0 while pending */
+} store_approval_t;
+
+typedef struct store_approval_list {
+  store_approval_t *items;
+  size_t n;
+} store_approval_list_t;
+
+void store_approval_dispose(store_approval_t *a);
+void store_approval_list_dispose(store_approval_list_t *l);
+
+/* Insert a pending approval (a->status is ignored): a->run_id must be a run of
+ * a->user_id (else AGD_ENOT_FOUND); AGD_ECONFLICT when the call already has one;
+ * AGD_EBAD_REQUEST for an empty or too long id/name, parameters that are no JSON
+ * object text, a checkpoint that is no JSON text. */
+int store_approval_create(store_t *s, const store_approval_t *a);
+/* One approval of the caller's run.  AGD_ENOT_FOUND otherwise. */
+int store_approval_get(store_t *s, const char *user_id, const char *run_id, const char *call_id,
+                       store_approval_t *out);
+/* The approvals of one run of the caller, oldest first (AGD_ENOT_FOUND when the run
+ * is not the caller's; an empty list for a run without any). */
+int store_approval_list(store_t *s, const char *user_id, const char *run_id, store_approval_list_t *out);
+/* Decide: pending → status ("approved" | "denied" | "expired"), with reason (NULL:
+ * none, ≤ STORE_REASON_MAX-1 bytes) and decided_at = now, atomically (of two racing
+ * decisions one wins, the other gets AGD_ECONFLICT).  approved/denied need the row
+ * unexpired at now (expires_at > now), else AGD_ECONFLICT; "expired" does not.
+ * AGD_ENOT_FOUND for no such row of the caller.  out (may be NULL) gets the row as
+ * it is afterwards: the decided one, or on AGD_ECONFLICT the earlier decision. */
+int store_approval_decide(store_t *s, const char *user_id, const char *run_id, const char *call_id,
+                          const char *status, const char *reason, double now, store_approval_t *out);
+/* At start: every pending approval whose run is still running (all users), oldest
+ * first, with its checkpoint: the runs to resume.  cb's row is borrowed for the call;
+ * cb must not call into the store. */
+typedef void (*store_approval_cb)(const store_approval_t *a, void *arg);
+int store_approvals_pending(store_t *s, store_approval_cb cb, void *arg);
 
 /* ---- workload records (SPEC §8) ---------------------------------------------------------- */
 /* A user's LLM call records.  Each user has a sequence (seq: 1, 2, … in insertion

@@ -80,6 +80,16 @@ typedef struct store_ops {
   int (*event_list)(store_t *s, const char *user_id, int64_t after_seq, const char *run_id, const char *thread_id,
                     int limit, store_event_list_t *out);
 
+  /* approvals (arguments checked by store.c: ids and names fit their arrays, JSON texts
+   * parse, status one of the decisions, reason bounded) */
+  int (*approval_create)(store_t *s, const store_approval_t *a);
+  int (*approval_get)(store_t *s, const char *user_id, const char *run_id, const char *call_id,
+                      store_approval_t *out);
+  int (*approval_list)(store_t *s, const char *user_id, const char *run_id, store_approval_list_t *out);
+  int (*approval_decide)(store_t *s, const char *user_id, const char *run_id, const char *call_id,
+                         const char *status, const char *reason, double now, store_approval_t *out);
+  int (*approvals_pending)(store_t *s, store_approval_cb cb, void *arg);
+
   /* workload records (arguments checked by store.c: user id fits ID_MAX, 1 <= n <=
    * STORE_WL_BATCH_MAX, record strings fit, numbers finite and >= 0) */
   int (*workload_insert)(store_t *s, const char *user_id, const store_workload_t *recs, size_t n,
