@@ -134,7 +134,11 @@ typedef struct agent_run_params {
 } agent_run_params_t;
 
 /* Run agent `ops` as the top of a run (emitting agent_started … agent_completed
- * around it, or agent_error / agent_stopped last).  Returns 0 (completed),
+ * around it, or agent_error / agent_stopped last).  With p->resume (a checkpoint
+ * the approval gate made, for this same top agent) nothing already done is
+ * emitted again: the waiting call is asked again (resumed = 1) and the run goes
+ * on to its normal end.  The run thread's llm usage observer is this run's
+ * while it runs (p->usage, p->on_llm_call).  Returns 0 (completed),
  * AGD_ETIMEOUT (deadline), AGD_ECANCELLED (cancelled) or another AGD_E*
  * (failed).  *result_out (may be NULL) gets the top agent's result,
  * *response_out (may be NULL, malloc'd) the final answer text, *error_out

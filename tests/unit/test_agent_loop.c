@@ -752,3 +752,46 @@ Test(loop, history_is_sent_oldest_first_within_budget) {
   snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
   cr_expect_eq(system(cmd), 0);
 }
+
+/* The reporting agent alone (one level on the stack), denied after the restart:
+ * the model is told, the run answers, reporting's agent_completed ends it. */
+Test(loop, resume_top_agent_then_denied) {
+  fake_t f = {.events = json_array(), .approve_tool = "calculator", .await_rc = AGD_ECANCELLED, .cancel_value = 2};
+  script_t s = script(approval_steps, 1, NULL);
+  agent_run_params_t p = params(&f, &s, "six times seven");
+  cr_assert_eq(agent_run_top(agent_find("reporting"), &p, NULL, NULL, NULL), AGD_ECANCELLED);
+  cr_assert_not_null(f.checkpoint);
+  cr_expect_eq(json_array_size(json_object_get(f.checkpoint, "stack")), 1);
+  cr_expect_str_eq(json_string_value(json_object_get(f.checkpoint, "top_agent")), "reporting");
+
+  json_t *cp = json_incref(f.checkpoint);
+  static const step_t rest[] = {{.text = {"I was not allowed to compute it."}}};
+  fake_t g = {.events = json_array(), .approve_tool = "calculator", .outcome = AGENT_APPROVAL_DENIED,
+              .reason = "no"};
+  script_t s2 = script(rest, 1, NULL);
+  agent_run_params_t q = params(&g, &s2, "six times seven");
+  q.resume = cp;
+  json_t *result = NULL;
+  char *response = NULL;
+  cr_assert_eq(agent_run_top(agent_find("reporting"), &q, &result, &response, NULL), 0);
+  cr_expect_eq(g.asked_resumed, 1);
+  json_t *evs = g.events;
+  size_t n = json_array_size(evs);
+  cr_expect_str_eq(ev_type(evs, 0), "tool_executing");
+  cr_expect_str_eq(ev_type(evs, 1), "tool_completed");
+  cr_expect_str_eq(ev_str(evs, 1, "status"), "error");
+  cr_expect_str_eq(ev_type(evs, n - 2), "agent_response");
+  cr_expect_str_eq(ev_str(evs, n - 2, "content"), "Let me compute.\n\nI was not allowed to compute it.");
+  cr_expect_str_eq(ev_type(evs, n - 1), "agent_completed");
+  cr_expect_str_eq(ev_agent(evs, n - 1), "reporting");
+  cr_expect_eq(find_ev(evs, 0, "agent_completed", NULL), (long)n - 1, "one agent_completed only");
+  cr_expect_eq(json_integer_value(json_object_get(result, "llm_rounds")), 2);
+  json_t *m = json_object_get(json_array_get(s2.requests, 0), "messages");
+  const char *last = json_string_value(json_object_get(json_array_get(m, json_array_size(m) - 1), "content"));
+  cr_expect(strstr(last, "denied") != NULL, "%s", last);
+  json_decref(result);
+  free(response);
+  json_decref(cp);
+  dispose(&f, &s);
+  dispose(&g, &s2);
+}
