@@ -20,6 +20,7 @@
 #include "util/ids.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
+#include "workloads/workloads.h"
 
 /* ---- the registry ----
  * Listing order of GET /api/agents (supervisor first).  Adding an agent is one
@@ -61,6 +62,14 @@ struct agent_ctx {
   char fail_code[48];
   char fail_msg[512];
   char *input_head;         /* agent_input_head() when the input is longer (malloc'd), else NULL */
+  json_t *calls;            /* this run's tool calls [{"name","call_id","args","result"}], oldest first: the
+                               model loop shows them to the model (SPEC §11) */
+  char stop_why[32];        /* agent__stop(): why the run stops, instead of the cancel flag's reason */
+  agent_usage_t *usage;     /* the run's model usage so far (agent_run_top's observer) */
+  struct {
+    const agent_ops_t *agent;
+    int step;
+  } outer[AGENT__DEPTH_MAX]; /* the agents agent_run_sub interrupted, outermost first (a checkpoint's stack) */
 };
 
 const char *agent_input(const agent_ctx_t *ctx) { return ctx->p->input ? ctx->p->input : ""; }
@@ -92,6 +101,7 @@ struct store *agent__store(const agent_ctx_t *ctx) { return ctx->p->store; }
  * never goes back from 1 to 0. */
 int agent_cancelled(const agent_ctx_t *ctx) {
   const agent_run_params_t *p = ctx->p;
+  if (ctx->stop_why[0]) return 1; /* agent__stop(): everything winds down as for a cancel */
   if (p->cancel && atomic_load(p->cancel)) return 1;
   return p->deadline > 0 && time_now() >= p->deadline;
 }
@@ -112,6 +122,7 @@ static int simulate_latency(agent_ctx_t *ctx) {
 
 /* The cancel flag says why: 1 a user's stop, 2 the server shutting down. */
 static const char *stop_reason(const agent_ctx_t *ctx) {
+  if (ctx->stop_why[0]) return ctx->stop_why;
   int v = ctx->p->cancel ? atomic_load(ctx->p->cancel) : 0;
   return v == 2 ? "shutdown" : v ? "cancelled" : "timeout";
 }
@@ -183,30 +194,45 @@ static int agent_may_call(const agent_ops_t *a, const char *tool) {
   return 0;
 }
 
-int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_t **result) {
+/* Keep the call for the model loop (agent__calls).  Results are kept whole: the
+ * loop bounds what it sends. */
+static void record_call(agent_ctx_t *ctx, const char *tool_name, const char *call_id, const json_t *args,
+                        const json_t *res) {
+  json_t *c = json_pack("{s:s,s:s,s:O,s:O}", "name", tool_name, "call_id", call_id, "args", args, "result", res);
+  if (c) json_array_append_new(ctx->calls, c);
+}
+
+int agent__call_tool_ex(agent_ctx_t *ctx, const char *tool_name, json_t *args, const char *call_id_in, int any_tool,
+                        json_t *refused, json_t **result) {
   *result = NULL;
   if (!args) args = json_object();
   if (simulate_latency(ctx) != 0) {
     json_decref(args);
+    json_decref(refused);
     return AGD_ECANCELLED;
   }
   char call_id[ID_MAX];
-  id_new(call_id, "call");
+  if (call_id_in && *call_id_in) snprintf(call_id, sizeof(call_id), "%s", call_id_in);
+  else id_new(call_id, "call");
   int rc = emit(ctx, EV_TOOL_EXECUTING,
                 json_pack("{s:s,s:s,s:O,s:s}", "tool_name", tool_name, "call_id", call_id, "parameters", args,
                           "status", "executing"));
   if (rc != 0) {
     json_decref(args);
+    json_decref(refused);
     return rc;
   }
   uint64_t t0 = time_mono_ns();
-  const tool_t *t = tool_find(tool_name);
+  const tool_t *t = refused ? NULL : tool_find(tool_name);
   json_t *res = NULL;
   int trc;
-  if (!t) {
+  if (refused) {
+    trc = AGD_EVALIDATION;
+    res = refused;
+  } else if (!t) {
     trc = AGD_ENOT_FOUND;
     res = json_pack("{s:s++}", "error", "unknown tool '", tool_name, "'");
-  } else if (!agent_may_call(ctx->agent, tool_name)) {
+  } else if (!any_tool && !agent_may_call(ctx->agent, tool_name)) {
     trc = AGD_EFORBIDDEN;
     res = json_pack("{s:s++++}", "error", "agent '", ctx->agent->name, "' may not call tool '", tool_name, "'");
   } else {
@@ -222,6 +248,7 @@ int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_
     if (!res) res = trc ? json_pack("{s:s}", "error", agd_err_code(trc)) : json_object();
   }
   tool_unref(t); /* tool_find's reference: the tool lived through the call even if unregistered */
+  record_call(ctx, tool_name, call_id, args, res);
   json_decref(args);
   rc = emit(ctx, EV_TOOL_COMPLETED,
             json_pack("{s:s,s:s,s:O,s:f,s:s}", "tool_name", tool_name, "call_id", call_id, "result", res,
@@ -230,6 +257,10 @@ int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_
   if (rc != 0) return rc;
   if (agent_cancelled(ctx)) return AGD_ECANCELLED;
   return trc;
+}
+
+int agent_call_tool(agent_ctx_t *ctx, const char *tool_name, json_t *args, json_t **result) {
+  return agent__call_tool_ex(ctx, tool_name, args, NULL, 0, NULL, result);
 }
 
 int agent__partial_n(agent_ctx_t *ctx, const char *p, size_t n) {
@@ -303,6 +334,10 @@ int agent_run_sub(agent_ctx_t *ctx, const agent_ops_t *ops, json_t **result) {
   if (agent_cancelled(ctx)) return AGD_ECANCELLED;
   const agent_ops_t *saved_agent = ctx->agent;
   int saved_step = ctx->step;
+  if (ctx->depth < AGENT__DEPTH_MAX) {
+    ctx->outer[ctx->depth].agent = saved_agent;
+    ctx->outer[ctx->depth].step = saved_step;
+  }
   ctx->agent = ops;
   ctx->step = 0;
   ctx->depth++;
@@ -333,21 +368,149 @@ int agent_run_sub(agent_ctx_t *ctx, const agent_ops_t *ops, json_t **result) {
   return rc;
 }
 
-int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **result_out, char **response_out,
-                  json_t **error_out) {
-  if (result_out) *result_out = NULL;
-  if (response_out) *response_out = NULL;
-  if (error_out) *error_out = NULL;
-  agent_ctx_t ctx = {.p = p, .agent = ops, .prior = json_object(), .input_head = input_head_new(p->input ? p->input : "")};
+/* ---- usage (SPEC §11) ---- */
+
+/* The run thread's llm_usage_observe observer: sums the model calls (the builtin
+ * provider is no model: not counted) and tells core/runs of each. */
+static void on_llm_usage(void *arg, const llm_call_usage_t *u) {
+  agent_ctx_t *ctx = arg;
+  if (!u->provider || strcmp(u->provider, "builtin") == 0) return;
+  double in = 0, out = 0, cost = 0;
+  if (workloads_price(u->provider, u->model, &in, &out) == 0 || workloads_price(NULL, u->model, &in, &out) == 0)
+    cost = ((double)u->prompt_tokens * in + (double)u->completion_tokens * out) / 1e6;
+  agent_usage_t *s = ctx->usage;
+  s->prompt_tokens += u->prompt_tokens > 0 ? u->prompt_tokens : 0;
+  s->completion_tokens += u->completion_tokens > 0 ? u->completion_tokens : 0;
+  s->llm_calls++;
+  s->cost_usd += cost;
+  if (ctx->p->usage) *ctx->p->usage = *s;
+  if (ctx->p->on_llm_call) ctx->p->on_llm_call(ctx->p->emit_arg, u, cost);
+}
+
+/* ---- checkpoints (the approval gate, SPEC §11) ---- */
+
+json_t *agent__checkpoint(agent_ctx_t *ctx, json_t *loop) {
+  json_t *stack = json_array();
+  int depth = ctx->depth < AGENT__DEPTH_MAX ? ctx->depth : AGENT__DEPTH_MAX;
+  for (int i = 0; i < depth; i++)
+    json_array_append_new(stack, json_pack("{s:s,s:i}", "agent", ctx->outer[i].agent->name, "step", ctx->outer[i].step));
+  json_array_append_new(stack, json_pack("{s:s,s:i}", "agent", ctx->agent->name, "step", ctx->step));
+  const agent_usage_t *u = ctx->usage;
+  return json_pack("{s:i,s:s,s:o,s:O,s:s%,s:{s:I,s:I,s:I,s:f},s:o}", "v", 1, "top_agent",
+                   depth > 0 ? ctx->outer[0].agent->name : ctx->agent->name, "stack", stack, "prior", ctx->prior,
+                   "streamed", ctx->streamed.base ? ctx->streamed.base : "", ctx->streamed.len, "usage",
+                   "prompt_tokens", (json_int_t)u->prompt_tokens, "completion_tokens",
+                   (json_int_t)u->completion_tokens, "llm_calls", (json_int_t)u->llm_calls, "cost_usd", u->cost_usd,
+                   "loop", loop);
+}
+
+/* Continue a run from its checkpoint (agent_run_params_t.resume): what it did
+ * before is not emitted again.  The stack is the top agent alone (it or the
+ * answer it fell back to ran the loop) or the top agent and one sub-agent
+ * (supervisor → reporting): that sub-agent ends as agent_run_sub would end it.
+ * *result gets the top agent's result. */
+static int resume_run(agent_ctx_t *ctx, const agent_ops_t *ops, json_t **result) {
+  const json_t *cp = ctx->p->resume;
+  const json_t *stack = json_object_get(cp, "stack");
+  size_t depth = json_array_size(stack);
+  const char *top = json_string_value(json_object_get(cp, "top_agent"));
+  const agent_ops_t *inner =
+      depth ? agent_find(json_string_value(json_object_get(json_array_get(stack, depth - 1), "agent"))) : NULL;
+  if (json_integer_value(json_object_get(cp, "v")) != 1 || depth < 1 || depth > 2 || !top ||
+      strcmp(top, ops->name) != 0 || !inner || !json_is_object(json_object_get(cp, "loop"))) {
+    agent_fail(ctx, "RESUME_FAILED", "the run's checkpoint cannot be resumed by agent '%s'", ops->name);
+    return AGD_EINTERNAL;
+  }
+  const json_t *prior = json_object_get(cp, "prior");
+  if (json_is_object(prior)) json_object_update(ctx->prior, (json_t *)prior);
+  const char *streamed = json_string_value(json_object_get(cp, "streamed"));
+  if (streamed) buf_append(&ctx->streamed, streamed, json_string_length(json_object_get(cp, "streamed")));
+  const json_t *u = json_object_get(cp, "usage");
+  ctx->usage->prompt_tokens = (long)json_integer_value(json_object_get(u, "prompt_tokens"));
+  ctx->usage->completion_tokens = (long)json_integer_value(json_object_get(u, "completion_tokens"));
+  ctx->usage->llm_calls = (long)json_integer_value(json_object_get(u, "llm_calls"));
+  ctx->usage->cost_usd = json_number_value(json_object_get(u, "cost_usd"));
+  if (ctx->p->usage) *ctx->p->usage = *ctx->usage;
+  int step0 = (int)json_integer_value(json_object_get(json_array_get(stack, 0), "step"));
+  if (depth == 2) {
+    ctx->outer[0].agent = ops;
+    ctx->outer[0].step = step0;
+    ctx->agent = inner;
+    ctx->step = (int)json_integer_value(json_object_get(json_array_get(stack, 1), "step"));
+    ctx->depth = 1;
+  } else {
+    ctx->step = step0;
+  }
+  uint64_t t0 = time_mono_ns();
+  json_t *res = NULL;
+  int rc = agents__loop_resume(ctx, json_object_get(cp, "loop"), &res);
+  if (depth == 1) {
+    if (rc == 0) {
+      json_t *own = ops == &agent_reporting_ops ? res : json_object_get(ctx->prior, ops->name);
+      *result = json_is_object(own) ? json_incref(own) : json_object();
+    }
+    json_decref(res);
+    return rc;
+  }
+  /* the sub-agent's end, as agent_run_sub */
+  if (rc == 0 && agent_cancelled(ctx)) rc = AGD_ECANCELLED;
+  if (rc != 0 && !agent_cancelled(ctx))
+    agent_fail(ctx, agd_err_code(rc), "agent '%s' failed (%s)", inner->name, agd_err_code(rc));
+  if (rc == 0) {
+    if (!json_is_object(res)) {
+      json_decref(res);
+      res = json_object();
+    }
+    json_object_set_new(ctx->prior, inner->name, res);
+    rc = emit(ctx, EV_AGENT_COMPLETED,
+              json_pack("{s:s,s:O,s:f,s:s}", "agent_name", inner->name, "result", res, "execution_time_ms",
+                        ms_since(t0), "status", "completed"));
+  } else {
+    json_decref(res);
+  }
+  ctx->agent = ops;
+  ctx->step = step0;
+  ctx->depth = 0;
+  if (rc == 0) *result = agents__resumed_result(ctx, ops);
+  return rc;
+}
+
+void agent__stop(agent_ctx_t *ctx, const char *reason) {
+  if (!ctx->stop_why[0]) snprintf(ctx->stop_why, sizeof(ctx->stop_why), "%s", reason);
+}
+
+json_t *agent__calls(const agent_ctx_t *ctx) { return ctx->calls; }
+const agent_run_params_t *agent__params(const agent_ctx_t *ctx) { return ctx->p; }
+const char *agent__agent_name(const agent_ctx_t *ctx) { return ctx->agent->name; }
+int agent__emit_failed(const agent_ctx_t *ctx) { return ctx->emit_rc; }
+const char *agent__streamed(const agent_ctx_t *ctx, size_t *n) {
+  *n = ctx->streamed.len;
+  return ctx->streamed.base ? ctx->streamed.base : "";
+}
+
+static int run_top(const agent_ops_t *ops, const agent_run_params_t *p, agent_usage_t *usage, json_t **result_out,
+                   char **response_out, json_t **error_out) {
+  agent_ctx_t ctx = {.p = p,
+                     .agent = ops,
+                     .prior = json_object(),
+                     .calls = json_array(),
+                     .usage = usage,
+                     .input_head = input_head_new(p->input ? p->input : "")};
   buf_init(&ctx.streamed, 0);
+  llm_usage_observe(on_llm_usage, &ctx); /* cleared by agent_run_top before ctx goes */
   json_t *result = NULL;
   int rc = 0;
   uint64_t t0 = time_mono_ns();
 
   if (agent_cancelled(&ctx)) goto stopped;
-  rc = emit(&ctx, EV_AGENT_STARTED,
-            json_pack("{s:s,s:s,s:s}", "agent_name", ops->name, "message", agent_input_head(&ctx), "status", "started"));
-  if (rc == 0) rc = ops->run(&ctx, &result);
+  if (p->resume) {
+    rc = resume_run(&ctx, ops, &result);
+  } else {
+    rc = emit(&ctx, EV_AGENT_STARTED,
+              json_pack("{s:s,s:s,s:s}", "agent_name", ops->name, "message", agent_input_head(&ctx), "status",
+                        "started"));
+    if (rc == 0) rc = ops->run(&ctx, &result);
+  }
   if (agent_cancelled(&ctx)) goto stopped;
   if (rc == 0) {
     if (!json_is_object(result)) {
@@ -376,6 +539,7 @@ int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **
     if (response_out) *response_out = ctx.response;
     else free(ctx.response);
     json_decref(ctx.prior);
+    json_decref(ctx.calls);
     buf_dispose(&ctx.streamed);
     free(ctx.input_head);
     return 0;
@@ -402,8 +566,21 @@ out:
   json_decref(result);
   free(ctx.response);
   json_decref(ctx.prior);
+  json_decref(ctx.calls);
   buf_dispose(&ctx.streamed);
   free(ctx.input_head);
+  return rc;
+}
+
+int agent_run_top(const agent_ops_t *ops, const agent_run_params_t *p, json_t **result_out, char **response_out,
+                  json_t **error_out) {
+  if (result_out) *result_out = NULL;
+  if (response_out) *response_out = NULL;
+  if (error_out) *error_out = NULL;
+  agent_usage_t usage = {0};
+  if (p->usage) memset(p->usage, 0, sizeof(*p->usage));
+  int rc = run_top(ops, p, &usage, result_out, response_out, error_out);
+  llm_usage_observe(NULL, NULL);
   return rc;
 }
 

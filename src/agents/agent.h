@@ -72,6 +72,22 @@ typedef int (*agent_needs_approval_fn)(void *emit_arg, const char *tool_name);
 typedef int (*agent_await_approval_fn)(void *emit_arg, const agent_approval_req_t *req, agent_approval_t *out,
                                        char *reason, size_t cap);
 
+/* ---- model usage of a run (SPEC §11) ----
+ * agent_run_top observes every llm_chat of its run thread (llm_usage_observe)
+ * and sums the calls made to a model: the builtin provider is no model and is
+ * not counted (its runs show zeros).  Cost from the price table
+ * (workloads_price; 0 for a model it does not list). */
+typedef struct agent_usage {
+  long prompt_tokens, completion_tokens;
+  long llm_calls;
+  double cost_usd;
+} agent_usage_t;
+
+struct llm_call_usage;
+/* One model call of the run (not the builtin provider's), with its cost: core/runs
+ * keeps it for --record-usage.  Called on the run thread. */
+typedef void (*agent_llm_call_fn)(void *emit_arg, const struct llm_call_usage *u, double cost_usd);
+
 typedef struct agent_ops {
   const char *name;        /* "triage", "data", … */
   const char *description; /* one line for GET /api/agents */
@@ -110,11 +126,19 @@ typedef struct agent_run_params {
   agent_await_approval_fn await_approval;   /* required when needs_approval is set */
   const json_t *resume;                     /* a checkpoint (agent_approval_req_t) to continue the run from,
                                                after a restart; NULL: start from the beginning (borrowed) */
+  int max_steps;                            /* model rounds of the tool loop (--llm-max-steps); <= 0: 8 */
+  agent_usage_t *usage;                     /* may be NULL: kept up to date with the run's model usage (from
+                                               the checkpoint's on resume), read by core/runs at the end */
+  agent_llm_call_fn on_llm_call;            /* may be NULL: told of each model call (--record-usage) */
   void *emit_arg;
 } agent_run_params_t;
 
 /* Run agent `ops` as the top of a run (emitting agent_started … agent_completed
- * around it, or agent_error / agent_stopped last).  Returns 0 (completed),
+ * around it, or agent_error / agent_stopped last).  With p->resume (a checkpoint
+ * the approval gate made, for this same top agent) nothing already done is
+ * emitted again: the waiting call is asked again (resumed = 1) and the run goes
+ * on to its normal end.  The run thread's llm usage observer is this run's
+ * while it runs (p->usage, p->on_llm_call).  Returns 0 (completed),
  * AGD_ETIMEOUT (deadline), AGD_ECANCELLED (cancelled) or another AGD_E*
  * (failed).  *result_out (may be NULL) gets the top agent's result,
  * *response_out (may be NULL, malloc'd) the final answer text, *error_out

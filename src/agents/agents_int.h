@@ -55,4 +55,49 @@ int reporting_answer(agent_ctx_t *ctx, json_t **result);
 /* Stream text[0..n) as partial_result deltas without recording it as streamed. */
 int agent__partial_n(agent_ctx_t *ctx, const char *p, size_t n);
 
+/* ---- the model loop (loop.c; SPEC §11) and what it needs of the context ---- */
+
+/* Sub-agent levels a checkpoint records (agent_run_sub nests at most this deep). */
+#define AGENT__DEPTH_MAX 8
+
+/* agent_call_tool with more say: call_id (NULL/"": a new one) is the model's call
+ * id; any_tool: the current agent's tool list does not apply (the model may call
+ * every registry tool); refused (reference taken, NULL: run it): the call is not
+ * run, tool_completed says status error with this result (an unknown tool, bad
+ * arguments, a call the user denied).  Every call is recorded (agent__calls). */
+int agent__call_tool_ex(agent_ctx_t *ctx, const char *tool_name, json_t *args, const char *call_id, int any_tool,
+                        json_t *refused, json_t **result);
+/* This run's tool calls so far, oldest first: [{"name","call_id","args","result"}] (borrowed). */
+json_t *agent__calls(const agent_ctx_t *ctx);
+const agent_run_params_t *agent__params(const agent_ctx_t *ctx);
+/* The name of the agent running now. */
+const char *agent__agent_name(const agent_ctx_t *ctx);
+/* The first emit failure (0: none): the run fails with it. */
+int agent__emit_failed(const agent_ctx_t *ctx);
+/* The partial_result text streamed since the last agent_respond. */
+const char *agent__streamed(const agent_ctx_t *ctx, size_t *n);
+/* Stop the run with agent_stopped {"reason": reason} (e.g. "approval_timeout"):
+ * agent_cancelled() is 1 from now on. */
+void agent__stop(agent_ctx_t *ctx, const char *reason);
+/* The run's checkpoint around the loop's own state `loop` (taken): the agent
+ * stack with step numbers, prior results, text streamed, usage so far. */
+json_t *agent__checkpoint(agent_ctx_t *ctx, json_t *loop);
+
+/* The tool-using model loop: answers the request with the model (history,
+ * the run's tool calls, every registry tool), streams and persists the answer
+ * (agent_respond).  *result gets the reporting result shape.  0 or AGD_E*
+ * (agent_fail said why). */
+int agents__loop_run(agent_ctx_t *ctx, json_t **result);
+/* The same, continued from a checkpoint's "loop" (the pending call first,
+ * asked again with resumed = 1). */
+int agents__loop_resume(agent_ctx_t *ctx, const json_t *loop, json_t **result);
+/* The top agent's result after a resumed sub-agent ended (supervisor: from the
+ * prior results, as supervisor_run makes it).  New reference. */
+json_t *agents__resumed_result(agent_ctx_t *ctx, const agent_ops_t *top);
+/* The reporting result {"summary","sections","word_count"} of an answer. */
+json_t *reporting__result(agent_ctx_t *ctx, const char *text);
+/* Stream a provider's text delta as partial_result events (recorded as
+ * streamed); 1 to stop the provider. */
+int reporting__on_delta(void *ctx, const char *delta, size_t n);
+
 #endif

@@ -134,7 +134,7 @@ static const char reporting_prompt[] =
 
 static int probe_cancelled(const void *arg) { return agent_cancelled(arg); }
 
-static int on_delta(void *arg, const char *delta, size_t n) {
+int reporting__on_delta(void *arg, const char *delta, size_t n) {
   agent_ctx_t *ctx = arg;
   char tmp[LLM_DELTA_MAX * 4 + 1];
   /* Providers send small deltas; a bigger one goes out in pieces. */
@@ -192,8 +192,24 @@ static json_t *result_of(const char *text, const json_t *facts) {
   return json_pack("{s:s,s:o,s:I}", "summary", summary, "sections", sections, "word_count", (json_int_t)words);
 }
 
+json_t *reporting__result(agent_ctx_t *ctx, const char *text) {
+  json_t *facts = build_facts(ctx, json_object_get(agent_prior_results(ctx), "triage"));
+  json_t *r = result_of(text, facts);
+  json_decref(facts);
+  return r;
+}
+
 int reporting_answer(agent_ctx_t *ctx, json_t **result) {
   if (result) *result = NULL;
+  /* A model answers through the tool loop (SPEC §11): it reads the history and
+   * this run's tool results and may call tools itself. */
+  if (strcmp(llm_name(agent_llm(ctx)), "builtin") != 0) {
+    json_t *own = NULL;
+    int rc = agents__loop_run(ctx, &own);
+    if (result) *result = own;
+    else json_decref(own);
+    return rc;
+  }
   json_t *prior = agent_prior_results(ctx);
   json_t *triage = json_object_get(prior, "triage");
   json_t *own = NULL;
@@ -225,7 +241,7 @@ int reporting_answer(agent_ctx_t *ctx, json_t **result) {
                              .tool_choice = LLM_TOOL_CHOICE_NONE,
                              .cancelled = probe_cancelled,
                              .cancel_arg = ctx};
-  const llm_stream_cb_t cb = {.on_text_delta = on_delta};
+  const llm_stream_cb_t cb = {.on_text_delta = reporting__on_delta};
   llm_response_t resp;
   rc = llm_chat(agent_llm(ctx), &req, &cb, ctx, &resp);
   if (rc != 0) {

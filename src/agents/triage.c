@@ -71,6 +71,12 @@ static int classify(agent_ctx_t *ctx, const char *text, json_t **cls) {
     const char *why = json_string_value(json_object_get(*cls, "error"));
     agent_fail(ctx, "CLASSIFICATION_FAILED", "could not classify the request: %s", why ? why : agd_err_code(rc));
   }
+  /* The model could not classify: the tool fell back to the builtin rules; say so. */
+  if (rc == 0 && json_is_true(json_object_get(*cls, "fallback"))) {
+    const char *why = json_string_value(json_object_get(*cls, "fallback_reason"));
+    rc = agent_think(ctx, "The model could not classify the request (%s); used agentd's built-in classifier instead.",
+                     why ? why : "no answer");
+  }
   return rc;
 }
 

@@ -63,6 +63,16 @@ static json_t *run_json(const store_run_t *r) {
   json_object_set_new(o, "result", json_or_null(r->result));
   json_object_set_new(o, "error", json_or_null(r->error));
   json_object_set_new(o, "event_count", json_integer(r->event_count));
+  /* SPEC §11: always an object, so a client reads r.usage.cost_usd without a check;
+   * zeros until the run ends, for the builtin provider (no model) and for runs
+   * stored before usage was recorded. */
+  json_t *u = r->usage ? json_loads(r->usage, 0, NULL) : NULL;
+  if (!json_is_object(u)) {
+    json_decref(u);
+    u = json_pack("{s:i,s:i,s:i,s:f,s:i}", "prompt_tokens", 0, "completion_tokens", 0, "total_tokens", 0,
+                  "cost_usd", 0.0, "llm_calls", 0);
+  }
+  json_object_set_new(o, "usage", u);
   return o;
 }
 

@@ -29,6 +29,8 @@
 #include "util/jsonx.h"
 #include "util/log.h"
 #include "util/timeutil.h"
+#include "llm/llm.h"
+#include "store/store.h"
 
 /* Run threads' nice value, relative to the loop and the event writer (0).  Agents
  * compute in bursts; at nice 5 an event's writer and loop still queued behind them
@@ -63,6 +65,9 @@ typedef struct run {
   int parked;                   /* stopped by a shutdown while waiting: it resumes at the next start, so
                                    nothing of its end is emitted or stored (run thread only) */
   agent_run_params_t params;    /* what the agent runs with (its deadline moves past the waits) */
+  agent_usage_t usage;          /* the run's model usage (agent_run_top keeps it up to date) */
+  store_workload_t *calls;      /* --record-usage: each model call as a workload record (SPEC §8) */
+  size_t n_calls, cap_calls;
 } run_t;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -158,13 +163,25 @@ typedef struct status_write {
   char user_id[ID_MAX], run_id[ID_MAX], status[16];
   double started_at, completed_at;
   char *result, *error; /* JSON texts or NULL */
+  char *usage;          /* the end only: the usage JSON text */
+  store_workload_t *calls; /* the end only, --record-usage: the run's model calls */
+  size_t n_calls;
 } status_write_t;
 
 static int write_status(store_t *st, void *arg) {
   status_write_t *w = arg;
   int rc = store_run_set_status(st, w->user_id, w->run_id, w->status, w->started_at, w->completed_at, w->result,
                                 w->error);
+  if (rc == 0 && w->usage) rc = store_run_set_usage(st, w->user_id, w->run_id, w->usage);
   if (rc != 0) log_warn("runs: cannot store status %s of %s: %s", w->status, w->run_id, agd_err_code(rc));
+  /* The store's insert, not workloads_insert: that one holds the user's cache entry
+   * while it writes, and an upload of the same user holding the entry while it waits
+   * for the write lock this transaction holds would wait forever.  The cache sees the
+   * new rows by their seq on its next use (workloads/cache.c entry_sync). */
+  if (rc == 0 && w->n_calls > 0) {
+    int wrc = store_workload_insert(st, w->user_id, w->calls, w->n_calls, NULL, NULL);
+    if (wrc != 0) log_warn("runs: cannot record the model calls of %s: %s", w->run_id, agd_err_code(wrc));
+  }
   return rc;
 }
 
@@ -172,12 +189,14 @@ static void free_status(void *arg) {
   status_write_t *w = arg;
   free(w->result);
   free(w->error);
+  free(w->usage);
+  free(w->calls);
   free(w);
 }
 
 /* Queue the run's status row; result/error (malloc'd JSON texts or NULL) are taken. */
-static void run_store_status(run_t *r, const char *status, double started_at, double completed_at, char *result,
-                             char *error) {
+static status_write_t *status_write_new(run_t *r, const char *status, double started_at, double completed_at,
+                                        char *result, char *error) {
   status_write_t *w = calloc(1, sizeof(*w));
   if (!w) abort();
   snprintf(w->user_id, sizeof(w->user_id), "%s", r->user_id);
@@ -187,7 +206,43 @@ static void run_store_status(run_t *r, const char *status, double started_at, do
   w->completed_at = completed_at;
   w->result = result;
   w->error = error;
-  events_store_later(r->user_id, write_status, free_status, w);
+  return w;
+}
+
+static void run_store_status(run_t *r, const char *status, double started_at, double completed_at, char *result,
+                             char *error) {
+  events_store_later(r->user_id, write_status, free_status,
+                     status_write_new(r, status, started_at, completed_at, result, error));
+}
+
+/* The Run's "usage" object (SPEC §11; docs/protocol.md). */
+static json_t *usage_json(const agent_usage_t *u) {
+  return json_pack("{s:I,s:I,s:I,s:f,s:I}", "prompt_tokens", (json_int_t)u->prompt_tokens, "completion_tokens",
+                   (json_int_t)u->completion_tokens, "total_tokens",
+                   (json_int_t)(u->prompt_tokens + u->completion_tokens), "cost_usd",
+                   (double)(long long)(u->cost_usd * 1e8 + 0.5) / 1e8, "llm_calls", (json_int_t)u->llm_calls);
+}
+
+/* agent_llm_call_fn (--record-usage): keep the call as one of the user's workload
+ * records; they are written with the run's end. */
+static void run_on_llm_call(void *arg, const llm_call_usage_t *u, double cost_usd) {
+  run_t *r = arg;
+  if (r->n_calls == r->cap_calls) {
+    r->cap_calls = r->cap_calls ? r->cap_calls * 2 : 8;
+    r->calls = realloc(r->calls, r->cap_calls * sizeof(*r->calls));
+    if (!r->calls) abort();
+  }
+  store_workload_t *w = &r->calls[r->n_calls++];
+  memset(w, 0, sizeof(*w));
+  w->timestamp = u->started_at;
+  snprintf(w->model, sizeof(w->model), "%s", u->model ? u->model : "");
+  snprintf(w->provider, sizeof(w->provider), "%s", u->provider ? u->provider : "");
+  w->prompt_tokens = u->prompt_tokens > 0 ? u->prompt_tokens : 0;
+  w->completion_tokens = u->completion_tokens > 0 ? u->completion_tokens : 0;
+  w->latency_ms = u->latency_ms > 0 ? u->latency_ms : 0;
+  w->cost_usd = cost_usd > 0 ? cost_usd : 0;
+  w->is_error = u->finish == LLM_FINISH_ERROR;
+  snprintf(w->feature, sizeof(w->feature), "agentd");
 }
 
 /* The answer becomes the thread's assistant message: its id now, its row through
@@ -339,6 +394,7 @@ static void on_run_end(void *arg) {
   }
   free(r->input);
   free(r->response);
+  free(r->calls);
   json_decref(r->context);
   json_decref(r->resume);
   free(r);
@@ -378,7 +434,16 @@ static void run_record_end(run_t *r, int rc, const json_t *result, json_t *error
   const char *status = run_outcome(r, rc, &error);
   snprintf(r->status, sizeof(r->status), "%s", status);
   r->end_recorded = 1;
-  run_store_status(r, status, 0, time_now(), json_text((json_t *)result), json_text(error));
+  status_write_t *w = status_write_new(r, status, 0, time_now(), json_text((json_t *)result), json_text(error));
+  json_t *u = usage_json(&r->usage);
+  w->usage = json_text(u);
+  json_decref(u);
+  /* the calls go with the end's row, in its transaction (events_store_later) */
+  w->calls = r->calls;
+  w->n_calls = r->n_calls;
+  r->calls = NULL;
+  r->n_calls = r->cap_calls = 0;
+  events_store_later(r->user_id, write_status, free_status, w);
   json_decref(error);
 }
 
@@ -439,6 +504,9 @@ static void run_execute(run_t *r) {
         .needs_approval = run_needs_approval,
         .await_approval = run_await_approval,
         .resume = r->resume,
+        .max_steps = g_cfg->llm_max_steps,
+        .usage = &r->usage,
+        .on_llm_call = g_cfg->record_usage ? run_on_llm_call : NULL,
         .emit_arg = r,
     };
     rc = agent_run_top(ops, &r->params, &result, &response, &error);

@@ -540,6 +540,7 @@ static const store_ops_t sq_ops = {
   .run_create = sq_run_create,
   .run_set_status = sq_run_set_status,
   .run_get = sq_run_get,
+  .run_set_usage = sq_run_set_usage,
   .run_list = sq_run_list,
   .runs_fail_inflight = sq_runs_fail_inflight,
   .event_append = sq_event_append,

@@ -195,6 +195,7 @@ int sq_run_create(store_t *s, const char *user_id, const char *run_id, const cha
 int sq_run_set_status(store_t *s, const char *user_id, const char *run_id, const char *status, double started_at,
                       double completed_at, const char *result_json, const char *error_json);
 int sq_run_get(store_t *s, const char *user_id, const char *run_id, store_run_t *out);
+int sq_run_set_usage(store_t *s, const char *user_id, const char *run_id, const char *usage_json);
 int sq_run_list(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit, long offset,
                 store_run_list_t *out);
 int sq_runs_fail_inflight(store_t *s, double now, long *n);

@@ -25,6 +25,7 @@ enum {
   Q_RUN_FAIL_INFLIGHT,
   Q_RUN_END_APPROVALS,
   Q_ENDED_APPROVALS,
+  Q_RUN_USAGE,
   Q_EV_INSERT,
   Q_EV_SEQ_SET,
   Q_EV_SEQ_GET,
@@ -40,7 +41,7 @@ enum {
   " WHERE a.run_id = r.id AND a.status = 'pending') THEN 'waiting' ELSE r.status END,"            \
   " r.created_at, coalesce(r.started_at, 0),"                                                      \
   " coalesce(r.completed_at, 0), r.input, r.result, r.error,"                                      \
-  " (SELECT count(*) FROM events e WHERE e.run_id = r.id)"
+  " (SELECT count(*) FROM events e WHERE e.run_id = r.id), r.usage"
 
 static const char *const sql[Q__COUNT] = {
   [Q_RUN_INSERT] = "INSERT INTO runs(id, user_id, thread_id, agent, status, input, created_at)"
@@ -54,6 +55,7 @@ static const char *const sql[Q__COUNT] = {
                  " AND (?2 IS NULL OR r.thread_id = ?2)"
                  " AND (?3 = 0 OR r.status IN ('queued', 'running'))"
                  " ORDER BY r.created_at DESC, r.rowid DESC LIMIT ?4 OFFSET ?5",
+  [Q_RUN_USAGE] = "UPDATE runs SET usage = ?3 WHERE id = ?1 AND user_id = ?2",
   [Q_RUN_FAIL_INFLIGHT] = "UPDATE runs SET status = 'failed', completed_at = ?1, error ="
                           " '{\"error_code\":\"INTERRUPTED\",\"error_message\":"
                           "\"the server stopped while this run was in flight\"}'"
@@ -98,6 +100,19 @@ static void row_run(sqlite3_stmt *st, store_run_t *r) {
   r->result = sq_col_dup(st, 8);
   r->error = sq_col_dup(st, 9);
   r->event_count = (long)sqlite3_column_int64(st, 10);
+  r->usage = sq_col_dup(st, 11);
+}
+
+int sq_run_set_usage(store_t *s, const char *user_id, const char *run_id, const char *usage_json) {
+  SQ_CONN(s, c);
+  sqlite3_stmt *st = q(c, Q_RUN_USAGE);
+  if (!st) return ERR(AGD_EINTERNAL);
+  sq_bind_text(st, 1, run_id);
+  sq_bind_text(st, 2, user_id);
+  sq_bind_text(st, 3, usage_json);
+  int e = sq_do(c, st, "run usage");
+  if (!e && sqlite3_changes(c->db) == 0) e = AGD_ENOT_FOUND;
+  return e;
 }
 
 int sq_run_create(store_t *s, const char *user_id, const char *run_id, const char *thread_id,
@@ -192,7 +207,7 @@ int sq_run_list(store_t *s, const char *user_id, const char *thread_id, int acti
       if (!out->items) abort();
     }
     row_run(st, &out->items[out->n++]);
-    out->total = (long)sqlite3_column_int64(st, 11);
+    out->total = (long)sqlite3_column_int64(st, 12);
   }
   if (rc != SQLITE_DONE) e = SQ_FAIL(c, rc, "run list");
   sq_done(st);

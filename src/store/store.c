@@ -317,7 +317,8 @@ void store_run_dispose(store_run_t *r) {
   free(r->input);
   free(r->result);
   free(r->error);
-  r->input = r->result = r->error = NULL;
+  free(r->usage);
+  r->input = r->result = r->error = r->usage = NULL;
 }
 
 void store_run_list_dispose(store_run_list_t *l) {
@@ -360,6 +361,12 @@ int store_run_get(store_t *s, const char *user_id, const char *run_id, store_run
   memset(out, 0, sizeof *out);
   if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX)) return AGD_ENOT_FOUND;
   return s->ops->run_get(s, user_id, run_id, out);
+}
+
+int store_run_set_usage(store_t *s, const char *user_id, const char *run_id, const char *usage_json) {
+  if (!s || !user_id || !run_id || !usage_json) return AGD_EBAD_REQUEST;
+  if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX)) return AGD_ENOT_FOUND;
+  return s->ops->run_set_usage(s, user_id, run_id, usage_json);
 }
 
 int store_run_list(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit, long offset,

@@ -289,6 +289,7 @@ typedef struct store_run {
   char *result;           /* JSON text or NULL */
   char *error;            /* JSON text or NULL */
   long event_count;
+  char *usage;            /* JSON text of the run's model usage (SPEC §11), NULL until its end */
 } store_run_t;
 
 typedef struct store_run_list {
@@ -308,6 +309,9 @@ int store_run_create(store_t *s, const char *user_id, const char *run_id, const 
 int store_run_set_status(store_t *s, const char *user_id, const char *run_id, const char *status, double started_at,
                          double completed_at, const char *result_json, const char *error_json);
 int store_run_get(store_t *s, const char *user_id, const char *run_id, store_run_t *out);
+/* Record the run's model usage (a JSON object text, SPEC §11).  AGD_ENOT_FOUND for a run
+ * that is not the caller's. */
+int store_run_set_usage(store_t *s, const char *user_id, const char *run_id, const char *usage_json);
 /* The caller's runs, newest first: of one thread (thread_id non-NULL) and/or only queued/running
  * (active_only).  limit 1..STORE_PAGE_MAX. */
 int store_run_list(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit, long offset,

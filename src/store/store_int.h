@@ -71,6 +71,7 @@ typedef struct store_ops {
   int (*run_set_status)(store_t *s, const char *user_id, const char *run_id, const char *status, double started_at,
                         double completed_at, const char *result_json, const char *error_json);
   int (*run_get)(store_t *s, const char *user_id, const char *run_id, store_run_t *out);
+  int (*run_set_usage)(store_t *s, const char *user_id, const char *run_id, const char *usage_json);
   int (*run_list)(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit, long offset,
                   store_run_list_t *out);
   int (*runs_fail_inflight)(store_t *s, double now, long *n);

@@ -29,9 +29,20 @@ static json_t *error_obj(const char *msg) { return json_pack("{s:s}", "error", m
 
 static int classify_call(const tool_t *self, const tool_call_ctx_t *ctx, const json_t *args, json_t **result) {
   llm_t *l = ctx && ctx->llm ? ctx->llm : llm_builtin_new();
+  const char *text = json_string_value(json_object_get(args, "text"));
   llm_classification_t c;
-  int rc = llm_classify(l, json_string_value(json_object_get(args, "text")), ctx ? ctx->cancelled : NULL,
-                        ctx ? ctx->cancel_arg : NULL, &c);
+  int rc = llm_classify(l, text, ctx ? ctx->cancelled : NULL, ctx ? ctx->cancel_arg : NULL, &c);
+  /* A model that answers nonsense (no call, an unknown intent) or fails (down,
+   * rate limited) does not fail the run: the builtin classifier answers and the
+   * result says so (SPEC §11, docs/protocol.md).  A cancel stays a cancel. */
+  int fallback = 0;
+  char why[96] = "";
+  if (rc != 0 && rc != AGD_ECANCELLED && l != llm_builtin_new() && !tool_call_cancelled(ctx)) {
+    snprintf(why, sizeof(why), "%s", rc == AGD_EUNAVAILABLE ? "the model did not classify the request"
+                                     : agd_err_code(rc));
+    fallback = 1;
+    rc = llm_classify(llm_builtin_new(), text, ctx ? ctx->cancelled : NULL, ctx ? ctx->cancel_arg : NULL, &c);
+  }
   if (rc != 0) {
     *result = error_obj("classification failed");
     return rc;
@@ -43,6 +54,10 @@ static int classify_call(const tool_t *self, const tool_call_ctx_t *ctx, const j
     if (*k) json_array_append_new(kw, json_string(k));
   *result = json_pack("{s:s,s:f,s:s,s:o}", "intent", llm_intent_name(c.intent), "confidence", c.confidence,
                       "reasoning", c.reasoning, "keywords", kw);
+  if (fallback && *result) {
+    json_object_set_new(*result, "fallback", json_true());
+    json_object_set_new(*result, "fallback_reason", json_string(why));
+  }
   return 0;
 }
 

@@ -532,3 +532,17 @@ def test_start_rate_refusal_stores_nothing_rest(server_factory):
     assert sorted(r.status for r in rs) == [202, 202, 202, 429], rs
     check_envelope([r for r in rs if r.status == 429][0], "RATE_LIMITED", 429)
     _check_no_orphans(srv, token, t["id"], [r.json()["id"] for r in rs if r.status == 202])
+
+
+def test_run_usage_is_zeros_without_a_model(server):
+    """SPEC §11: every Run has "usage"; the builtin provider is no model, so it counts nothing."""
+    token = server.token(sub="usr_runs_usage")
+    zeros = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost_usd": 0, "llm_calls": 0}
+    r = call(server, "POST", "/api/agents/execute", {"message": QUESTION}, token=token)
+    assert r.status == 200, r
+    run = r.json()["run"]
+    assert run["usage"] == zeros, run
+    got = call(server, "GET", "/api/runs/" + run["id"], token=token).json()
+    assert got["usage"] == zeros, got
+    listed = call(server, "GET", "/api/agents/status?run_id=" + run["id"], token=token).json()
+    assert listed["usage"] == zeros, listed

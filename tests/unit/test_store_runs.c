@@ -369,3 +369,32 @@ Test(store_runs, event_batch_counters_many_users_and_chunks) {
     cr_expect_eq(last, 10 * EACH + u % 7, "%s", users[u]);
   }
 }
+
+/* ---- a run's model usage (migration 0006) ---- */
+
+Test(store_runs, usage_is_stored_with_the_run_and_only_for_its_owner) {
+  open_store();
+  make_user("usr_a");
+  make_user("usr_b");
+  char thread[ID_MAX], run[ID_MAX];
+  new_thread("usr_a", thread);
+  new_run("usr_a", thread, run);
+  store_run_t r;
+  cr_assert_eq(store_run_get(S, "usr_a", run, &r), 0);
+  cr_expect_null(r.usage); /* until the run's end */
+  store_run_dispose(&r);
+  const char *u = "{\"prompt_tokens\":10,\"completion_tokens\":2,\"total_tokens\":12,\"cost_usd\":0.1,\"llm_calls\":1}";
+  cr_expect_eq(store_run_set_usage(S, "usr_b", run, u), AGD_ENOT_FOUND);
+  cr_assert_eq(store_run_set_usage(S, "usr_a", run, u), 0);
+  cr_assert_eq(store_run_set_status(S, "usr_a", run, "completed", 0, 2.0, "{}", NULL), 0);
+  cr_assert_eq(store_run_get(S, "usr_a", run, &r), 0);
+  cr_expect_str_eq(r.usage, u);
+  cr_expect_str_eq(r.status, "completed");
+  store_run_dispose(&r);
+  store_run_list_t l;
+  cr_assert_eq(store_run_list(S, "usr_a", NULL, 0, 10, 0, &l), 0);
+  cr_assert_eq(l.n, 1);
+  cr_expect_str_eq(l.items[0].usage, u);
+  cr_expect_eq(l.total, 1);
+  store_run_list_dispose(&l);
+}
