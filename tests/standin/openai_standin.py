@@ -211,6 +211,9 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "openai-standin/1"
     sys_version = ""
 
+    def version_string(self):
+        return self.server_version
+
     def log_message(self, fmt, *args):  # the request log is the record; keep stderr quiet
         pass
 
