@@ -58,18 +58,24 @@ class State:
         self.lock = threading.Lock()
         self.entries = []
         self.attempts = {}
+        self.count = 0
+        self.log_limit = 0      # --log-limit: keep only the newest N entries (0: all)
 
     def reset(self):
         with self.lock:
             self.entries = []
             self.attempts = {}
+            self.count = 0
 
     def new_entry(self, **fields):
         with self.lock:
-            entry = dict(n=len(self.entries) + 1, scenario=None, step=0, body=None, headers={},
+            self.count += 1
+            entry = dict(n=self.count, scenario=None, step=0, body=None, headers={},
                          status=None, client_closed=False, completed=False, call_ids=[])
             entry.update(fields)
             self.entries.append(entry)
+            if self.log_limit and len(self.entries) > self.log_limit:
+                del self.entries[:len(self.entries) - self.log_limit]
             return entry
 
     def update(self, entry, **fields):
@@ -217,6 +223,14 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "openai-standin/1"
     sys_version = ""
+
+    def handle(self):
+        # A client may reset an idle keep-alive connection (closing with unread
+        # data sends RST): that is the end of the connection, not an error.
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+            self.close_connection = True
 
     def version_string(self):
         return self.server_version
@@ -791,7 +805,10 @@ def main(argv=None):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--api-key", default=None, help="require Authorization: Bearer KEY (401 otherwise)")
+    ap.add_argument("--log-limit", type=int, default=0,
+                    help="keep only the newest N request-log entries (long benchmarks; default: all)")
     args = ap.parse_args(argv)
+    STATE.log_limit = max(0, args.log_limit)
     srv = Server((args.host, args.port), Handler)
     srv.api_key = args.api_key
     port = srv.server_address[1]
