@@ -1,7 +1,24 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages agentd's build, tests and benchmarks need.
-# Idempotent and quick when everything is present (one dpkg query).
+# Idempotent and quick when everything is present (one dpkg query), then the
+# official `openai` npm client that tests/e2e/test_standin.py drives against the
+# OpenAI stand-in (tests/standin; `npm ci` only when node_modules is missing or
+# older than package-lock.json).
 set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
+# tests/standin/node_modules in step with package-lock.json: a stamp holds the
+# lock's checksum, so an unchanged lock costs one sha256sum.
+standin_npm() {
+  local dir="$ROOT/tests/standin" stamp want
+  [ -f "$dir/package-lock.json" ] || return 0
+  stamp="$dir/node_modules/.standin-lock.sha256"
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+  echo "deps.sh: npm ci in tests/standin" >&2
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$want" > "$stamp"
+}
 PKGS=(
   build-essential pkg-config meson ninja-build git
   libuv1-dev libwslay-dev node-llhttp libjansson-dev libjwt-dev libargon2-dev
@@ -10,6 +27,9 @@ PKGS=(
   python3 python3-pytest python3-httpx python3-websockets
   openssl sqlite3 wrk curl
 )
+# node and npm run the openai client of the stand-in tests; a machine that has
+# them from elsewhere (NodeSource, nvm) keeps its own.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 if [ "${1:-}" = "--server-deps" ]; then
   PKGS+=(postgresql redis-server)
 fi
@@ -19,10 +39,14 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  standin_npm
+  exit 0
+fi
 echo "deps.sh: installing ${missing[*]}" >&2
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+standin_npm

@@ -2,9 +2,14 @@
 
 Run: make e2e   (or: AGENTD_BIN=build-test/agentd /usr/bin/python3 -m pytest -q tests/e2e)
 """
+import os
 import resource
+import sys
 
 import pytest
+
+# tests/standin holds the OpenAI stand-in and its Standin() helper (issue 14).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "standin"))
 
 from agentd import Agentd, require_binary
 
