@@ -335,30 +335,53 @@ def calls_of(chunks):
     return [tc for ch in chunks if ch["choices"] for tc in ch["choices"][0]["delta"].get("tool_calls", [])]
 
 
+def issued_id(sv, scenario="tool_split"):
+    """A tool call id the stand-in itself issued (its step rule counts only turns answering those)."""
+    chunks, _ = chunks_of(sv, stream_body(message(scenario)))
+    return calls_of(chunks)[0]["id"]
+
+
 def test_steps_follow_assistant_messages(sv):
     result = json.dumps({"temperature": 21, "city": "Paris"})
-    chunks, _ = chunks_of(sv, stream_body(message("tool_split"), extra=tool_round("call_1", "get_weather", result)))
+    c1 = issued_id(sv)
+    chunks, _ = chunks_of(sv, stream_body(message("tool_split"), extra=tool_round(c1, "get_weather", result)))
     assert calls_of(chunks) == [] and text_of(chunks) == ANSWER + " The tool returned: " + result
-    chunks, _ = chunks_of(sv, stream_body(message("approval"), extra=tool_round("c2", "get_weather",
+    c2 = issued_id(sv, "approval")
+    chunks, _ = chunks_of(sv, stream_body(message("approval"), extra=tool_round(c2, "get_weather",
                                                                                 '{"error":"denied"}')))
     assert "reported an error" in text_of(chunks)
     # bad_tool: an unknown tool, then bad arguments, then text
     extra = []
     chunks, _ = chunks_of(sv, stream_body(message("bad_tool"), extra=extra))
     assert calls_of(chunks)[0]["function"]["name"] == "no_such_tool"
-    extra += tool_round("c3", "no_such_tool", '{"error":"unknown tool"}')
+    extra += tool_round(calls_of(chunks)[0]["id"], "no_such_tool", '{"error":"unknown tool"}')
     chunks, _ = chunks_of(sv, stream_body(message("bad_tool"), extra=extra))
     args = "".join(tc["function"]["arguments"] for tc in calls_of(chunks))
     assert calls_of(chunks)[0]["function"]["name"] == "get_weather" and json.loads(args) == {"from": "not a number"}
-    extra += tool_round("c4", "get_weather", '{"error":"invalid arguments"}')
+    extra += tool_round(calls_of(chunks)[0]["id"], "get_weather", '{"error":"invalid arguments"}')
     chunks, _ = chunks_of(sv, stream_body(message("bad_tool"), extra=extra))
     assert calls_of(chunks) == [] and text_of(chunks).startswith("Stand-in answer: ")
-    # loop_forever calls at every step; the log's step counts the assistant messages
-    extra = tool_round("c5", "get_weather", "{}") + tool_round("c6", "get_weather", "{}")
+    # loop_forever calls at every step; the log's step counts the stand-in's own rounds
+    extra = tool_round(issued_id(sv, "loop_forever"), "get_weather", "{}")
+    extra += tool_round(issued_id(sv, "loop_forever"), "get_weather", "{}")
     chunks, _ = chunks_of(sv, stream_body(message("loop_forever"), extra=extra))
     assert len(calls_of(chunks)) >= 1
     assert [(e["scenario"], e["step"]) for e in sv.requests()] == [
-        ("tool_split", 1), ("approval", 1), ("bad_tool", 0), ("bad_tool", 1), ("bad_tool", 2), ("loop_forever", 2)]
+        ("tool_split", 0), ("tool_split", 1), ("approval", 0), ("approval", 1), ("bad_tool", 0), ("bad_tool", 1),
+        ("bad_tool", 2), ("loop_forever", 0), ("loop_forever", 0), ("loop_forever", 2)]
+
+
+def test_replayed_calls_of_the_client_are_not_steps(sv):
+    """A client's own earlier tool calls (agentd replays its run's classification) leave the step at 0."""
+    extra = tool_round("call_made_by_the_client", "get_weather", "{}")
+    chunks, _ = chunks_of(sv, stream_body(message("tool_split"), extra=extra))
+    assert calls_of(chunks)[0]["function"]["name"] == "get_weather"
+    assert [(e["scenario"], e["step"]) for e in sv.requests()] == [("tool_split", 0)]
+    sv.reset()   # reset forgets the ids issued: a round answering one is step 0 again
+    c = issued_id(sv)
+    sv.reset()
+    chunks, _ = chunks_of(sv, stream_body(message("tool_split"), extra=tool_round(c, "get_weather", "{}")))
+    assert sv.requests()[0]["step"] == 0
 
 
 def test_classification_requests(sv):

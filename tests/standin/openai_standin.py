@@ -60,12 +60,14 @@ class State:
         self.attempts = {}
         self.count = 0
         self.log_limit = 0      # --log-limit: keep only the newest N entries (0: all)
+        self.issued = set()     # every tool call id this stand-in sent (the step rule counts turns of its own)
 
     def reset(self):
         with self.lock:
             self.entries = []
             self.attempts = {}
             self.count = 0
+            self.issued = set()
 
     def new_entry(self, **fields):
         with self.lock:
@@ -85,6 +87,20 @@ class State:
     def add_call_id(self, entry, call_id):
         with self.lock:
             entry["call_ids"].append(call_id)
+            self.issued.add(call_id)
+
+    def own_turns(self, messages):
+        """How many assistant turns in messages carry a tool call this stand-in issued."""
+        with self.lock:
+            n = 0
+            for m in messages:
+                if not isinstance(m, dict) or m.get("role") != "assistant":
+                    continue
+                calls = m.get("tool_calls")
+                if isinstance(calls, list) and any(isinstance(c, dict) and c.get("id") in self.issued
+                                                   for c in calls):
+                    n += 1
+            return n
 
     def snapshot(self):
         with self.lock:
@@ -378,7 +394,10 @@ class Handler(BaseHTTPRequestHandler):
         user_text = content_text(messages[ui].get("content")) if ui >= 0 else ""
         markers = parse_markers(user_text)
         scenario = markers.get("scenario", "text")
-        step = sum(1 for m in messages[ui + 1:] if isinstance(m, dict) and m.get("role") == "assistant")
+        # The step counts the assistant turns after the user's message that answer a tool call of ours: a
+        # client may replay tool calls it made itself before asking (agentd sends its run's earlier calls,
+        # e.g. triage's classification, as an assistant turn), and those are not rounds of this scenario.
+        step = STATE.own_turns(messages[ui + 1:])
         classify = forces_classify(body)
         STATE.update(entry, body=body, scenario=scenario, step=step)
         if classify:
