@@ -6,10 +6,10 @@ run's usage (GET /api/runs/{id}), a cancel mid-stream (the stand-in sees the con
 each failure scenario as its agent_error code, bad tool calls answered with error results, and --record-usage
 adding agentd's own calls to the user's workload records (feature "agentd").
 
-Scenario tests run the `reporting` agent alone: its model loop makes the run's first model call, so the stand-in's
-step counter (assistant messages after the last user message) starts at 0.  Under the supervisor the loop's
-first request already carries this run's earlier tool calls (triage's classify_request …) as one assistant turn:
-test_sse_supervisor_turn checks that part with the step-independent `text` scenario.
+The WS turn is a real chat turn (`user_message`: the supervisor, triage classifying with the model, then the
+loop); most scenario tests run the `reporting` agent alone, which makes the loop's request the run's first model
+call.  The stand-in counts a scenario's steps by its own tool calls only, so triage's replayed classify_request
+call (sent before the loop's first request) does not shift them.
 """
 import json
 import os
@@ -151,15 +151,16 @@ def test_ws_turn_with_a_split_tool_call(server, standin):
     ws = WSClient(server, user)
     try:
         start = len(ws.frames)
-        ws.send_json({"type": "start_agent", "payload": {"user_request": msg, "agent": "reporting"}})
+        ws.send_json({"type": "user_message", "payload": {"content": msg}})
         ack = ws.wait_for(lambda f: f.get("type") in ("message_received", "error"), start=start)
         assert ack["type"] == "message_received", ack
         run_id = ack["data"]["run_id"]
-        evs = ws.run_events(run_id, top="reporting", timeout=90)
+        evs = ws.run_events(run_id, timeout=90)
     finally:
         ws.close()
-    resp = check_run_events(evs, top="reporting")
+    resp = check_run_events(evs)
     check_critical_order(evs, with_tool=True)
+    assert log_for(standin, tag, classification=True), "triage did not ask the model"
     log = log_for(standin, tag)
     assert [e["step"] for e in log] == [0, 1], log
     ids = model_call_ids(log)
@@ -171,7 +172,7 @@ def test_ws_turn_with_a_split_tool_call(server, standin):
     tool_msgs = [m for m in log[1]["body"]["messages"] if m.get("role") == "tool"]
     assert tool_msgs and tool_msgs[-1]["tool_call_id"] == ids[0], tool_msgs
     assert resp["data"]["content"].startswith("Stand-in answer"), resp
-    check_usage(server, token, run_id, calls=2)
+    check_usage(server, token, run_id, calls=3)   # the classification and the loop's two rounds
 
 
 def test_sse_supervisor_turn(server, standin):
