@@ -941,8 +941,12 @@ static void report(void) {
          "%.3f  mean %.3f\n",
          pct(50), pct(90), pct(99), pct(99.9), max, mean);
   if (g.server_pid) {
-    printf("llmstream: agentd CPU %.2fs over the streaming window = %.1f ms per 1,000 chunks\n", cpu,
-           cpu_per_k * 1000.0);
+    if (cpu >= 0)
+      printf("llmstream: agentd CPU %.2fs over the streaming window = %.1f ms per 1,000 chunks (all of agentd's "
+             "work in it: model calls, events, storage, WebSocket writes)\n",
+             cpu, cpu_per_k * 1000.0);
+    else
+      printf("llmstream: agentd CPU: no streaming window (no text stream started)\n");
     printf("llmstream: agentd RSS: %ld KiB connected+idle, peak %ld KiB with %d model calls in flight: %.1f KiB per "
            "in-flight call (run thread, curl handle, SSE buffers, events)\n",
            g.rss_idle_kib, g.rss_peak_kib, g.active_at_peak, rss_per);
