@@ -132,7 +132,16 @@ static int serve(config_t *cfg) {
   /* The provider first: a provider this build cannot run is bad
    * configuration (one line, exit 2), found before anything is created or
    * migrated on disk. */
-  app.llm = llm_open(cfg->llm_provider, err, sizeof(err));
+  /* The openai provider's server comes from the environment (SPEC §10). */
+  const char *base_url = getenv("OPENAI_BASE_URL"), *model = getenv("OPENAI_MODEL");
+  const llm_options_t llm_opt = {
+      .base_url = base_url && *base_url ? base_url : LLM_OPENAI_DEFAULT_BASE_URL,
+      .api_key = getenv("OPENAI_API_KEY"),
+      .model = model && *model ? model : LLM_OPENAI_DEFAULT_MODEL,
+      .timeout_s = cfg->llm_timeout,
+      .max_output_bytes = cfg->llm_max_output,
+  };
+  app.llm = llm_open(cfg->llm_provider, &llm_opt, err, sizeof(err));
   if (!app.llm) {
     fprintf(stderr, "agentd: --llm: %s\n", err);
     return 2;

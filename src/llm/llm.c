@@ -141,15 +141,13 @@ void llm_response_dispose(llm_response_t *r) {
   memset(r, 0, sizeof(*r));
 }
 
-/* A function name a provider can send: OpenAI's ^[A-Za-z0-9_-]{1,64}$. */
+/* A tool name the request may carry: 1-128 bytes, no control bytes or spaces.
+ * A provider maps it to what its API takes (openai.c: a name with a '.'). */
 static int tool_name_ok(const char *s) {
   size_t n = s ? strlen(s) : 0;
-  if (n == 0 || n > 64) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-      return 0;
-  }
+  if (n == 0 || n > 128) return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f) return 0;
   return 1;
 }
 
@@ -175,7 +173,7 @@ static int check_request(const llm_request_t *req, llm_response_t *out) {
   for (size_t i = 0; i < req->n_tools; i++) {
     const llm_tool_t *t = &req->tools[i];
     if (!tool_name_ok(t->name))
-      return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "tool %zu: the name must be 1-64 of [A-Za-z0-9_-]", i);
+      return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "tool %zu: the name must be 1-128 bytes without spaces", i);
     if (!json_is_object(t->parameters))
       return llm_response_fail(out, LLM_ERR_BAD_REQUEST, "tool '%s': parameters must be a JSON schema object",
                                t->name);
@@ -281,16 +279,12 @@ const char *llm_model(const llm_t *l) {
 
 /* ---- selection ---- */
 
-llm_t *llm_open(const char *provider, char *err, size_t cap) {
+llm_t *llm_open(const char *provider, const llm_options_t *opt, char *err, size_t cap) {
   if (!provider || strcmp(provider, "builtin") == 0) return llm_builtin_new();
-  if (err && cap) {
-    /* Honest at start-up: no silent fallback to builtin (SPEC §10: bad
-     * configuration exits 2 with one line). */
-    if (strcmp(provider, "openai") == 0)
-      snprintf(err, cap, "the openai provider is not built into this agentd yet; use --llm builtin");
-    else
-      snprintf(err, cap, "unknown llm provider '%.64s' (known: builtin, openai)", provider);
-  }
+  if (strcmp(provider, "openai") == 0) return llm_openai_new(opt, err, cap);
+  /* Honest at start-up: no silent fallback to builtin (SPEC §10: bad
+   * configuration exits 2 with one line). */
+  if (err && cap) snprintf(err, cap, "unknown llm provider '%.64s' (known: builtin, openai)", provider);
   return NULL;
 }
 

@@ -5,7 +5,8 @@
  *
  * Providers: `builtin` (deterministic rules and markdown templates, works
  * offline, exact in tests; builtin.c) and `openai` (OpenAI-compatible chat
- * completions over libcurl: not built yet, llm_open() says so).  A provider is
+ * completions over libcurl, streamed; openai.c with sse.c and
+ * openai_stream.c).  A provider is
  * a const vtable (llm_provider_t, STYLE §1) plus an instance (llm_t) that a
  * provider with state embeds first in its own struct.
  *
@@ -60,7 +61,9 @@ typedef struct llm_message {
 
 /* A function the model may call.  Borrowed for the call. */
 typedef struct llm_tool {
-  const char *name;         /* [A-Za-z0-9_-]{1,64} (OpenAI's rule) */
+  const char *name;         /* the registry's name: 1-128 bytes, no control bytes or spaces; a provider
+                               whose API takes fewer names (OpenAI: [A-Za-z0-9_-]{1,64}, while MCP tools
+                               are `server.tool`) maps it reversibly, so calls come back under this name */
   const char *description;  /* may be NULL */
   const json_t *parameters; /* JSON Schema of the arguments: an object */
 } llm_tool_t;
@@ -239,9 +242,29 @@ int llm_response_add_tool_call(llm_response_t *out, const char *id, const char *
 /* The builtin provider (no network).  It has no state: every call returns the
  * same static instance and llm_close() on it is a no-op. */
 llm_t *llm_builtin_new(void);
-/* Open by provider name: "builtin" (NULL means builtin).  NULL + one line in
- * err for an unknown name, and for "openai" until that provider is built. */
-llm_t *llm_open(const char *provider, char *err, size_t cap);
+
+/* What the openai provider needs (borrowed by llm_open, which copies it).
+ * NULL or 0 fields take the defaults below. */
+#define LLM_OPENAI_DEFAULT_BASE_URL "https://api.openai.com/v1"
+#define LLM_OPENAI_DEFAULT_MODEL "gpt-4o-mini"
+#define LLM_OPENAI_DEFAULT_MAX_OUTPUT ((size_t)4 << 20)
+typedef struct llm_options {
+  const char *base_url;    /* $OPENAI_BASE_URL: http(s)://host[:port]/path; /chat/completions is appended */
+  const char *api_key;     /* $OPENAI_API_KEY: sent as a Bearer token; NULL or "": no Authorization */
+  const char *model;       /* $OPENAI_MODEL */
+  double timeout_s;        /* --llm-timeout: one call, retries included; 0: 60 s */
+  size_t max_output_bytes; /* --llm-max-output: streamed bytes of one call; 0: 4 MiB */
+} llm_options_t;
+
+/* The openai provider (openai.c): any OpenAI-compatible chat-completions
+ * server.  NULL + one line in err when the options are bad (a base URL that
+ * is not http(s)://…). */
+llm_t *llm_openai_new(const llm_options_t *opt, char *err, size_t cap);
+
+/* Open by provider name: "builtin" (NULL means builtin; opt is ignored) or
+ * "openai" (with opt, which may be NULL for every default).  NULL + one line
+ * in err for an unknown name or bad options: bad configuration (SPEC §10). */
+llm_t *llm_open(const char *provider, const llm_options_t *opt, char *err, size_t cap);
 void llm_close(llm_t *l);
 
 /* ---- classification (triage, the classify_request tool) ---- */

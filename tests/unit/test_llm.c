@@ -338,9 +338,9 @@ Test(llm, bad_requests) {
   llm_request_t orphan = {.messages = &tool, .n_messages = 1};
   EXPECT_BAD(orphan, "a tool result without tool_call_id");
   llm_message_t u = {.role = LLM_ROLE_USER, .content = "hi"};
-  llm_tool_t bad_tool = {.name = "has.dot", .parameters = NULL};
+  llm_tool_t bad_tool = {.name = "has space", .parameters = NULL};
   llm_request_t bad_tools = {.messages = &u, .n_messages = 1, .tools = &bad_tool, .n_tools = 1};
-  EXPECT_BAD(bad_tools, "a tool name a provider cannot take, no schema");
+  EXPECT_BAD(bad_tools, "a tool name with a space, no schema");
   llm_request_t choice = {.messages = &u, .n_messages = 1, .tool_choice = LLM_TOOL_CHOICE_FUNCTION,
                           .tool_choice_name = LLM_CLASSIFY_FN};
   EXPECT_BAD(choice, "tool_choice names a function that is not offered");
@@ -372,15 +372,36 @@ Test(llm, next_delta_utf8_and_bounds) {
 
 Test(llm, open_by_name) {
   char err[128] = "";
-  llm_t *l = llm_open("builtin", err, sizeof(err));
+  llm_t *l = llm_open("builtin", NULL, err, sizeof(err));
   cr_assert_not_null(l);
   cr_expect_str_eq(llm_name(l), "builtin");
   llm_close(l);
-  cr_expect_eq(llm_open(NULL, err, sizeof(err)), llm_builtin_new());
-  /* no silent fallback: openai is refused until it is built */
-  cr_expect_null(llm_open("openai", err, sizeof(err)));
-  cr_expect_str_eq(err, "the openai provider is not built into this agentd yet; use --llm builtin");
-  cr_expect_null(llm_open("nope", err, sizeof(err)));
+  cr_expect_eq(llm_open(NULL, NULL, err, sizeof(err)), llm_builtin_new());
+  /* openai: the defaults, or the options given; a base URL that is not http(s) is refused */
+  l = llm_open("openai", NULL, err, sizeof(err));
+  cr_assert_not_null(l, "%s", err);
+  cr_expect_str_eq(llm_name(l), "openai");
+  cr_expect_str_eq(llm_model(l), LLM_OPENAI_DEFAULT_MODEL);
+  llm_close(l);
+  llm_options_t opt = {.base_url = "http://127.0.0.1:9/v1/", .model = "m1", .api_key = "k"};
+  l = llm_open("openai", &opt, err, sizeof(err));
+  cr_assert_not_null(l, "%s", err);
+  cr_expect_str_eq(llm_model(l), "m1");
+  llm_close(l);
+  const char *bad[] = {"ftp://x/v1", "localhost:8080/v1", "http://", "http:///v1", "http://a b/v1", ""};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    llm_options_t b = {.base_url = bad[i]};
+    err[0] = '\0';
+    llm_t *x = llm_open("openai", &b, err, sizeof(err));
+    if (!bad[i][0]) { /* empty: the default */
+      cr_expect_not_null(x);
+      llm_close(x);
+      continue;
+    }
+    cr_expect_null(x, "%s", bad[i]);
+    cr_expect(strstr(err, "OPENAI_BASE_URL") != NULL, "%s", err);
+  }
+  cr_expect_null(llm_open("nope", NULL, err, sizeof(err)));
   cr_expect_str_eq(err, "unknown llm provider 'nope' (known: builtin, openai)");
   cr_expect_str_eq(llm_intent_name(LLM_INTENT_DATA_UPLOAD_HELP), "data_upload_help");
   cr_expect_eq(llm_intent_parse("caching"), LLM_INTENT_CACHING);
