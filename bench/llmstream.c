@@ -922,8 +922,10 @@ static void report(void) {
   if (g.server_pid && g.cpu_started && g.cpu_end <= 0) g.cpu_end = proc_cpu_s(g.server_pid);
   double cpu = g.server_pid && g.cpu_started ? g.cpu_end - g.cpu_start : -1;
   double cpu_per_k = cpu >= 0 && g.chunks_written ? cpu / (double)g.chunks_written * 1000.0 : -1;
-  double rss_per = g.server_pid && g.active_at_peak > 0
-                       ? (double)(g.rss_peak_kib - g.rss_idle_kib) / (double)g.active_at_peak
+  /* Resident memory rarely shrinks, so its peak may come when some streams have
+   * already ended: the growth is set against the most calls in flight at once. */
+  double rss_per = g.server_pid && g.max_active > 0 && g.rss_peak_kib > 0
+                       ? (double)(g.rss_peak_kib - g.rss_idle_kib) / (double)g.max_active
                        : -1;
   printf("llmstream: %d chats x %d round(s), %d chunks of %d bytes at %d/s per stream\n", g.chats, g.rounds, g.chunks,
          g.chunk_bytes, g.chunk_hz);
@@ -947,9 +949,9 @@ static void report(void) {
              cpu, cpu_per_k * 1000.0);
     else
       printf("llmstream: agentd CPU: no streaming window (no text stream started)\n");
-    printf("llmstream: agentd RSS: %ld KiB connected+idle, peak %ld KiB with %d model calls in flight: %.1f KiB per "
-           "in-flight call (run thread, curl handle, SSE buffers, events)\n",
-           g.rss_idle_kib, g.rss_peak_kib, g.active_at_peak, rss_per);
+    printf("llmstream: agentd RSS: %ld KiB connected+idle, peak %ld KiB while streams were open (%d then, at most %d "
+           "at once): %.1f KiB per in-flight model call (run thread, curl handle, SSE buffers, events)\n",
+           g.rss_idle_kib, g.rss_peak_kib, g.active_at_peak, g.max_active, rss_per);
   }
   printf("RESULT {\"chats\":%d,\"rounds\":%d,\"chunks_per_stream\":%d,\"chunk_bytes\":%d,\"chunk_hz\":%d,"
          "\"connect_failed\":%d,\"requests\":%" PRIu64 ",\"text_streams\":%" PRIu64 ",\"closed_mid_stream\":%" PRIu64
