@@ -43,6 +43,7 @@
  * Traffic goes only to 127.0.0.1.
  */
 #include <inttypes.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -139,8 +140,11 @@ static struct {
   uint64_t t_first_chunk, t_last_chunk;
   double cpu_start, cpu_end;
   bool cpu_started;
-  long rss_idle_kib, rss_peak_kib, rss_base_kib;
+  long rss_idle_kib, rss_peak_kib, rss_base_kib, rss_full_kib;
   int active_at_peak;
+  double self_cpu_start, self_cpu_end; /* llmstream's own CPU over the streaming window */
+  /* full concurrency: every chat's model call in flight (round 0) */
+  uint64_t t_full_start, t_full_end, chunks_at_full_start, chunks_at_full_end;
   /* client figures */
   uint64_t chats_done, chats_failed, mismatched, resp_mismatched, drops, error_frames, partial_events, stamps;
   uint64_t lost_stamps;
@@ -172,6 +176,14 @@ static double proc_cpu_s(int pid) {
   /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
   if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* This process's utime+stime in seconds. */
+static double self_cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* VmRSS of PID in KiB; -1 when unreadable. */
@@ -208,8 +220,15 @@ static void sconn_handle_closed(uv_handle_t *h) {
 static void stream_ended(sconn_t *s) {
   if (!s->streaming) return;
   s->streaming = false;
+  if (g.active == g.chats && g.t_full_start && !g.t_full_end) { /* the first call of the full set ends */
+    g.t_full_end = mono_ns();
+    g.chunks_at_full_end = g.chunks_written;
+  }
   g.active--;
-  if (g.server_pid && g.active == 0 && g.cpu_started) g.cpu_end = proc_cpu_s(g.server_pid);
+  if (g.active == 0 && g.cpu_started) {
+    if (g.server_pid) g.cpu_end = proc_cpu_s(g.server_pid);
+    g.self_cpu_end = self_cpu_s();
+  }
 }
 
 static void sconn_close(sconn_t *s) {
@@ -463,9 +482,15 @@ static void answer_text(sconn_t *s, bool stream) {
   s->chunks_left = g.chunks;
   g.active++;
   if (g.active > g.max_active) g.max_active = g.active;
-  if (g.server_pid && !g.cpu_started) {
-    g.cpu_start = proc_cpu_s(g.server_pid);
+  if (!g.cpu_started) {
+    if (g.server_pid) g.cpu_start = proc_cpu_s(g.server_pid);
+    g.self_cpu_start = self_cpu_s();
     g.cpu_started = true;
+  }
+  if (g.active == g.chats && !g.t_full_start) { /* every chat's model call is in flight */
+    g.t_full_start = mono_ns();
+    g.chunks_at_full_start = g.chunks_written;
+    if (g.server_pid) g.rss_full_kib = proc_rss_kib(g.server_pid);
   }
   uint64_t period = (uint64_t)(1000 / g.chunk_hz);
   if (period < 1) period = 1;
@@ -919,20 +944,32 @@ static void report(void) {
   double mean = g.lat_len ? sum / (double)g.lat_len : 0, max = g.lat_len ? g.lat[g.lat_len - 1] : 0;
   double win = g.t_last_chunk > g.t_first_chunk ? (double)(g.t_last_chunk - g.t_first_chunk) / 1e9 : 0;
   double cps = win > 0 ? (double)g.chunks_written / win : 0;
-  if (g.server_pid && g.cpu_started && g.cpu_end <= 0) g.cpu_end = proc_cpu_s(g.server_pid);
+  /* The rate while every chat's call is in flight (no ramp up or down); -1: never all at once. */
+  double full_s = g.t_full_end > g.t_full_start ? (double)(g.t_full_end - g.t_full_start) / 1e9 : 0;
+  double full_cps = full_s > 0 ? (double)(g.chunks_at_full_end - g.chunks_at_full_start) / full_s : -1;
+  if (g.cpu_started && g.active > 0) {
+    if (g.server_pid) g.cpu_end = proc_cpu_s(g.server_pid);
+    g.self_cpu_end = self_cpu_s();
+  }
   double cpu = g.server_pid && g.cpu_started ? g.cpu_end - g.cpu_start : -1;
   double cpu_per_k = cpu >= 0 && g.chunks_written ? cpu / (double)g.chunks_written * 1000.0 : -1;
+  double self_cpu = g.cpu_started ? g.self_cpu_end - g.self_cpu_start : -1;
   /* Resident memory rarely shrinks, so its peak may come when some streams have
    * already ended: the growth is set against the most calls in flight at once. */
   double rss_per = g.server_pid && g.max_active > 0 && g.rss_peak_kib > 0
                        ? (double)(g.rss_peak_kib - g.rss_idle_kib) / (double)g.max_active
                        : -1;
+  /* The cleaner figure: the growth at the moment the last call started (all in
+   * flight, each with only a few chunks' events behind it yet). */
+  double rss_full_per = g.server_pid && g.rss_full_kib > 0 ? (double)(g.rss_full_kib - g.rss_idle_kib) / g.chats : -1;
   printf("llmstream: %d chats x %d round(s), %d chunks of %d bytes at %d/s per stream\n", g.chats, g.rounds, g.chunks,
          g.chunk_bytes, g.chunk_hz);
   printf("llmstream: model requests %" PRIu64 " (classify %" PRIu64 ", text streams %" PRIu64 ", unmarked %" PRIu64
          ", bad %" PRIu64 "), closed by agentd mid-stream %" PRIu64 ", most in flight %d\n",
          g.requests, g.classify_requests, g.text_streams, g.unmarked, g.bad_requests, g.client_closed, g.max_active);
-  printf("llmstream: chunks written %" PRIu64 " in %.2fs (%.0f chunks/s in)\n", g.chunks_written, win, cps);
+  printf("llmstream: chunks written %" PRIu64 " in %.2fs (%.0f chunks/s in on average; %.0f chunks/s while all %d "
+         "calls were in flight, %.2fs)\n",
+         g.chunks_written, win, cps, full_cps, g.chats, full_s);
   printf("llmstream: chats completed %" PRIu64 ", failed %" PRIu64 ", mismatched %" PRIu64
          " (agent_response differs %" PRIu64 "), stamps lost %" PRIu64 ", dropped sockets %" PRIu64
          ", error frames %" PRIu64 "\n",
@@ -942,31 +979,38 @@ static void report(void) {
   printf("llmstream: added latency (chunk written -> text read) ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max "
          "%.3f  mean %.3f\n",
          pct(50), pct(90), pct(99), pct(99.9), max, mean);
+  printf("llmstream: its own CPU over the streaming window %.2fs (%.0f %% of one core): when near 100 %%, its loop "
+         "is late and the latency includes its own queueing\n",
+         self_cpu, win > 0 ? 100.0 * self_cpu / win : 0);
   if (g.server_pid) {
     if (cpu >= 0)
-      printf("llmstream: agentd CPU %.2fs over the streaming window = %.1f ms per 1,000 chunks (all of agentd's "
-             "work in it: model calls, events, storage, WebSocket writes)\n",
-             cpu, cpu_per_k * 1000.0);
+      printf("llmstream: agentd CPU %.2fs over the streaming window (%.0f %% of one core) = %.1f ms per 1,000 chunks "
+             "(all of agentd's work in it: model calls, events, storage, WebSocket writes)\n",
+             cpu, win > 0 ? 100.0 * cpu / win : 0, cpu_per_k * 1000.0);
     else
       printf("llmstream: agentd CPU: no streaming window (no text stream started)\n");
-    printf("llmstream: agentd RSS: %ld KiB connected+idle, peak %ld KiB while streams were open (%d then, at most %d "
-           "at once): %.1f KiB per in-flight model call (run thread, curl handle, SSE buffers, events)\n",
-           g.rss_idle_kib, g.rss_peak_kib, g.active_at_peak, g.max_active, rss_per);
+    printf("llmstream: agentd RSS: %ld KiB connected+idle; %ld KiB when all %d calls were in flight: %.1f KiB per "
+           "in-flight model call (run thread, curl handle, SSE buffers, first events); peak %ld KiB while streams "
+           "were open (%d then, at most %d at once): %.1f KiB per call (with the stored events' growth)\n",
+           g.rss_idle_kib, g.rss_full_kib, g.chats, rss_full_per, g.rss_peak_kib, g.active_at_peak, g.max_active,
+           rss_per);
   }
   printf("RESULT {\"chats\":%d,\"rounds\":%d,\"chunks_per_stream\":%d,\"chunk_bytes\":%d,\"chunk_hz\":%d,"
          "\"connect_failed\":%d,\"requests\":%" PRIu64 ",\"text_streams\":%" PRIu64 ",\"closed_mid_stream\":%" PRIu64
          ",\"max_in_flight\":%d,\"chunks_written\":%" PRIu64 ",\"window_s\":%.3f,\"chunks_per_s\":%.1f,"
+         "\"full_s\":%.3f,\"full_chunks_per_s\":%.1f,"
          "\"completed\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"mismatched\":%" PRIu64 ",\"response_mismatched\":%" PRIu64
          ",\"stamps_lost\":%" PRIu64 ",\"drops\":%" PRIu64 ",\"error_frames\":%" PRIu64
          ",\"partial_events\":%" PRIu64 ",\"stamps\":%" PRIu64
          ",\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"p999\":%.4f,\"max\":%.4f,\"mean\":%.4f},"
-         "\"cpu_s\":%.3f,\"cpu_ms_per_1000_chunks\":%.3f,\"rss_idle_kib\":%ld,\"rss_peak_kib\":%ld,"
+         "\"self_cpu_s\":%.3f,\"cpu_s\":%.3f,\"cpu_ms_per_1000_chunks\":%.3f,\"rss_idle_kib\":%ld,"
+         "\"rss_full_kib\":%ld,\"rss_full_per_call_kib\":%.2f,\"rss_peak_kib\":%ld,"
          "\"in_flight_at_peak\":%d,\"rss_per_call_kib\":%.2f}\n",
          g.chats, g.rounds, g.chunks, g.chunk_bytes, g.chunk_hz, g.failed, g.requests, g.text_streams,
-         g.client_closed, g.max_active, g.chunks_written, win, cps, g.chats_done, g.chats_failed, g.mismatched,
-         g.resp_mismatched, g.lost_stamps, g.drops, g.error_frames, g.partial_events, g.stamps, pct(50), pct(90),
-         pct(99), pct(99.9), max, mean, cpu, cpu_per_k * 1000.0, g.rss_idle_kib, g.rss_peak_kib,
-         g.active_at_peak, rss_per);
+         g.client_closed, g.max_active, g.chunks_written, win, cps, full_s, full_cps, g.chats_done, g.chats_failed,
+         g.mismatched, g.resp_mismatched, g.lost_stamps, g.drops, g.error_frames, g.partial_events, g.stamps, pct(50),
+         pct(90), pct(99), pct(99.9), max, mean, self_cpu, cpu, cpu_per_k * 1000.0, g.rss_idle_kib, g.rss_full_kib,
+         rss_full_per, g.rss_peak_kib, g.active_at_peak, rss_per);
   fflush(stdout);
 }
 
