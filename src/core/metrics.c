@@ -84,6 +84,8 @@ typedef struct gauge_fn {
  * (+Inf == _count) even while other threads observe. */
 struct metrics_hist {
   const char *name, *help;
+  const double *bounds; /* FINE_BUCKETS, or metrics_hist_bounds()'s (at most N_FINE) */
+  size_t n_bounds;
   _Atomic unsigned long long buckets[N_FINE + 1];
   _Atomic unsigned long long sum_ns;
 };
@@ -306,8 +308,8 @@ static metrics_hist_t *fine_lookup(const char *name) {
   return NULL;
 }
 
-metrics_hist_t *metrics_hist(const char *name, const char *help) {
-  if (!name) return NULL;
+metrics_hist_t *metrics_hist_bounds(const char *name, const char *help, const double *bounds, size_t n_bounds) {
+  if (!name || !bounds || n_bounds == 0 || n_bounds > N_FINE) return NULL;
   metrics_hist_t *h = fine_lookup(name);
   if (h) return h;
   pthread_mutex_lock(&g_mu);
@@ -318,6 +320,8 @@ metrics_hist_t *metrics_hist(const char *name, const char *help) {
       h = &g_fine[n];
       h->name = name;
       h->help = help;
+      h->bounds = bounds;
+      h->n_bounds = n_bounds;
       atomic_store_explicit(&g_n_fine, n + 1, memory_order_release);
     } else {
       atomic_fetch_add_explicit(&g_dropped, 1, memory_order_relaxed);
@@ -327,11 +331,15 @@ metrics_hist_t *metrics_hist(const char *name, const char *help) {
   return h;
 }
 
+metrics_hist_t *metrics_hist(const char *name, const char *help) {
+  return metrics_hist_bounds(name, help, FINE_BUCKETS, N_FINE);
+}
+
 void metrics_hist_observe(metrics_hist_t *h, double seconds) {
   if (!h) return;
   if (!(seconds > 0)) seconds = 0; /* NaN too */
   size_t k = 0;
-  while (k < N_FINE && seconds > FINE_BUCKETS[k]) k++;
+  while (k < h->n_bounds && seconds > h->bounds[k]) k++;
   atomic_fetch_add_explicit(&h->buckets[k], 1, memory_order_relaxed);
   double ns = seconds * 1e9;
   atomic_fetch_add_explicit(&h->sum_ns, ns < 1e18 ? (unsigned long long)ns : 1000000000000000000ULL,
@@ -468,9 +476,9 @@ static int render_fine(buf_t *b) {
     if (h->help) rc = append_help(b, h->name, h->help);
     if (rc == 0) rc = buf_appendf(b, "# TYPE %s histogram\n", h->name);
     unsigned long long cum = 0;
-    for (size_t k = 0; k <= N_FINE && rc == 0; k++) {
+    for (size_t k = 0; k <= h->n_bounds && rc == 0; k++) {
       cum += atomic_load_explicit(&h->buckets[k], memory_order_relaxed);
-      if (k < N_FINE) fmt_double(FINE_BUCKETS[k], num);
+      if (k < h->n_bounds) fmt_double(h->bounds[k], num);
       else strcpy(num, "+Inf");
       rc = buf_appendf(b, "%s_bucket{le=\"%s\"} %llu\n", h->name, num, cum);
     }

@@ -46,6 +46,11 @@ typedef struct metrics_hist metrics_hist_t;
  * callers look it up once and keep the handle: it lives for the process. */
 metrics_hist_t *metrics_hist(const char *name, const char *help);
 
+/* The same with the caller's bucket bounds (seconds, ascending, static
+ * storage, at most 13): for steps that take seconds (a model call).  The
+ * bounds of the first registration of a name hold. */
+metrics_hist_t *metrics_hist_bounds(const char *name, const char *help, const double *bounds, size_t n);
+
 /* Record one observation of `seconds` (negative counts as 0).  NULL h is ignored.
  * Any thread: a few relaxed atomic adds. */
 void metrics_hist_observe(metrics_hist_t *h, double seconds);

@@ -681,6 +681,9 @@ llm_t *llm_openai_new(const llm_options_t *opt, char *err, size_t cap) {
 
   metrics_describe("agentd_llm_tokens_total", "counter", "Tokens the model server reported, by kind (prompt, completion)");
   metrics_describe("agentd_llm_requests_total", "counter", "Model calls of the openai provider, by outcome");
-  o->seconds = metrics_hist("agentd_llm_request_seconds", "Whole model calls of the openai provider, retries included");
+  static const double buckets[] = {0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300};
+  o->seconds = metrics_hist_bounds("agentd_llm_request_seconds",
+                                   "Whole model calls of the openai provider, retries included", buckets,
+                                   sizeof(buckets) / sizeof(buckets[0]));
   return &o->base;
 }

@@ -317,7 +317,7 @@ int oai_stream_finish(oai_stream_t *s, llm_response_t *out, oai_name_fn decode, 
     oai_stream_take(s, out);
     return ERR(AGD_ECANCELLED);
   }
-  qsort(s->calls, s->n_calls, sizeof(*s->calls), cmp_index);
+  if (s->n_calls > 1) qsort(s->calls, s->n_calls, sizeof(*s->calls), cmp_index);
   for (size_t i = 0; i < s->n_calls; i++) {
     int rc = complete_call(s, &s->calls[i], out, decode, arg);
     if (rc) {

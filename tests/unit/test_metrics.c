@@ -279,6 +279,27 @@ Test(metrics, fine_histogram_buckets_sum_count) {
   free(t);
 }
 
+Test(metrics, histogram_with_its_own_bounds) {
+  static const double bounds[] = {1, 10, 60};
+  metrics_hist_t *h = metrics_hist_bounds("agentd_call_seconds", "A call.", bounds, 3);
+  cr_assert_not_null(h);
+  metrics_hist_observe(h, 0.5);
+  metrics_hist_observe(h, 10);
+  metrics_hist_observe(h, 30);
+  metrics_hist_observe(h, 600);
+  char *t = render();
+  LINE(t, "agentd_call_seconds_bucket{le=\"1\"} 1");
+  LINE(t, "agentd_call_seconds_bucket{le=\"10\"} 2");
+  LINE(t, "agentd_call_seconds_bucket{le=\"60\"} 3");
+  LINE(t, "agentd_call_seconds_bucket{le=\"+Inf\"} 4");
+  LINE(t, "agentd_call_seconds_count 4");
+  cr_assert_eq(count_prefix(t, "agentd_call_seconds_bucket{"), 4);
+  free(t);
+  static const double too_many[14] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14};
+  cr_expect_null(metrics_hist_bounds("agentd_x_seconds", NULL, too_many, 14));
+  cr_expect_null(metrics_hist_bounds("agentd_x_seconds", NULL, bounds, 0));
+}
+
 static void *observe(void *arg) {
   metrics_hist_t *h = arg;
   for (int i = 0; i < 10000; i++) metrics_hist_observe(h, (i & 1) ? 0.0002 : 0.003);
