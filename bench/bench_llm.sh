@@ -105,9 +105,57 @@ print(t)
 EOF
 }
 
+# metrics_dump OUT: the server's GET /metrics (its event latency histograms).
+metrics_dump() {
+  "$PY" -c 'import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode())' \
+    "$PORT" >"$1" 2>/dev/null || echo "   (no /metrics)"
+}
+
+# hist_median NAME Q FILES...: the median over tries of histogram NAME's quantile Q
+# (0..1, linear within the bucket as Prometheus' histogram_quantile), in ms.
+hist_median() {
+  local name="$1" q="$2"
+  shift 2
+  "$PY" - "$name" "$q" "$@" <<'EOF'
+import re, statistics, sys
+name, q, files = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+vals = []
+for f in files:
+    try:
+        text = open(f).read()
+    except OSError:
+        continue
+    b = [(float("inf") if le == "+Inf" else float(le), float(c))
+         for le, c in re.findall(r'^%s_bucket\{le="([^"]+)"\} (\S+)$' % name, text, re.M)]
+    if not b or b[-1][1] == 0:
+        continue
+    rank, lo, below = q * b[-1][1], 0.0, 0.0
+    for le, c in b:
+        if c >= rank:
+            hi = lo if le == float("inf") else le
+            vals.append(1000.0 * (lo + (hi - lo) * ((rank - below) / (c - below) if c > below else 0)))
+            break
+        lo, below = le, c
+print("%.3f" % statistics.median(vals) if vals else "?")
+EOF
+}
+
+# busy_pct: how busy the machine's CPUs were over one second (from /proc/stat), before a try.
+busy_pct() {
+  local a b
+  read -r -a a </proc/stat
+  sleep 1
+  read -r -a b </proc/stat
+  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )) total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
+  if [ "$total" -gt 0 ]; then echo $(( 100 * (total - idle) / total )); else echo "?"; fi
+}
+
 echo "agentd streaming-from-a-model benchmark: $(nproc) cores shared by agentd and llmstream"
 FAIL=0
 files=()
+mfiles=()
 for i in $(seq 1 "$REPEAT"); do
   out="$TMP/llm_$i.out"
   pfile="$TMP/agentd_$i.port"
@@ -130,7 +178,7 @@ for i in $(seq 1 "$REPEAT"); do
   export OPENAI_BASE_URL="http://127.0.0.1:$LLM_PORT/v1" OPENAI_MODEL=bench-model OPENAI_API_KEY=sk-bench
   bench_start_server "${LLM_FLAGS[@]}" --max-runs 2000
   echo "$PORT $SERVER_PID" >"$pfile.tmp" && mv "$pfile.tmp" "$pfile"
-  echo "== try $i of $REPEAT (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "== try $i of $REPEAT (before it: CPUs $(busy_pct) % busy over 1 s; load average $(cut -d' ' -f1-3 /proc/loadavg), which counts agentd's run threads of the try before)"
   echo "   model + chats: ${LS_CMD[*]}" | show
   echo "   server: OPENAI_BASE_URL=$OPENAI_BASE_URL OPENAI_MODEL=$OPENAI_MODEL OPENAI_API_KEY=sk-bench ${SERVER_CMD[*]}" | show
   echo "   (llmstream reads \"AGENTD_PORT AGENTD_PID\" from the port file once agentd listens: $PORT $SERVER_PID)" | show
@@ -140,15 +188,23 @@ for i in $(seq 1 "$REPEAT"); do
   sed 's/^/   /' "$out" | show
   [ "$rc" -eq 0 ] || { echo "   (llmstream exit $rc)"; FAIL=1; }
   bench_server_alive || exit 1
+  metrics_dump "$TMP/llm_$i.metrics"
   bench_stop_server 100
   files+=("$out")
+  mfiles+=("$TMP/llm_$i.metrics")
 done
 
 declare -A FIG=()
-for k in latency_ms.p50 latency_ms.p90 latency_ms.p99 latency_ms.p999 latency_ms.max chunks_per_s \
-  cpu_ms_per_1000_chunks rss_per_call_kib rss_idle_kib rss_peak_kib in_flight_at_peak partial_events; do
+for k in latency_ms.p50 latency_ms.p90 latency_ms.p99 latency_ms.p999 latency_ms.max chunks_per_s full_chunks_per_s \
+  cpu_ms_per_1000_chunks self_cpu_s rss_full_per_call_kib rss_per_call_kib rss_idle_kib rss_full_kib rss_peak_kib \
+  partial_events; do
   FIG["$k"]="$(median "$k" "${files[@]}")"
 done
+# The server's share of the latency (its own histograms over every event of the try):
+# emit -> written on the sockets, and emit -> stored (part of the former).
+FIG[server_delivery_p50_ms]="$(hist_median agentd_event_delivery_seconds 0.5 "${mfiles[@]}")"
+FIG[server_delivery_p99_ms]="$(hist_median agentd_event_delivery_seconds 0.99 "${mfiles[@]}")"
+FIG[server_store_p99_ms]="$(hist_median agentd_event_store_seconds 0.99 "${mfiles[@]}")"
 for k in completed failed mismatched response_mismatched stamps_lost drops connect_failed; do
   FIG["$k"]="$(total "$k" "${files[@]}")"
 done
@@ -157,10 +213,15 @@ echo "--------------------------------------------------------------------------
 echo "streaming from a model: $CHATS chats, $CHUNKS chunks of $CHUNK_BYTES bytes at $CHUNK_HZ/s each (medians of $REPEAT tries)"
 printf '%-48s p50 %s ms  p90 %s ms  p99 %s ms  p99.9 %s ms  max %s ms\n' "added latency (chunk written -> text read)" \
   "${FIG[latency_ms.p50]}" "${FIG[latency_ms.p90]}" "${FIG[latency_ms.p99]}" "${FIG[latency_ms.p999]}" "${FIG[latency_ms.max]}"
-printf '%-48s %s\n' "chunks/s into agentd" "${FIG[chunks_per_s]}"
-printf '%-48s %s ms\n' "agentd CPU per 1,000 chunks" "${FIG[cpu_ms_per_1000_chunks]}"
-printf '%-48s %s KiB (idle %s KiB, peak %s KiB, %s calls in flight)\n' "agentd RSS per in-flight model call" \
-  "${FIG[rss_per_call_kib]}" "${FIG[rss_idle_kib]}" "${FIG[rss_peak_kib]}" "${FIG[in_flight_at_peak]}"
+printf '%-48s p50 %s ms  p99 %s ms  (emit -> stored p99 %s ms)\n' "   of it in agentd, emit -> on the sockets" \
+  "${FIG[server_delivery_p50_ms]}" "${FIG[server_delivery_p99_ms]}" "${FIG[server_store_p99_ms]}"
+printf '%-48s %s while all calls were in flight (%s on average over the window)\n' "chunks/s into agentd" \
+  "${FIG[full_chunks_per_s]}" "${FIG[chunks_per_s]}"
+printf '%-48s %s ms (llmstream itself: %s s of CPU per try)\n' "agentd CPU per 1,000 chunks" \
+  "${FIG[cpu_ms_per_1000_chunks]}" "${FIG[self_cpu_s]}"
+printf '%-48s %s KiB when all were in flight (idle %s KiB, then %s KiB); %s KiB at the peak (%s KiB)\n' \
+  "agentd RSS per in-flight model call" "${FIG[rss_full_per_call_kib]}" "${FIG[rss_idle_kib]}" "${FIG[rss_full_kib]}" \
+  "${FIG[rss_per_call_kib]}" "${FIG[rss_peak_kib]}"
 printf '%-48s completed %s, failed %s, text mismatched %s (agent_response %s), stamps lost %s, dropped sockets %s\n' \
   "chats over all tries" "${FIG[completed]}" "${FIG[failed]}" "${FIG[mismatched]}" "${FIG[response_mismatched]}" \
   "${FIG[stamps_lost]}" "${FIG[drops]}"
