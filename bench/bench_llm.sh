@@ -187,6 +187,10 @@ for i in $(seq 1 "$REPEAT"); do
   LS_PID=""
   sed 's/^/   /' "$out" | show
   [ "$rc" -eq 0 ] || { echo "   (llmstream exit $rc)"; FAIL=1; }
+  if grep -qv 'agentd listening on' "$TMP/server.log"; then
+    echo "   agentd's log (warnings and errors, last 10 lines):"
+    grep -v 'agentd listening on' "$TMP/server.log" | tail -n 10 | sed 's/^/     /' | show
+  fi
   bench_server_alive || exit 1
   metrics_dump "$TMP/llm_$i.metrics"
   bench_stop_server 100

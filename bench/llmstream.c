@@ -689,8 +689,14 @@ static void conn_close(chat_t *c) {
 static void on_close(wsc_conn_t *w) { conn_close((chat_t *)w); }
 
 static void on_fail(wsc_conn_t *w, enum wsc_fail why, int http_status) {
+  static const char *const names[] = {"connect", "http_status", "bad_accept", "bad_response", "eof", "io", "protocol"};
   bool handshake = why == WSC_FAIL_HTTP_STATUS || why == WSC_FAIL_BAD_ACCEPT || why == WSC_FAIL_BAD_RESPONSE;
   if (handshake && w->hs && !g.quiet) fprintf(stderr, "llmstream: handshake refused: %.40s\n", w->hs);
+  static int shown;
+  if (!handshake && shown++ < 5)
+    fprintf(stderr, "llmstream: chat %u: socket failed (%s) in round %d%s\n", w->id,
+            (unsigned)why < sizeof names / sizeof names[0] ? names[why] : "?", ((chat_t *)w)->round,
+            ((chat_t *)w)->in_run ? ", its run in progress" : "");
   conn_close((chat_t *)w);
 }
 
