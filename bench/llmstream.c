@@ -665,11 +665,17 @@ static int server_listen(void) {
 static void finish(void);
 static void start_round(chat_t *c);
 
+static uv_timer_t close_timer;
+
 static void on_closed(wsc_conn_t *w) {
-  if (--g.live == 0 && g.phase == PH_CLOSE) g.phase = PH_DONE;
+  if (--g.live == 0 && g.phase == PH_CLOSE) {
+    g.phase = PH_DONE;
+    uv_close((uv_handle_t *)&close_timer, NULL);
+  }
 }
 
 static void run_over(chat_t *c, bool ok);
+static void connected_all(void);
 
 static void conn_close(chat_t *c) {
   if (c->w.closing) return;
@@ -684,6 +690,7 @@ static void conn_close(chat_t *c) {
     while (!c->done && c->round < g.rounds) run_over(c, false);
   }
   wsc_close_handle(&c->w);
+  if (g.phase == PH_CONNECT) connected_all(); /* the next connection, or the end of the connect phase */
 }
 
 static void on_close(wsc_conn_t *w) { conn_close((chat_t *)w); }
@@ -848,8 +855,6 @@ static void on_event(chat_t *c, const uint8_t *m, size_t n) {
   if (final_ok || final_bad) run_over(c, final_ok);
 }
 
-static void connected_all(void);
-
 static void on_ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user) {
   chat_t *c = user;
   if (c->w.closing || arg->opcode != WSLAY_TEXT_FRAME) return;
@@ -903,6 +908,12 @@ static void on_sender(uv_timer_t *t) {
   if (g.next_send >= g.chats) uv_timer_stop(&g.sender);
 }
 
+static void on_run_timeout(uv_timer_t *t) {
+  fprintf(stderr, "llmstream: gave up after %ds: %" PRIu64 " chats done, %" PRIu64 " failed, %d streams in flight\n",
+          g.timeout_s, g.chats_done, g.chats_failed, g.active);
+  finish();
+}
+
 static void on_settled(uv_timer_t *t) {
   if (g.server_pid) g.rss_idle_kib = proc_rss_kib(g.server_pid);
   g.phase = PH_RUN;
@@ -916,7 +927,7 @@ static void on_settled(uv_timer_t *t) {
   if (g.phase != PH_RUN) return; /* nothing connected: finish() ran */
   uv_timer_start(&g.sampler, on_sample, 100, 100);
   uv_timer_start(&g.sender, on_sender, 0, 1);
-  uv_timer_start(&g.phase_timer, (uv_timer_cb)finish, (uint64_t)g.timeout_s * 1000, 0);
+  uv_timer_start(&g.phase_timer, on_run_timeout, (uint64_t)g.timeout_s * 1000, 0);
 }
 
 static void connected_all(void) {
@@ -1038,10 +1049,7 @@ static void close_all(void) {
 static void on_close_timeout(uv_timer_t *t) {
   for (int i = 0; i < g.chats; i++)
     if (g.c[i].w.handle_open && !g.c[i].w.closing) conn_close(&g.c[i]);
-  uv_close((uv_handle_t *)t, NULL);
 }
-
-static uv_timer_t close_timer;
 
 /* Everything is over (or the timeout hit): report, close every socket. */
 static void finish(void) {
@@ -1059,9 +1067,12 @@ static void finish(void) {
     }
   }
   close_all();
+  if (g.live == 0) {
+    g.phase = PH_DONE;
+    return;
+  }
   uv_timer_init(g.loop, &close_timer);
   uv_timer_start(&close_timer, on_close_timeout, 3000, 0);
-  uv_unref((uv_handle_t *)&close_timer);
 }
 
 static void on_progress(uv_timer_t *t) {
