@@ -222,12 +222,19 @@ typedef struct xfer {
   double retry_after;     /* seconds; < 0: none */
   size_t bytes;           /* stream bytes of a 200 answer */
   uint64_t last_byte_ms;  /* 0: nothing yet */
+  int cancelled;          /* the write callback saw the cancel */
   llm_error_t fail;       /* set by the write callback when it aborts the transfer */
   char fail_msg[200];
 } xfer_t;
 
 static int on_event(void *ud, const char *data, size_t n) {
   xfer_t *x = ud;
+  /* A fast stream may bring many events in one curl_multi_perform(): the
+   * cancel probe is cheap, so it is asked at each one too. */
+  if (llm_request_cancelled(x->req)) {
+    x->cancelled = 1;
+    return 1;
+  }
   return oai_stream_event(x->st, data, n, time_mono_ms());
 }
 
@@ -372,9 +379,11 @@ static att_result_t attempt(openai_t *o, const llm_request_t *req, const char *b
   uint64_t t0 = time_mono_ms();
   int running = 1;
   enum { GO, CANCEL, TIMEOUT_TOTAL, TIMEOUT_FIRST, TIMEOUT_IDLE } why = GO;
+  uint64_t done_ms = 0;
+  int held_open = 0;
   while (running) {
     if (curl_multi_perform(m, &running) != CURLM_OK) break;
-    if (x.fail || st->error || st->stopped) break; /* the write callback aborted it */
+    if (x.fail || x.cancelled || st->error || st->stopped) break; /* the write callback aborted it */
     if (!running) break;
     uint64_t now = time_mono_ms();
     if (llm_request_cancelled(req)) why = CANCEL;
@@ -383,6 +392,13 @@ static att_result_t attempt(openai_t *o, const llm_request_t *req, const char *b
     else if (x.last_byte_ms && now >= x.last_byte_ms + cp->idle) why = TIMEOUT_IDLE;
     else if (oai_stream_due(st) && now >= oai_stream_due(st) && oai_stream_tick(st, now)) break;
     if (why != GO) break;
+    /* [DONE] came but the body does not end: the answer is whole, so a
+     * server that holds the stream open costs a second, not a timeout. */
+    if (st->done && !done_ms) done_ms = now;
+    if (done_ms && now >= done_ms + 1000) {
+      held_open = 1;
+      break;
+    }
     uint64_t wait = OAI_POLL_MS, due = oai_stream_due(st);
     if (due && due > now && due - now < wait) wait = due - now;
     if (due && due <= now) wait = 0;
@@ -397,7 +413,7 @@ static att_result_t attempt(openai_t *o, const llm_request_t *req, const char *b
     while ((cm = curl_multi_info_read(m, &left)))
       if (cm->msg == CURLMSG_DONE) cc = cm->data.result;
   }
-  if (why == CANCEL || st->stopped) {
+  if (why == CANCEL || x.cancelled || st->stopped) {
     res = ATT_CANCELLED;
   } else if (why != GO) {
     *err = LLM_ERR_TIMEOUT;
@@ -412,10 +428,10 @@ static att_result_t attempt(openai_t *o, const llm_request_t *req, const char *b
     *err = st->error;
     snprintf(msg, cap, "%s", st->error_message);
     if (st->error == LLM_ERR_UNAVAILABLE && !st->handed_on) res = ATT_RETRY;
-  } else if (running) {
+  } else if (running && !held_open) {
     *err = LLM_ERR_INTERNAL;
     snprintf(msg, cap, "the HTTP client failed");
-  } else if (cc != CURLE_OK && (x.status == 0 || x.status == 200)) {
+  } else if (cc != CURLE_OK && (x.status == 0 || (x.status == 200 && !st->done && st->finish < 0))) {
     *err = LLM_ERR_UNAVAILABLE;
     if (x.status == 200)
       snprintf(msg, cap, "the model's stream broke off after %zu bytes (%s)", x.bytes, curl_easy_strerror(cc));
@@ -423,11 +439,11 @@ static att_result_t attempt(openai_t *o, const llm_request_t *req, const char *b
     if (transport_error(cc) && !st->handed_on) res = ATT_RETRY;
     if (cc == CURLE_OPERATION_TIMEDOUT && x.status == 0) *err = LLM_ERR_TIMEOUT;
   } else if (x.status == 200) {
-    int rc = llm_sse_end(&x.sse, on_event, &x);
+    int rc = cc == CURLE_OK ? llm_sse_end(&x.sse, on_event, &x) : 0; /* a cut-off last line is no line */
     if (rc == LLM_SSE_TOO_LONG) {
       *err = LLM_ERR_BAD_RESPONSE;
       snprintf(msg, cap, "the model's stream has a line over 1 MiB");
-    } else if (st->stopped) {
+    } else if (st->stopped || x.cancelled) {
       res = ATT_CANCELLED;
     } else if (st->error) {
       *err = st->error;
@@ -441,7 +457,7 @@ static att_result_t attempt(openai_t *o, const llm_request_t *req, const char *b
       if (frc != 0 && frc != AGD_ECANCELLED) snprintf(msg, cap, "out of memory");
     }
   } else {
-    char why_text[200];
+    char why_text[160]; /* with the prefix, within msg's 220 */
     error_text(&x.errbody, why_text, sizeof(why_text));
     *err = x.status == 429 ? LLM_ERR_RATE_LIMITED : LLM_ERR_UNAVAILABLE;
     snprintf(msg, cap, "the model server answered HTTP %ld: %s", x.status, why_text);
@@ -542,7 +558,7 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   for (int n = 0;; n++) {
     llm_error_t err;
     char msg[220];
-    double ra;
+    double ra = -1;
     att_result_t res = attempt(o, req, body, hdrs, &cp, &map, &st, out, &err, msg, sizeof(msg), &ra);
     if (res == ATT_OK) {
       rc = 0;

@@ -32,7 +32,7 @@ void oai_stream_dispose(oai_stream_t *s) {
 static int bad(oai_stream_t *s, llm_error_t e, const char *msg) {
   s->error = e;
   snprintf(s->error_message, sizeof(s->error_message), "%s", msg);
-  return -1;
+  return 1; /* positive: an SSE event function's "stop" (sse.h) */
 }
 
 /* ---- text and reasoning, coalesced ---- */

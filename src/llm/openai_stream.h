@@ -67,7 +67,7 @@ typedef struct oai_stream {
 void oai_stream_init(oai_stream_t *s, const llm_stream_cb_t *cb, void *ud, int co_bytes, int co_ms);
 void oai_stream_dispose(oai_stream_t *s);
 
-/* One SSE event's data, at monotonic time now_ms.  0, or non-zero when the
+/* One SSE event's data, at monotonic time now_ms.  0, or 1 when the
  * call must end: s->error says why (a bad chunk), or s->stopped (a callback
  * asked to stop).  Events after [DONE] are ignored. */
 int oai_stream_event(oai_stream_t *s, const char *data, size_t n, uint64_t now_ms);

@@ -27,7 +27,7 @@
 
 /* One event's data (the joined data fields, without the final "\n"; not
  * NUL-terminated; borrowed for the call).  Non-zero stops the parse: feed
- * returns it. */
+ * returns it, so it must be positive (negative is the parser's own). */
 typedef int (*llm_sse_event_fn)(void *ud, const char *data, size_t n);
 
 typedef struct llm_sse {

@@ -228,3 +228,125 @@ def test_cancel_closes_the_connection(sv):
     assert ANSWER.startswith(out["text"]) and out["text"] != ANSWER
     log = sv.wait_requests(lambda log: log and log[0]["client_closed"])
     assert not log[0]["completed"]
+
+
+# ---------------------------------------------------------------- edges the stand-in has no scenario for
+
+class Scripted:
+    """A one-shot HTTP server that answers each request with the next of `answers` (raw bytes) and then
+    closes the connection, or holds it open (hold=True) until the client closes it."""
+
+    def __init__(self, answers, hold=False):
+        import socket
+        import threading
+        self.answers = list(answers)
+        self.hold = hold
+        self.requests = []
+        self.client_closed = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.base_url = "http://127.0.0.1:%d/v1" % self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _read_request(self, c):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            b = c.recv(65536)
+            if not b:
+                return None
+            data += b
+        head, body = data.split(b"\r\n\r\n", 1)
+        n = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                n = int(v)
+        while len(body) < n:
+            body += c.recv(65536)
+        return head, body
+
+    def _serve(self):
+        while self.answers:
+            c, _ = self.sock.accept()
+            c.settimeout(60)
+            req = self._read_request(c)
+            if req is None:
+                c.close()
+                continue
+            self.requests.append(req)
+            c.sendall(self.answers.pop(0))
+            if self.hold:
+                try:
+                    if c.recv(1) == b"":
+                        self.client_closed.set()
+                except OSError:
+                    self.client_closed.set()
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def sse_answer(events, end=b"0\r\n\r\n", status=b"200 OK", extra_headers=b""):
+    body = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events)
+    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+            + extra_headers + b"\r\n" + body + end)
+
+
+def chunk(delta, finish=None):
+    return b"data: " + json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).encode() \
+        + b"\n\n"
+
+
+def test_done_then_held_open_is_a_whole_answer():
+    s = Scripted([sse_answer([chunk({"content": "held"}), chunk({}, "stop"), b"data: [DONE]\n\n"], end=b"")],
+                 hold=True)
+    try:
+        out = probe(s.base_url, "hi", "--timeout", "30")
+        assert out["error"] is None and out["finish"] == "stop" and out["text"] == "held", out
+        assert s.client_closed.wait(30)
+    finally:
+        s.close()
+
+
+def test_finish_without_done_is_accepted():
+    s = Scripted([sse_answer([chunk({"content": "a"}), chunk({}, "length")])])
+    try:
+        out = probe(s.base_url, "hi")
+        assert out["error"] is None and out["finish"] == "length" and out["text"] == "a", out
+    finally:
+        s.close()
+
+
+def test_a_clean_end_without_done_or_finish_is_a_bad_response():
+    s = Scripted([sse_answer([chunk({"content": "a"})])])
+    try:
+        out = probe(s.base_url, "hi")
+        assert out["finish"] == "error" and out["error"] == "LLM_BAD_RESPONSE", out
+        assert out["text"] == "a"
+        assert len(s.requests) == 1
+    finally:
+        s.close()
+
+
+def test_retry_after_as_an_http_date_and_an_error_event_before_any_text():
+    import email.utils
+    import time
+    date = email.utils.formatdate(time.time() + 1, usegmt=True).encode()
+    limited = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: " + date
+               + b"\r\nContent-Length: 44\r\n\r\n" + b'{"error":{"message":"slow down","type":"x"}}')
+    failed = sse_answer([b'data: {"error":{"message":"overloaded"}}\n\n'])
+    good = sse_answer([chunk({"content": "ok"}), chunk({}, "stop"), b"data: [DONE]\n\n"])
+    s = Scripted([limited, failed, good])
+    try:
+        out = probe(s.base_url, "hi")
+        assert out["error"] is None and out["text"] == "ok", out
+        assert len(s.requests) == 3
+        head, body = s.requests[0]
+        assert head.startswith(b"POST /v1/chat/completions HTTP/1.1")
+        assert b"\r\nexpect:" not in head.lower()
+        assert json.loads(body)["model"] == MODEL
+    finally:
+        s.close()
