@@ -857,6 +857,14 @@ static void on_event(chat_t *c, const uint8_t *m, size_t n) {
 
 static void on_ws_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user) {
   chat_t *c = user;
+  if (arg->opcode == WSLAY_CONNECTION_CLOSE && g.phase < PH_CLOSE) {
+    static int shown;
+    if (shown++ < 5) /* the server closed this chat's socket: say why */
+      fprintf(stderr, "llmstream: chat %u: agentd closed the WebSocket in round %d%s: code %u, reason '%.*s'\n",
+              c->w.id, c->round, c->in_run ? " (its run in progress)" : "", arg->status_code,
+              (int)(arg->msg_length > 2 ? arg->msg_length - 2 : 0), arg->msg_length > 2 ? (const char *)arg->msg + 2 : "");
+    return;
+  }
   if (c->w.closing || arg->opcode != WSLAY_TEXT_FRAME) return;
   if (c->w.state == CS_WELCOME) {
     /* A first frame that is not `resume`: this socket takes live events now (as in bench/fanout.c). */
