@@ -27,8 +27,9 @@
  *      round, and the `agent_response` content (zero lost text).
  *  With --server-pid: agentd CPU (utime+stime of /proc/PID/stat) over the
  *  streaming window per 1,000 chunks written, and VmRSS with every client
- *  connected and idle vs. its peak (sampled every 100 ms) while model calls are
- *  in flight: (peak - idle) / in-flight calls at the peak.
+ *  connected and idle vs. (a) the moment every chat's model call is in flight
+ *  and (b) its peak (sampled every 100 ms) while calls are in flight: the growth
+ *  per in-flight call.  The program's own CPU over the window is printed too.
  *
  * Start-up: prints `llmstream listening on http://127.0.0.1:PORT` (flushed) as
  * soon as the model server listens, then waits for agentd: --port P, or
@@ -140,7 +141,7 @@ static struct {
   uint64_t t_first_chunk, t_last_chunk;
   double cpu_start, cpu_end;
   bool cpu_started;
-  long rss_idle_kib, rss_peak_kib, rss_base_kib, rss_full_kib;
+  long rss_idle_kib, rss_peak_kib, rss_full_kib;
   int active_at_peak;
   double self_cpu_start, self_cpu_end; /* llmstream's own CPU over the streaming window */
   /* full concurrency: every chat's model call in flight (round 0) */
@@ -947,7 +948,6 @@ static void connected_all(void) {
     fflush(stdout);
   }
   g.phase = PH_SETTLE;
-  if (g.server_pid) g.rss_base_kib = proc_rss_kib(g.server_pid);
   uv_timer_start(&g.phase_timer, on_settled, (uint64_t)g.settle_ms, 0);
 }
 
