@@ -52,26 +52,7 @@ fi
 # 1,000 sockets on each side.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 
-show() { sed "s/$SECRET/<secret>/g; s#$TMP#\$TMP#g; s#$ROOT/##g"; }
 
-# median KEY FILE...: the median of a RESULT figure over several runs (dotted keys).
-median() {
-  local key="$1"
-  shift
-  "$PY" - "$key" "$@" <<'EOF'
-import json, statistics, sys
-key, files = sys.argv[1], sys.argv[2:]
-vals = []
-for f in files:
-    for line in open(f):
-        if line.startswith("RESULT "):
-            v = json.loads(line[7:])
-            for k in key.split("."):
-                v = v[k]
-            vals.append(float(v))
-print("%.3f" % statistics.median(vals) if vals else "?")
-EOF
-}
 
 declare -a SUMMARY=()
 declare -A FIG=()

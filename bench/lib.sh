@@ -108,3 +108,25 @@ bench_start_server() {
   cat "$TMP/server.log" >&2
   exit 1
 }
+
+# show: a command or output line with the secret and the temp dir as placeholders (needs SECRET, TMP, ROOT).
+show() { sed "s/$SECRET/<secret>/g; s#$TMP#\$TMP#g; s#$ROOT/##g"; }
+
+# median KEY FILE...: the median of a RESULT figure over the tries (dotted keys).
+median() {
+  local key="$1"
+  shift
+  "$PY" - "$key" "$@" <<'EOF'
+import json, statistics, sys
+key, files = sys.argv[1], sys.argv[2:]
+vals = []
+for f in files:
+    for line in open(f):
+        if line.startswith("RESULT "):
+            v = json.loads(line[7:])
+            for k in key.split("."):
+                v = v[k]
+            vals.append(float(v))
+print("%.3f" % statistics.median(vals) if vals else "?")
+EOF
+}

@@ -25,6 +25,7 @@
 #include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "util/err.h"
+#include "util/xalloc.h"
 #include "util/ids.h"
 #include "util/jsonx.h"
 #include "util/log.h"
@@ -227,11 +228,7 @@ static json_t *usage_json(const agent_usage_t *u) {
  * records; they are written with the run's end. */
 static void run_on_llm_call(void *arg, const llm_call_usage_t *u, double cost_usd) {
   run_t *r = arg;
-  if (r->n_calls == r->cap_calls) {
-    r->cap_calls = r->cap_calls ? r->cap_calls * 2 : 8;
-    r->calls = realloc(r->calls, r->cap_calls * sizeof(*r->calls));
-    if (!r->calls) abort();
-  }
+  r->calls = xgrow(r->calls, r->n_calls, &r->cap_calls, sizeof(*r->calls));
   store_workload_t *w = &r->calls[r->n_calls++];
   memset(w, 0, sizeof(*w));
   w->timestamp = u->started_at;
@@ -680,11 +677,7 @@ typedef struct resumables {
 
 static void collect_pending(const store_approval_t *a, void *arg) {
   resumables_t *l = arg;
-  if (l->n == l->cap) {
-    l->cap = l->cap ? l->cap * 2 : 8;
-    l->items = realloc(l->items, l->cap * sizeof(*l->items));
-    if (!l->items) abort();
-  }
+  l->items = xgrow(l->items, l->n, &l->cap, sizeof(*l->items));
   resumable_t *x = &l->items[l->n++];
   memset(x, 0, sizeof(*x));
   snprintf(x->user_id, sizeof(x->user_id), "%s", a->user_id);

@@ -36,6 +36,18 @@ static inline char *xstrdup(const char *s) {
   return d;
 }
 
+/* An array with room for element n: arr (capacity *cap elements of elem bytes)
+ * as it is when n < *cap, else reallocated to twice the capacity (8 at first);
+ * returns the array to keep.  Aborts when the size overflows. */
+static inline void *xgrow(void *arr, size_t n, size_t *cap, size_t elem) {
+  if (n < *cap) return arr;
+  size_t c = *cap ? *cap * 2 : 8;
+  if (c < n + 1) c = n + 1;
+  if (elem && c > (size_t)-1 / elem) abort();
+  *cap = c;
+  return xrealloc(arr, c * elem);
+}
+
 /* At most n bytes of s, NUL-terminated. */
 static inline char *xstrndup(const char *s, size_t n) {
   char *d = strndup(s, n);
