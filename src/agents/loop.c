@@ -339,7 +339,7 @@ static int probe_cancelled(const void *arg) { return agent_cancelled(arg); }
 /* ---- one tool call of the model ---- */
 
 static json_t *error_result(const char *fmt, const char *a, const char *b) {
-  char msg[512];
+  char msg[1024]; /* room for the 520-byte detail of check_call: no -Wformat-truncation at -O3 */
   snprintf(msg, sizeof(msg), fmt, a, b ? b : "");
   utf8_trim_tail(msg);
   return json_pack("{s:s}", "error", msg);

@@ -524,6 +524,10 @@ static void *run_thread(void *arg) {
    * on Linux, and raising it needs no privilege). */
   if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), RUN_THREAD_NICE) != 0)
     log_debug("runs: cannot lower the priority of a run thread");
+  /* Up to --max-runs of these threads, mostly waiting on a model: each store call takes
+   * one of the store's few shared connections and gives it back (store.h), instead of
+   * every thread keeping a connection of its own. */
+  store_thread_borrow();
   pthread_mutex_lock(&mu);
   for (;;) {
     while (!q_head && !shutting_down) {

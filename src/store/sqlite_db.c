@@ -4,8 +4,13 @@
  * One sqlite3* per calling thread, opened on first use and kept in a pthread key of
  * this store (STYLE §7); every connection is also on the store's mutex-protected list
  * so store_close() can close them all.  A thread that exits closes its own connection
- * (key destructor).  Prepared statements are cached per connection, per file
- * (sq_stmt, sqlite_int.h).  Writes run in transactions: multi-statement ones under
+ * (key destructor).  Borrower threads (store_thread_borrow: the run threads, up to
+ * --max-runs of them, mostly waiting on a model) have none of their own: for each
+ * store call they take one of a small pool (a few per core) into the same key, and
+ * store.c's release hook (sq_release) puts it back when the call returns.  Prepared
+ * statements are cached per connection, per file (sq_stmt, sqlite_int.h): a pooled
+ * connection keeps them across borrowers, since each statement is the same SQL
+ * whoever runs it.  Writes run in transactions: multi-statement ones under
  * BEGIN IMMEDIATE, so the write lock is taken up front and the busy handler (5 s)
  * applies instead of a deadlock error.  Migrations run at open (sqlite_migrate.c).
  * The entities' queries live in sqlite_auth.c, sqlite_threads.c, sqlite_runs.c and
@@ -22,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/metrics.h"
@@ -101,9 +107,16 @@ static void conn_free(sq_conn_t *c) {
   free(c);
 }
 
-/* Key destructor: the thread that owned c is exiting; close its connection. */
+static void pool_put(sq_conn_t *c);
+
+/* Key destructor: the thread that owned c is exiting; close its connection (a pooled
+ * one goes back: only a borrower that exits inside a store call still holds one). */
 static void conn_on_thread_exit(void *p) {
   sq_conn_t *c = p;
+  if (c->pooled) {
+    pool_put(c);
+    return;
+  }
   sq_store_t *st = c->st;
   pthread_mutex_lock(&st->mu);
   if (c->prev) c->prev->next = c->next;
@@ -151,7 +164,11 @@ static int conn_open(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
   sq_conn_t *c = calloc(1, sizeof *c);
   if (!c) abort();
   c->st = st;
-  /* NOMUTEX: a connection is only ever used by the thread that opened it. */
+  /* NOMUTEX: a connection is used by one thread at a time — its own thread, or the
+   * borrower it is lent to until that thread's store call returns; the hand-over
+   * goes through pool_mu, which orders one borrower's use before the next one's.
+   * SQLite's own mutex per call would only add cost (SQLite's "multi-thread" mode
+   * allows a connection to move between threads that never use it at once). */
   int rc = sqlite3_open_v2(st->path, &c->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, sqlite_vfs_name());
   if (rc != SQLITE_OK) {
@@ -239,16 +256,160 @@ static void checkpointer_stop(sq_store_t *st) {
   pthread_mutex_destroy(&st->ckpt_mu);
 }
 
+/* Put c on the store's list of connections (store_close closes them all). */
+static void conn_register(sq_store_t *st, sq_conn_t *c) {
+  pthread_mutex_lock(&st->mu);
+  c->next = st->conns;
+  if (st->conns) st->conns->prev = c;
+  st->conns = c;
+  pthread_mutex_unlock(&st->mu);
+}
+
+/* ---- the borrowers' pool ----------------------------------------------------------------
+ *
+ * Run threads are many (one per concurrent run, up to --max-runs, kept for reuse) and
+ * spend their time waiting on a model or an approval: a connection each (its schema,
+ * statements and page cache: about 150 KiB) made memory grow with the runs in flight.
+ * They borrow instead, one store call at a time, so the connections are bounded by the
+ * pool, not by the runs.  A store call is short (no store call waits on anything but
+ * the database: store.h) and a borrower holds nothing between calls, so a handful per
+ * core keeps them all busy; waiting is bounded so a stuck database shows as
+ * AGD_EUNAVAILABLE, not as run threads hanging for ever. */
+
+/* Connections per core, and the bounds of the pool (a writer waiting for wmu holds
+ * its connection, so even one core wants several). */
+#define SQ_POOL_PER_CORE 2
+#define SQ_POOL_MIN 4
+#define SQ_POOL_MAX 8
+/* A borrower's wait for a connection: longer than SQLite's busy timeout, so a call
+ * that waits behind a writer which itself waits on the database fails there first. */
+#define SQ_POOL_WAIT_MS 10000
+
+static int pool_default_size(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN) * SQ_POOL_PER_CORE;
+  return n < SQ_POOL_MIN ? SQ_POOL_MIN : n > SQ_POOL_MAX ? SQ_POOL_MAX : (int)n;
+}
+
+static void pool_init(sq_store_t *st) {
+  pthread_mutex_init(&st->pool_mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* a wall-clock step does not cut the wait */
+  pthread_cond_init(&st->pool_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  st->pool_size = pool_default_size();
+  st->pool_wait_ms = SQ_POOL_WAIT_MS;
+}
+
+/* Back to the idle list; wakes one waiting borrower. */
+static void pool_put(sq_conn_t *c) {
+  sq_store_t *st = c->st;
+  pthread_mutex_lock(&st->pool_mu);
+  c->pool_next = st->pool_free;
+  st->pool_free = c;
+  st->pool_out--;
+  pthread_cond_signal(&st->pool_cv);
+  pthread_mutex_unlock(&st->pool_mu);
+}
+
+/* Wait (pool_mu held) until a connection is idle or may be opened; 0, or
+ * AGD_EUNAVAILABLE once pool_wait_ms have passed. */
+static int pool_wait_locked(sq_store_t *st) {
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_sec += st->pool_wait_ms / 1000;
+  until.tv_nsec += (long)(st->pool_wait_ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  while (!st->pool_free && st->pool_open >= st->pool_size) {
+    int rc = pthread_cond_timedwait(&st->pool_cv, &st->pool_mu, &until);
+    if (rc == ETIMEDOUT && !st->pool_free && st->pool_open >= st->pool_size) {
+      st->pool_timeouts++;
+      return AGD_EUNAVAILABLE;
+    }
+  }
+  return 0;
+}
+
+/* A pooled connection for this borrower: an idle one, else a new one while the pool
+ * is not full, else the first one given back. */
+static int pool_take(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
+  pthread_mutex_lock(&st->pool_mu);
+  int e = pool_wait_locked(st);
+  if (e) {
+    int size = st->pool_size;
+    pthread_mutex_unlock(&st->pool_mu);
+    metrics_add("agentd_db_pool_timeouts_total", NULL, 1);
+    log_warn("store: all %d shared connections stayed busy for %d ms", size, st->pool_wait_ms);
+    store__errf(err, cap, "no database connection free");
+    return agd_err_mark(e, __FILE__, __LINE__);
+  }
+  sq_conn_t *c = st->pool_free;
+  if (c) st->pool_free = c->pool_next;
+  else st->pool_open++; /* this slot is ours while we open it unlocked */
+  if (++st->pool_out > st->pool_peak) st->pool_peak = st->pool_out;
+  pthread_mutex_unlock(&st->pool_mu);
+  if (!c) {
+    e = conn_open(st, &c, err, cap);
+    if (e) {
+      pthread_mutex_lock(&st->pool_mu);
+      st->pool_open--;
+      st->pool_out--;
+      pthread_cond_signal(&st->pool_cv); /* the slot is free again */
+      pthread_mutex_unlock(&st->pool_mu);
+      return e;
+    }
+    c->pooled = 1;
+    conn_register(st, c);
+  }
+  c->pool_next = NULL;
+  *out = c;
+  return 0;
+}
+
+void sq_release(store_t *s) {
+  sq_store_t *st = sq(s);
+  sq_conn_t *c = pthread_getspecific(st->key);
+  if (!c || !c->pooled) return; /* a connection of its own (opened before it borrowed) */
+  /* Every transaction ends inside the call that began it; one left open here would
+   * hand the next borrower a connection inside someone else's transaction. */
+  if (c->tx_depth > 0) {
+    log_error("store: a store call returned inside its transaction; rolling it back");
+    while (c->tx_depth > 0) sq_tx_rollback(c);
+  }
+  if (pthread_setspecific(st->key, NULL) != 0) abort();
+  pool_put(c);
+}
+
+void sq_pool_stats(store_t *s, sq_pool_stats_t *out) {
+  sq_store_t *st = sq(s);
+  pthread_mutex_lock(&st->pool_mu);
+  *out = (sq_pool_stats_t){st->pool_size, st->pool_open, st->pool_out, st->pool_peak, st->pool_timeouts};
+  pthread_mutex_unlock(&st->pool_mu);
+}
+
+void sq_pool_config(store_t *s, int size, int wait_ms) {
+  sq_store_t *st = sq(s);
+  pthread_mutex_lock(&st->pool_mu);
+  st->pool_size = size < 1 ? 1 : size;
+  st->pool_wait_ms = wait_ms < 0 ? 0 : wait_ms;
+  pthread_cond_broadcast(&st->pool_cv);
+  pthread_mutex_unlock(&st->pool_mu);
+}
+
 int sq_conn_get(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
   sq_conn_t *c = pthread_getspecific(st->key);
   if (!c) {
-    int e = conn_open(st, &c, err, cap);
-    if (e) return e;
-    pthread_mutex_lock(&st->mu);
-    c->next = st->conns;
-    if (st->conns) st->conns->prev = c;
-    st->conns = c;
-    pthread_mutex_unlock(&st->mu);
+    if (store__thread_borrows()) {
+      int e = pool_take(st, &c, err, cap);
+      if (e) return e;
+    } else {
+      int e = conn_open(st, &c, err, cap);
+      if (e) return e;
+      conn_register(st, c);
+    }
     if (pthread_setspecific(st->key, c) != 0) abort(); /* ENOMEM */
   }
   *out = c;
@@ -448,12 +609,14 @@ int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap) {
   }
   pthread_mutex_init(&st->mu, NULL);
   pthread_mutex_init(&st->wmu, NULL);
+  pool_init(st);
   st->wmu_wait = metrics_hist("agentd_db_write_wait_seconds",
                               "Database writers' wait for this process's write lock (0: it was free).");
   checkpointer_start(st);
 
   int version = 0;
   e = sq_migrate(&st->super, &version, err, cap);
+  sq_release(&st->super); /* a borrower that opens a store: not through store.c's OP() */
   if (e) {
     sq_ops.close(&st->super);
     return e;
@@ -479,6 +642,8 @@ static void sq_close(store_t *s) {
   }
   pthread_mutex_destroy(&st->mu);
   pthread_mutex_destroy(&st->wmu);
+  pthread_cond_destroy(&st->pool_cv);
+  pthread_mutex_destroy(&st->pool_mu);
   free(st);
 }
 
@@ -490,7 +655,9 @@ static void sq_close(store_t *s) {
 
 static int sq_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg) {
   SQ_CONN(s, c);
-  if (!c->group_cache) {
+  /* Not a pooled connection: the pool is for short calls of many threads, and each of
+   * its connections would keep the large cache for good. */
+  if (!c->group_cache && !c->pooled) {
     char pragma[64];
     snprintf(pragma, sizeof pragma, "PRAGMA cache_size=-%d", SQ_GROUP_CACHE_KIB);
     if (sq_exec(c, pragma, "cache size") == 0) c->group_cache = 1;
@@ -509,6 +676,7 @@ static int sq_ping(store_t *s) {
 static const store_ops_t sq_ops = {
   .kind = "sqlite",
   .close = sq_close,
+  .release = sq_release,
   .migrate = sq_migrate,
   .ping = sq_ping,
   .tx = sq_tx,

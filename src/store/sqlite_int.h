@@ -14,9 +14,11 @@
  * the functions that use it, and reaches its cached statements through sq_stmt() under its
  * own module id: adding a statement touches that file only.
  *
- * Thread rules as store.h: a connection (sq_conn_t) belongs to the thread that opened it; the
- * functions below take the calling thread's connection (SQ_CONN) and are safe on any thread
- * except the event loop.
+ * Thread rules as store.h: a connection (sq_conn_t) is used by one thread at a time — the
+ * thread that opened it, or a borrower thread that took it from the store's pool for one
+ * store call (sq_conn_get, sq_release) — so SQLITE_OPEN_NOMUTEX suffices; the functions
+ * below take the calling thread's connection (SQ_CONN) and are safe on any thread except
+ * the event loop.
  */
 #ifndef AGD_STORE_SQLITE_INT_H
 #define AGD_STORE_SQLITE_INT_H
@@ -56,6 +58,8 @@ typedef struct sq_conn {
   int holds_wmu;               /* this connection holds st->wmu (a write transaction is open) */
   int tx_depth;                /* 0: no transaction; 1: BEGIN; > 1: that many - 1 savepoints */
   int group_cache;             /* the page cache was enlarged for group commits (sq_tx) */
+  int pooled;                  /* one of st's pool: lent to borrowers, never a thread's own */
+  struct sq_conn *pool_next;   /* on st->pool_free, under st->pool_mu */
 } sq_conn_t;
 
 struct sq_store {
@@ -76,6 +80,17 @@ struct sq_store {
   pthread_mutex_t ckpt_mu;
   pthread_cond_t ckpt_cv;
   int ckpt_running, ckpt_wanted, ckpt_stop;
+  /* The connections lent to borrower threads (store_thread_borrow) for one store call
+   * at a time: opened on demand up to pool_size, then kept (on conns too). */
+  pthread_mutex_t pool_mu;
+  pthread_cond_t pool_cv;  /* a connection came back */
+  sq_conn_t *pool_free;    /* idle, most recently returned first (its pages are warm) */
+  int pool_size;           /* at most this many opened */
+  int pool_open;           /* opened (or being opened) */
+  int pool_out;            /* lent now */
+  int pool_peak;           /* most lent at once */
+  int pool_wait_ms;        /* a borrower waits at most this long: then AGD_EUNAVAILABLE */
+  long pool_timeouts;      /* borrowers that gave up */
   char path[PATH_MAX];
 };
 
@@ -87,7 +102,9 @@ static inline sq_store_t *sq(store_t *s) { return (sq_store_t *)s; }
 int sq_fail(sq_conn_t *c, int rc, const char *what, const char *file, int line);
 #define SQ_FAIL(c, rc, what) sq_fail((c), (rc), (what), __FILE__, __LINE__)
 
-/* This thread's connection of st, opened on first use.  0 or AGD_E* (err filled). */
+/* This thread's connection of st: its own, opened on first use, or for a borrower the
+ * one it holds or one taken from the pool (waiting up to pool_wait_ms for one).  0 or
+ * AGD_E* (err filled). */
 int sq_conn_get(sq_store_t *st, sq_conn_t **out, char *err, size_t cap);
 /* Declare `c`, the calling thread's connection of store s, or return the error. */
 #define SQ_CONN(s, c)                                         \
@@ -96,6 +113,20 @@ int sq_conn_get(sq_store_t *st, sq_conn_t **out, char *err, size_t cap);
     int e__ = sq_conn_get(sq(s), &c, NULL, 0);                \
     if (e__) return e__;                                      \
   } while (0)
+
+/* The end of a borrower's outermost store call (store_ops_t.release): its connection
+ * back to the pool. */
+void sq_release(store_t *s);
+
+/* The pool's figures (tests, docs/performance.md).  Any pointer may be NULL. */
+typedef struct sq_pool_stats {
+  int size, open, out, peak;
+  long timeouts;
+} sq_pool_stats_t;
+void sq_pool_stats(store_t *s, sq_pool_stats_t *out);
+/* Resize the pool (size >= 1; it never closes what it opened) and set the borrowers'
+ * wait (ms >= 0): for tests; the defaults suit agentd. */
+void sq_pool_config(store_t *s, int size, int wait_ms);
 
 /* Run one SQL text with no results expected (PRAGMAs, DDL, a migration).  0 or AGD_E*. */
 int sq_exec(sq_conn_t *c, const char *sql, const char *what);

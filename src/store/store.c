@@ -1,9 +1,11 @@
 /* store/store.c — the backend-neutral half of store.h: URL dispatch, argument checks.
  *
  * Every public store_* call lands here, is checked (NULLs, sizes: the backends rely on
- * it) and goes through s->ops to the backend (sqlite_*.c; postgres later).  The
- * migration runner the backends share is migrate.c.  Any thread except the event loop;
- * no state of its own.
+ * it) and goes through s->ops to the backend (sqlite_*.c; postgres later), by OP(): the
+ * one place where each store operation begins and ends, so where a borrower thread's
+ * connection goes back to the pool (ops->release).  The migration runner the backends
+ * share is migrate.c.  Any thread except the event loop; no state but two per-thread
+ * variables (borrower or not, how deep in store calls).
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -13,6 +15,32 @@
 #include "store/store_int.h"
 #include "util/err.h"
 #include "util/timeutil.h"
+
+/* store_thread_borrow was called on this thread. */
+static _Thread_local int t_borrower;
+/* Store calls this thread is inside: > 1 in a call made by a callback of a store call
+ * (workload_scan, revoked_load, approvals_pending) or by store_tx's fn. */
+static _Thread_local int t_depth;
+
+void store_thread_borrow(void) { t_borrower = 1; }
+
+int store__thread_borrows(void) { return t_borrower; }
+
+static inline store_t *op_begin(store_t *s) {
+  t_depth++;
+  return s;
+}
+
+/* The end of a store call: at the outermost one a borrower gives its connection back,
+ * so it never keeps one between calls (nor across whatever it waits for next). */
+static inline int op_end(store_t *s, int rc) {
+  if (--t_depth == 0 && t_borrower && s->ops->release) s->ops->release(s);
+  return rc;
+}
+
+/* s->ops->name(...) between op_begin and op_end (the arguments are evaluated before
+ * the call, op_end's after it returns). */
+#define OP(s, name, ...) op_end((s), op_begin(s)->ops->name(__VA_ARGS__))
 
 void store__errf(char *err, size_t cap, const char *fmt, ...) {
   if (!err || cap == 0) return;
@@ -55,14 +83,14 @@ void store_close(store_t *s) {
 int store_migrate(store_t *s, int *version_out, char *err, size_t cap) {
   int v = 0;
   if (err && cap) err[0] = '\0';
-  int rc = s->ops->migrate(s, &v, err, cap);
+  int rc = OP(s, migrate, s, &v, err, cap);
   if (version_out) *version_out = v;
   return rc;
 }
 
 int store_ping(store_t *s, double *latency_ms) {
   uint64_t t0 = time_mono_ns();
-  int rc = s->ops->ping(s);
+  int rc = OP(s, ping, s);
   if (latency_ms) *latency_ms = (double)(time_mono_ns() - t0) / 1e6;
   return rc;
 }
@@ -71,7 +99,7 @@ const char *store_kind(const store_t *s) { return s->ops->kind; }
 
 int store_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg) {
   if (!fn) return ERR(AGD_EINTERNAL);
-  return s->ops->tx(s, fn, arg);
+  return OP(s, tx, s, fn, arg);
 }
 
 /* 1 when p is a non-empty string shorter than cap bytes (so it fits with its NUL). */
@@ -85,19 +113,19 @@ int store_user_create(store_t *s, const store_user_t *u) {
       !fits0(u->permissions_json, sizeof u->permissions_json) ||
       !fits0(u->password_hash, sizeof u->password_hash))
     return AGD_EBAD_REQUEST;
-  return s->ops->user_create(s, u);
+  return OP(s, user_create, s, u);
 }
 
 int store_user_by_email(store_t *s, const char *email, store_user_t *out) {
   if (!out) return ERR(AGD_EINTERNAL);
   if (!fits(email, STORE_EMAIL_MAX)) return AGD_ENOT_FOUND; /* cannot exist */
-  return s->ops->user_by_email(s, email, out);
+  return OP(s, user_by_email, s, email, out);
 }
 
 int store_user_get(store_t *s, const char *user_id, store_user_t *out) {
   if (!out) return ERR(AGD_EINTERNAL);
   if (!fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->user_get(s, user_id, out);
+  return OP(s, user_get, s, user_id, out);
 }
 
 int store_user_ensure(store_t *s, const char *user_id, const char *email_or_NULL,
@@ -106,26 +134,26 @@ int store_user_ensure(store_t *s, const char *user_id, const char *email_or_NULL
   /* An unusable email falls back to the placeholder (store.h). */
   if (email_or_NULL && !fits(email_or_NULL, STORE_EMAIL_MAX)) email_or_NULL = NULL;
   store_user_t tmp;
-  return s->ops->user_ensure(s, user_id, email_or_NULL, out ? out : &tmp);
+  return OP(s, user_ensure, s, user_id, email_or_NULL, out ? out : &tmp);
 }
 
 int store_user_set_name(store_t *s, const char *user_id, const char *name, store_user_t *out) {
   if (!fits0(name, STORE_NAME_MAX)) return AGD_EBAD_REQUEST;
   if (!fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
   store_user_t tmp;
-  return s->ops->user_set_name(s, user_id, name, out ? out : &tmp);
+  return OP(s, user_set_name, s, user_id, name, out ? out : &tmp);
 }
 
 int store_user_count(store_t *s, long *n) {
   if (!n) return ERR(AGD_EINTERNAL);
-  return s->ops->user_count(s, n);
+  return OP(s, user_count, s, n);
 }
 
 int store_refresh_add(store_t *s, const char *jti, const char *family_id, const char *user_id,
                       double expires_at) {
   if (!fits(jti, ID_MAX) || !fits(family_id, ID_MAX) || !fits(user_id, ID_MAX))
     return AGD_EBAD_REQUEST;
-  return s->ops->refresh_add(s, jti, family_id, user_id, expires_at);
+  return OP(s, refresh_add, s, jti, family_id, user_id, expires_at);
 }
 
 int store_refresh_consume(store_t *s, const char *jti, const char *user_id, double now,
@@ -134,30 +162,30 @@ int store_refresh_consume(store_t *s, const char *jti, const char *user_id, doub
   char *fam = family_out ? family_out : tmp;
   fam[0] = '\0';
   if (!fits(jti, ID_MAX) || !fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->refresh_consume(s, jti, user_id, now, fam);
+  return OP(s, refresh_consume, s, jti, user_id, now, fam);
 }
 
 int store_refresh_revoke_family(store_t *s, const char *family_id) {
   if (!fits(family_id, ID_MAX)) return 0; /* matches nothing */
-  return s->ops->refresh_revoke_family(s, family_id);
+  return OP(s, refresh_revoke_family, s, family_id);
 }
 
 int store_refresh_revoke_user(store_t *s, const char *user_id) {
   if (!fits(user_id, ID_MAX)) return 0;
-  return s->ops->refresh_revoke_user(s, user_id);
+  return OP(s, refresh_revoke_user, s, user_id);
 }
 
 int store_revoke_access(store_t *s, const char *jti, double expires_at) {
   if (!fits(jti, STORE_JTI_MAX)) return AGD_EBAD_REQUEST;
-  return s->ops->revoke_access(s, jti, expires_at);
+  return OP(s, revoke_access, s, jti, expires_at);
 }
 
 int store_revoked_load(store_t *s, double now, store_revoked_cb cb, void *arg) {
   if (!cb) return ERR(AGD_EINTERNAL);
-  return s->ops->revoked_load(s, now, cb, arg);
+  return OP(s, revoked_load, s, now, cb, arg);
 }
 
-int store_revoked_purge(store_t *s, double now) { return s->ops->revoked_purge(s, now); }
+int store_revoked_purge(store_t *s, double now) { return OP(s, revoked_purge, s, now); }
 
 /* ---- threads and messages ------------------------------------------------------------ */
 
@@ -204,14 +232,14 @@ int store_thread_create(store_t *s, const char *user_id, const char *title, cons
   if (!fits(user_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (!opt_fits(title, STORE_TITLE_MAX) || !opt_fits(metadata, STORE_METADATA_MAX))
     return AGD_EBAD_REQUEST;
-  return s->ops->thread_create(s, user_id, title, metadata, out);
+  return OP(s, thread_create, s, user_id, title, metadata, out);
 }
 
 int store_thread_get(store_t *s, const char *user_id, const char *thread_id, store_thread_t *out) {
   if (!out) return ERR(AGD_EINTERNAL);
   memset(out, 0, sizeof *out);
   if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->thread_get(s, user_id, thread_id, out);
+  return OP(s, thread_get, s, user_id, thread_id, out);
 }
 
 int store_thread_list(store_t *s, const char *user_id, int include_archived, int limit, long offset,
@@ -220,7 +248,7 @@ int store_thread_list(store_t *s, const char *user_id, int include_archived, int
   memset(out, 0, sizeof *out);
   if (!page_ok(limit, offset)) return AGD_EBAD_REQUEST;
   if (!fits(user_id, ID_MAX)) return 0; /* nobody: no threads */
-  return s->ops->thread_list(s, user_id, include_archived != 0, limit, offset, out);
+  return OP(s, thread_list, s, user_id, include_archived != 0, limit, offset, out);
 }
 
 int store_thread_update(store_t *s, const char *user_id, const char *thread_id, int set_title,
@@ -231,7 +259,7 @@ int store_thread_update(store_t *s, const char *user_id, const char *thread_id, 
   if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (!opt_fits(title, STORE_TITLE_MAX) || !opt_fits(metadata, STORE_METADATA_MAX))
     return AGD_EBAD_REQUEST;
-  int rc = s->ops->thread_update(s, user_id, thread_id, set_title != 0, set_title ? title : NULL,
+  int rc = OP(s, thread_update, s, user_id, thread_id, set_title != 0, set_title ? title : NULL,
                                  metadata, o);
   if (!out) store_thread_dispose(&tmp);
   return rc;
@@ -239,12 +267,12 @@ int store_thread_update(store_t *s, const char *user_id, const char *thread_id, 
 
 int store_thread_archive(store_t *s, const char *user_id, const char *thread_id) {
   if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->thread_archive(s, user_id, thread_id);
+  return OP(s, thread_archive, s, user_id, thread_id);
 }
 
 int store_thread_delete(store_t *s, const char *user_id, const char *thread_id) {
   if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->thread_delete(s, user_id, thread_id);
+  return OP(s, thread_delete, s, user_id, thread_id);
 }
 
 int store_message_check(const char *user_id, const store_message_new_t *in) {
@@ -264,19 +292,19 @@ int store_message_add(store_t *s, const char *user_id, const store_message_new_t
   memset(out, 0, sizeof *out);
   int rc = store_message_check(user_id, in);
   if (rc) return rc;
-  return s->ops->message_add(s, user_id, in, out);
+  return OP(s, message_add, s, user_id, in, out);
 }
 
 int store_message_get(store_t *s, const char *user_id, const char *message_id, store_message_t *out) {
   if (!out) return ERR(AGD_EINTERNAL);
   memset(out, 0, sizeof *out);
   if (!fits(user_id, ID_MAX) || !fits(message_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->message_get(s, user_id, message_id, out);
+  return OP(s, message_get, s, user_id, message_id, out);
 }
 
 int store_message_delete(store_t *s, const char *user_id, const char *message_id) {
   if (!fits(user_id, ID_MAX) || !fits(message_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->message_delete(s, user_id, message_id);
+  return OP(s, message_delete, s, user_id, message_id);
 }
 
 int store_message_list(store_t *s, const char *user_id, const char *thread_id, int limit, long offset,
@@ -285,7 +313,7 @@ int store_message_list(store_t *s, const char *user_id, const char *thread_id, i
   memset(out, 0, sizeof *out);
   if (!page_ok(limit, offset)) return AGD_EBAD_REQUEST;
   if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->message_list(s, user_id, thread_id, limit, offset, out);
+  return OP(s, message_list, s, user_id, thread_id, limit, offset, out);
 }
 
 int store_message_history(store_t *s, const char *user_id, const char *thread_id,
@@ -297,7 +325,7 @@ int store_message_history(store_t *s, const char *user_id, const char *thread_id
   if (!fits(user_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (before_id && !*before_id) before_id = NULL;
   if (before_id && !fits(before_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->message_history(s, user_id, thread_id, before_id, limit, out);
+  return OP(s, message_history, s, user_id, thread_id, before_id, limit, out);
 }
 
 int store_message_list_user(store_t *s, const char *user_id, const char *thread_id, int limit,
@@ -307,7 +335,7 @@ int store_message_list_user(store_t *s, const char *user_id, const char *thread_
   if (!page_ok(limit, offset)) return AGD_EBAD_REQUEST;
   if (thread_id && !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (!fits(user_id, ID_MAX)) return thread_id ? AGD_ENOT_FOUND : 0;
-  return s->ops->message_list_user(s, user_id, thread_id, limit, offset, out);
+  return OP(s, message_list_user, s, user_id, thread_id, limit, offset, out);
 }
 
 /* ---- runs and events ---- */
@@ -346,27 +374,27 @@ int store_run_create(store_t *s, const char *user_id, const char *run_id, const 
                      const char *input, double created_at) {
   if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX) || !fits(thread_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (!agent || !agent[0] || strlen(agent) >= 32 || !input) return AGD_EBAD_REQUEST;
-  return s->ops->run_create(s, user_id, run_id, thread_id, agent, input, created_at);
+  return OP(s, run_create, s, user_id, run_id, thread_id, agent, input, created_at);
 }
 
 int store_run_set_status(store_t *s, const char *user_id, const char *run_id, const char *status, double started_at,
                          double completed_at, const char *result_json, const char *error_json) {
   if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX)) return AGD_ENOT_FOUND;
   if (!status_ok(status)) return AGD_EBAD_REQUEST;
-  return s->ops->run_set_status(s, user_id, run_id, status, started_at, completed_at, result_json, error_json);
+  return OP(s, run_set_status, s, user_id, run_id, status, started_at, completed_at, result_json, error_json);
 }
 
 int store_run_get(store_t *s, const char *user_id, const char *run_id, store_run_t *out) {
   if (!out) return ERR(AGD_EINTERNAL);
   memset(out, 0, sizeof *out);
   if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->run_get(s, user_id, run_id, out);
+  return OP(s, run_get, s, user_id, run_id, out);
 }
 
 int store_run_set_usage(store_t *s, const char *user_id, const char *run_id, const char *usage_json) {
   if (!s || !user_id || !run_id || !usage_json) return AGD_EBAD_REQUEST;
   if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->run_set_usage(s, user_id, run_id, usage_json);
+  return OP(s, run_set_usage, s, user_id, run_id, usage_json);
 }
 
 int store_run_list(store_t *s, const char *user_id, const char *thread_id, int active_only, int limit, long offset,
@@ -375,17 +403,17 @@ int store_run_list(store_t *s, const char *user_id, const char *thread_id, int a
   memset(out, 0, sizeof *out);
   if (!page_ok(limit, offset)) return AGD_EBAD_REQUEST;
   if (!fits(user_id, ID_MAX) || (thread_id && !fits(thread_id, ID_MAX))) return AGD_ENOT_FOUND;
-  return s->ops->run_list(s, user_id, thread_id, active_only, limit, offset, out);
+  return OP(s, run_list, s, user_id, thread_id, active_only, limit, offset, out);
 }
 
-int store_runs_fail_inflight(store_t *s, double now, long *n) { return s->ops->runs_fail_inflight(s, now, n); }
+int store_runs_fail_inflight(store_t *s, double now, long *n) { return OP(s, runs_fail_inflight, s, now, n); }
 
 int store_event_append(store_t *s, const store_event_t *ev) {
   if (!ev || !fits(ev->user_id, ID_MAX) || ev->seq <= 0 || !ev->type || !ev->json) return AGD_EBAD_REQUEST;
   if ((ev->run_id && ev->run_id[0] && !fits(ev->run_id, ID_MAX)) ||
       (ev->thread_id && ev->thread_id[0] && !fits(ev->thread_id, ID_MAX)))
     return AGD_EBAD_REQUEST;
-  return s->ops->event_append(s, ev);
+  return OP(s, event_append, s, ev);
 }
 
 int store_event_append_batch(store_t *s, const store_event_t *evs, size_t n) {
@@ -398,14 +426,14 @@ int store_event_append_batch(store_t *s, const store_event_t *evs, size_t n) {
         (ev->thread_id && ev->thread_id[0] && !fits(ev->thread_id, ID_MAX)))
       return AGD_EBAD_REQUEST;
   }
-  return s->ops->event_append_batch(s, evs, n);
+  return OP(s, event_append_batch, s, evs, n);
 }
 
 int store_event_last_seq(store_t *s, const char *user_id, int64_t *out) {
   if (!out) return ERR(AGD_EINTERNAL);
   *out = 0;
   if (!fits(user_id, ID_MAX)) return AGD_EBAD_REQUEST;
-  return s->ops->event_last_seq(s, user_id, out);
+  return OP(s, event_last_seq, s, user_id, out);
 }
 
 int store_event_list(store_t *s, const char *user_id, int64_t after_seq, const char *run_id, const char *thread_id,
@@ -415,7 +443,7 @@ int store_event_list(store_t *s, const char *user_id, int64_t after_seq, const c
   if (limit < 1 || limit > 1000 || after_seq < 0) return AGD_EBAD_REQUEST;
   if (!fits(user_id, ID_MAX)) return 0;
   if ((run_id && !fits(run_id, ID_MAX)) || (thread_id && !fits(thread_id, ID_MAX))) return 0;
-  return s->ops->event_list(s, user_id, after_seq, run_id, thread_id, limit, out);
+  return OP(s, event_list, s, user_id, after_seq, run_id, thread_id, limit, out);
 }
 
 /* ---- approvals ---- */
@@ -442,7 +470,7 @@ int store_approval_create(store_t *s, const store_approval_t *a) {
     return AGD_EBAD_REQUEST;
   if (!a->parameters) return AGD_EBAD_REQUEST; /* its JSON is checked by the backend */
   if (!(a->expires_at >= a->created_at)) return AGD_EBAD_REQUEST;
-  return s->ops->approval_create(s, a);
+  return OP(s, approval_create, s, a);
 }
 
 int store_approval_get(store_t *s, const char *user_id, const char *run_id, const char *call_id,
@@ -450,14 +478,14 @@ int store_approval_get(store_t *s, const char *user_id, const char *run_id, cons
   if (!out) return ERR(AGD_EINTERNAL);
   memset(out, 0, sizeof *out);
   if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX) || !fits(call_id, STORE_CALL_ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->approval_get(s, user_id, run_id, call_id, out);
+  return OP(s, approval_get, s, user_id, run_id, call_id, out);
 }
 
 int store_approval_list(store_t *s, const char *user_id, const char *run_id, store_approval_list_t *out) {
   if (!out) return ERR(AGD_EINTERNAL);
   memset(out, 0, sizeof *out);
   if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->approval_list(s, user_id, run_id, out);
+  return OP(s, approval_list, s, user_id, run_id, out);
 }
 
 int store_approval_decide(store_t *s, const char *user_id, const char *run_id, const char *call_id,
@@ -467,12 +495,12 @@ int store_approval_decide(store_t *s, const char *user_id, const char *run_id, c
     return AGD_EBAD_REQUEST;
   if (reason && strnlen(reason, STORE_REASON_MAX) >= STORE_REASON_MAX) return AGD_EBAD_REQUEST;
   if (!fits(user_id, ID_MAX) || !fits(run_id, ID_MAX) || !fits(call_id, STORE_CALL_ID_MAX)) return AGD_ENOT_FOUND;
-  return s->ops->approval_decide(s, user_id, run_id, call_id, status, reason, now, out);
+  return OP(s, approval_decide, s, user_id, run_id, call_id, status, reason, now, out);
 }
 
 int store_approvals_pending(store_t *s, store_approval_cb cb, void *arg) {
   if (!cb) return ERR(AGD_EINTERNAL);
-  return s->ops->approvals_pending(s, cb, arg);
+  return OP(s, approvals_pending, s, cb, arg);
 }
 
 /* ---- workload records ---- */
@@ -496,7 +524,7 @@ int store_workload_insert(store_t *s, const char *user_id, const store_workload_
   for (size_t i = 0; i < n; i++)
     if (!wl_rec_ok(&recs[i])) return AGD_EBAD_REQUEST;
   int64_t fs = 0, g = 0;
-  int rc = s->ops->workload_insert(s, user_id, recs, n, &fs, &g);
+  int rc = OP(s, workload_insert, s, user_id, recs, n, &fs, &g);
   if (first_seq) *first_seq = fs;
   if (gen) *gen = g;
   return rc;
@@ -504,7 +532,7 @@ int store_workload_insert(store_t *s, const char *user_id, const store_workload_
 
 int store_workload_state(store_t *s, const char *user_id, int64_t *next_seq, int64_t *gen) {
   int64_t ns = 1, g = 0;
-  int rc = fits(user_id, ID_MAX) ? s->ops->workload_state(s, user_id, &ns, &g) : AGD_EBAD_REQUEST;
+  int rc = fits(user_id, ID_MAX) ? OP(s, workload_state, s, user_id, &ns, &g) : AGD_EBAD_REQUEST;
   if (next_seq) *next_seq = ns;
   if (gen) *gen = g;
   return rc;
@@ -514,7 +542,7 @@ int store_workload_scan(store_t *s, const char *user_id, int64_t after_seq, stor
                         int64_t *next_seq, int64_t *gen) {
   if (!fits(user_id, ID_MAX) || !cb || after_seq < 0) return AGD_EBAD_REQUEST;
   int64_t ns = 1, g = 0;
-  int rc = s->ops->workload_scan(s, user_id, after_seq, cb, arg, &ns, &g);
+  int rc = OP(s, workload_scan, s, user_id, after_seq, cb, arg, &ns, &g);
   if (next_seq) *next_seq = ns;
   if (gen) *gen = g;
   return rc;
@@ -523,7 +551,7 @@ int store_workload_scan(store_t *s, const char *user_id, int64_t after_seq, stor
 int store_workload_delete(store_t *s, const char *user_id, long *deleted, int64_t *next_seq, int64_t *gen) {
   long d = 0;
   int64_t ns = 1, g = 0;
-  int rc = fits(user_id, ID_MAX) ? s->ops->workload_delete(s, user_id, &d, &ns, &g) : AGD_EBAD_REQUEST;
+  int rc = fits(user_id, ID_MAX) ? OP(s, workload_delete, s, user_id, &d, &ns, &g) : AGD_EBAD_REQUEST;
   if (deleted) *deleted = d;
   if (next_seq) *next_seq = ns;
   if (gen) *gen = g;

@@ -4,7 +4,10 @@
  * and shared by all threads.  Every function is SYNCHRONOUS and BLOCKING: call it from
  * a libuv worker (uv_queue_work), a run thread, or the main thread at startup —
  * never from the event loop.  Thread-safe: each calling thread gets its own database
- * connection on first use (prepared statements cached per connection).
+ * connection on first use (prepared statements cached per connection) — except a thread
+ * that declared itself a borrower (store_thread_borrow: the run threads, which are many
+ * and mostly waiting on a model), which takes one of a few shared connections for the
+ * length of each call and gives it back when the call returns.
  * Ownership is checked here: every function that reads user data takes the caller's
  * user id and only ever sees that user's rows (SPEC §2 conventions).
  * Returns: 0, or a negative AGD_E* (util/err.h): AGD_ENOT_FOUND, AGD_ECONFLICT,
@@ -55,6 +58,17 @@ int store_ping(store_t *s, double *latency_ms);
  * own (a failing call is undone alone and reports its error as usual).  This is how
  * a group commit stores many unrelated writes (events, run states, messages) at once. */
 int store_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg);
+
+/* Declare the calling thread a BORROWER of connections, for every store, until it
+ * exits: each store call (with whatever store calls its callbacks or transaction make)
+ * takes a connection from a small pool shared by all borrowers (a few per core) and
+ * returns it when the call returns, so a borrower holds none while it waits for
+ * anything else.  When the pool is all out, a call waits for a connection (bounded:
+ * AGD_EUNAVAILABLE after a few seconds).  For threads that are many and use the store
+ * seldom (core/runs.c's run threads); the others keep a dedicated connection, which
+ * is faster for busy threads (workers, the event writer).  Call it before the
+ * thread's first store call. */
+void store_thread_borrow(void);
 
 /* "sqlite" (later "postgres"). Static storage. */
 const char *store_kind(const store_t *s);

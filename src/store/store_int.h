@@ -21,6 +21,10 @@ extern const embedded_file_t store_migrations_sqlite[];
 typedef struct store_ops {
   const char *kind; /* "sqlite" */
   void (*close)(store_t *s);
+  /* A borrower thread's outermost store call has returned (store.c calls this after
+   * each one, never inside a nested call): give back the connection it borrowed, if
+   * any.  Borrowers: store_thread_borrow, store__thread_borrows. */
+  void (*release)(store_t *s);
   int (*migrate)(store_t *s, int *version_out, char *err, size_t cap);
   int (*ping)(store_t *s);
   int (*tx)(store_t *s, int (*fn)(store_t *s, void *arg), void *arg);
@@ -105,6 +109,9 @@ typedef struct store_ops {
 struct store {
   const store_ops_t *ops;
 };
+
+/* 1 when the calling thread declared itself a borrower (store_thread_borrow, store.c). */
+int store__thread_borrows(void);
 
 /* sqlite_db.c: open "PATH" (scheme already stripped), migrate, fill *out. */
 int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap);
