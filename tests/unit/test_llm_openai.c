@@ -4,7 +4,10 @@
  * JSON content, tool_choice, max_tokens, temperature), the reversible tool
  * name mapping both ways, coalescing over a real transfer, keep-alive reuse
  * of one connection across calls and threads (the shared connection cache),
- * and a cancel that closes the connection.  The wire scenarios (retries,
+ * a cancel that closes the connection, and the provider's one I/O thread:
+ * many calls from many threads each getting exactly its own stream, a cancel
+ * of one call among many, a slow callback, and llm_close with calls in
+ * flight.  The wire scenarios (retries,
  * timeouts, broken streams) are in tests/e2e/test_llm_openai.py. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -27,13 +30,15 @@
 typedef struct server {
   int lfd, port;
   pthread_t th;
-  const char *answer;   /* the SSE body sent for each request (chunked, in one piece) */
+  const char *answer;   /* the SSE body sent for each request (chunked, in one piece); NULL: the request's
+                           user message says what to stream (dynamic_answer) */
   int hold;             /* after the answer's events, keep the stream open (no terminator) */
   pthread_mutex_t mu;
   char *bodies[16];     /* the request bodies, in order */
   int n_bodies;
   int connections;      /* connections accepted */
   atomic_int client_closed; /* a held stream saw the client close */
+  atomic_int held_closed;   /* dynamic "h:" streams the client closed */
   atomic_int stop;
 } server_t;
 
@@ -60,12 +65,63 @@ static char *read_request(int fd, buf_t *in) {
   }
 }
 
+/* One SSE event with a text piece, as one HTTP chunk.  0 or -1 (the client went). */
+static int write_piece(int fd, const char *text) {
+  char ev[512], chunk[600];
+  int en = snprintf(ev, sizeof(ev), "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%s\"}}]}\n\n", text);
+  int cn = snprintf(chunk, sizeof(chunk), "%x\r\n%s\r\n", en, ev);
+  return write(fd, chunk, (size_t)cn) == cn ? 0 : -1;
+}
+
+/* The dynamic answer: the request's first message says what to stream, so
+ * every call gets a stream of its own.
+ *   "s:ID:N:MS"  N pieces "ID.k;" (k = 0…N-1), MS ms apart, then stop and [DONE]
+ *   "h:ID"       one piece "ID.held;", then the stream stays open until the
+ *                client closes it (held_closed counts those).
+ * 0 when the connection may serve another request. */
+static int dynamic_answer(int fd, const char *body) {
+  json_t *b = json_loads(body, 0, NULL);
+  const char *tag = json_string_value(json_object_get(json_array_get(json_object_get(b, "messages"), 0), "content"));
+  char id[64] = "";
+  int pieces = 0, ms = 0, held = 0;
+  if (tag && sscanf(tag, "s:%63[^:]:%d:%d", id, &pieces, &ms) == 3) held = 0;
+  else if (tag && sscanf(tag, "h:%63s", id) == 1) held = 1;
+  json_decref(b);
+  const char *head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+  if (write(fd, head, strlen(head)) < 0) return -1;
+  char text[96];
+  if (held) {
+    snprintf(text, sizeof(text), "%s.held;", id);
+    if (write_piece(fd, text) != 0) return -1;
+    char c;
+    while (read(fd, &c, 1) > 0) {
+    }
+    atomic_fetch_add(&srv.held_closed, 1);
+    return -1;
+  }
+  for (int k = 0; k < pieces; k++) {
+    snprintf(text, sizeof(text), "%s.%d;", id, k);
+    if (write_piece(fd, text) != 0) return -1;
+    if (ms > 0) usleep((useconds_t)ms * 1000);
+  }
+  const char *end = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+  char chunk[256];
+  int cn = snprintf(chunk, sizeof(chunk), "%zx\r\n%s\r\n0\r\n\r\n", strlen(end), end);
+  return write(fd, chunk, (size_t)cn) == cn ? 0 : -1;
+}
+
 static void *serve_conn(void *arg) {
   int fd = (int)(intptr_t)arg;
   buf_t in;
   buf_init(&in, 0);
   char *body;
   while ((body = read_request(fd, &in))) {
+    if (!srv.answer) {
+      int rc = dynamic_answer(fd, body);
+      free(body);
+      if (rc != 0) break;
+      continue;
+    }
     pthread_mutex_lock(&srv.mu);
     if (srv.n_bodies < 16) srv.bodies[srv.n_bodies++] = body;
     else free(body);
@@ -122,7 +178,7 @@ static void server_start(const char *answer, int hold) {
   socklen_t al = sizeof(a);
   getsockname(srv.lfd, (struct sockaddr *)&a, &al);
   srv.port = ntohs(a.sin_port);
-  cr_assert_eq(listen(srv.lfd, 16), 0);
+  cr_assert_eq(listen(srv.lfd, 256), 0);
   pthread_create(&srv.th, NULL, accept_loop, NULL);
 }
 
@@ -381,5 +437,187 @@ Test(llm_openai, cancel_closes_the_connection) {
   for (int i = 0; i < 600 && !atomic_load(&srv.client_closed); i++) usleep(50 * 1000);
   cr_expect(atomic_load(&srv.client_closed), "the server never saw the client close");
   llm_close(l);
+  server_stop();
+}
+
+/* ---- the one I/O thread: many calls at once ---- */
+
+typedef struct stream_call {
+  llm_t *l;
+  char tag[64];
+  char expect[4096]; /* the text the stream must bring */
+  int slow_ms;       /* the callback sleeps this long at each piece */
+  atomic_int *cancel;
+  atomic_int *started; /* bumped at the first piece */
+  buf_t seen;          /* what the callback was given, joined */
+  int first;
+  int rc;
+  llm_response_t r;
+} stream_call_t;
+
+static int on_stream_text(void *ud, const char *p, size_t n) {
+  stream_call_t *c = ud;
+  buf_append(&c->seen, p, n);
+  if (!c->first && c->started) atomic_fetch_add(c->started, 1);
+  c->first = 1;
+  if (c->slow_ms) usleep((useconds_t)c->slow_ms * 1000);
+  return 0;
+}
+
+static void *stream_one(void *arg) {
+  stream_call_t *c = arg;
+  buf_init(&c->seen, 0);
+  const llm_message_t msg = {.role = LLM_ROLE_USER, .content = c->tag};
+  const llm_request_t req = {.messages = &msg, .n_messages = 1, .cancel = c->cancel};
+  const llm_stream_cb_t cb = {.on_text_delta = on_stream_text};
+  c->rc = llm_chat(c->l, &req, &cb, c, &c->r);
+  return NULL;
+}
+
+/* tag "s:ID:N:MS" and the text it streams */
+static void stream_plan(stream_call_t *c, llm_t *l, const char *id, int pieces, int ms) {
+  memset(c, 0, sizeof(*c));
+  c->l = l;
+  snprintf(c->tag, sizeof(c->tag), "s:%s:%d:%d", id, pieces, ms);
+  size_t n = 0;
+  for (int k = 0; k < pieces; k++) n += (size_t)snprintf(c->expect + n, sizeof(c->expect) - n, "%s.%d;", id, k);
+}
+
+static void expect_whole(stream_call_t *c) {
+  cr_expect_eq(c->rc, 0, "%s: %s", c->tag, c->r.error_message);
+  cr_expect_str_eq(c->r.text ? c->r.text : "", c->expect, "%s", c->tag);
+  cr_expect(c->seen.len == strlen(c->expect) && memcmp(c->seen.base, c->expect, c->seen.len) == 0,
+            "%s: the callbacks saw %.*s", c->tag, (int)c->seen.len, c->seen.base ? c->seen.base : "");
+}
+
+static void stream_call_dispose(stream_call_t *c) {
+  llm_response_dispose(&c->r);
+  buf_dispose(&c->seen);
+}
+
+Test(llm_openai, many_threads_each_get_exactly_their_own_stream, .timeout = 240) {
+  enum { THREADS = 50, ROUNDS = 2 };
+  server_start(NULL, 0);
+  llm_t *l = open_provider(120);
+  for (int round = 0; round < ROUNDS; round++) {
+    stream_call_t *cs = calloc(THREADS, sizeof(*cs));
+    pthread_t ts[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+      char id[32];
+      snprintf(id, sizeof(id), "r%dc%d", round, i);
+      stream_plan(&cs[i], l, id, 20 + i % 7, 2);
+      pthread_create(&ts[i], NULL, stream_one, &cs[i]);
+    }
+    for (int i = 0; i < THREADS; i++) pthread_join(ts[i], NULL);
+    for (int i = 0; i < THREADS; i++) {
+      expect_whole(&cs[i]);
+      stream_call_dispose(&cs[i]);
+    }
+    free(cs);
+  }
+  llm_close(l);
+  server_stop();
+}
+
+static void wait_count(atomic_int *v, int n) {
+  for (int i = 0; i < 2400 && atomic_load(v) < n; i++) usleep(50 * 1000);
+  cr_assert_geq(atomic_load(v), n, "only %d of %d calls started", atomic_load(v), n);
+}
+
+Test(llm_openai, a_cancel_of_one_call_leaves_the_others_alone, .timeout = 240) {
+  enum { OTHERS = 10 };
+  server_start(NULL, 0);
+  llm_t *l = open_provider(120);
+  atomic_int started = 0, cancel = 0;
+  stream_call_t held;
+  memset(&held, 0, sizeof(held));
+  held.l = l;
+  snprintf(held.tag, sizeof(held.tag), "h:victim");
+  held.cancel = &cancel;
+  held.started = &started;
+  stream_call_t cs[OTHERS];
+  pthread_t ts[OTHERS], th;
+  pthread_create(&th, NULL, stream_one, &held);
+  wait_count(&started, 1);
+  for (int i = 0; i < OTHERS; i++) {
+    char id[32];
+    snprintf(id, sizeof(id), "o%d", i);
+    stream_plan(&cs[i], l, id, 40, 10); /* ~0.4 s each: in flight when the cancel comes */
+    cs[i].started = &started;
+    pthread_create(&ts[i], NULL, stream_one, &cs[i]);
+  }
+  wait_count(&started, 1 + OTHERS);
+  atomic_store(&cancel, 1);
+  pthread_join(th, NULL);
+  cr_expect_eq(held.rc, AGD_ECANCELLED);
+  cr_expect_eq(held.r.finish, LLM_FINISH_CANCELLED);
+  cr_expect_str_eq(held.r.text, "victim.held;");
+  for (int i = 0; i < OTHERS; i++) {
+    pthread_join(ts[i], NULL);
+    expect_whole(&cs[i]);
+    stream_call_dispose(&cs[i]);
+  }
+  for (int i = 0; i < 600 && atomic_load(&srv.held_closed) < 1; i++) usleep(50 * 1000);
+  cr_expect_eq(atomic_load(&srv.held_closed), 1, "the server did not see the cancelled call's connection close");
+  stream_call_dispose(&held);
+  llm_close(l);
+  server_stop();
+}
+
+Test(llm_openai, a_slow_callback_loses_nothing, .timeout = 240) {
+  server_start(NULL, 0);
+  llm_t *l = open_provider(120);
+  /* the slow one gets 200 pieces as fast as the server writes them and takes
+   * 3 ms over each; two others stream beside it */
+  stream_call_t slow, a, b;
+  stream_plan(&slow, l, "slow", 200, 0);
+  slow.slow_ms = 3;
+  stream_plan(&a, l, "a", 60, 1);
+  stream_plan(&b, l, "b", 60, 0);
+  pthread_t t1, t2, t3;
+  pthread_create(&t1, NULL, stream_one, &slow);
+  pthread_create(&t2, NULL, stream_one, &a);
+  pthread_create(&t3, NULL, stream_one, &b);
+  pthread_join(t1, NULL);
+  pthread_join(t2, NULL);
+  pthread_join(t3, NULL);
+  expect_whole(&slow);
+  expect_whole(&a);
+  expect_whole(&b);
+  stream_call_dispose(&slow);
+  stream_call_dispose(&a);
+  stream_call_dispose(&b);
+  llm_close(l);
+  server_stop();
+}
+
+Test(llm_openai, close_with_calls_in_flight_cancels_them, .timeout = 240) {
+  enum { N = 5 };
+  server_start(NULL, 0);
+  llm_t *l = open_provider(120);
+  atomic_int started = 0;
+  stream_call_t cs[N];
+  pthread_t ts[N];
+  for (int i = 0; i < N; i++) {
+    memset(&cs[i], 0, sizeof(cs[i]));
+    cs[i].l = l;
+    snprintf(cs[i].tag, sizeof(cs[i].tag), "h:held%d", i);
+    cs[i].started = &started;
+    pthread_create(&ts[i], NULL, stream_one, &cs[i]);
+  }
+  wait_count(&started, N);
+  llm_close(l); /* returns once every caller has left llm_chat */
+  for (int i = 0; i < N; i++) {
+    pthread_join(ts[i], NULL);
+    cr_expect_eq(cs[i].rc, AGD_ECANCELLED);
+    cr_expect_eq(cs[i].r.finish, LLM_FINISH_CANCELLED);
+    char want[32];
+    snprintf(want, sizeof(want), "held%d.held;", i);
+    cr_expect_str_eq(cs[i].r.text, want);
+    stream_call_dispose(&cs[i]);
+  }
+  for (int i = 0; i < 600 && atomic_load(&srv.held_closed) < N; i++) usleep(50 * 1000);
+  cr_expect_eq(atomic_load(&srv.held_closed), N, "the server saw %d of %d connections close",
+               atomic_load(&srv.held_closed), N);
   server_stop();
 }
