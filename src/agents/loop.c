@@ -312,6 +312,10 @@ static void msgs_free(req_msgs_t *r) {
 
 /* ---- streaming ---- */
 
+/* The stream callbacks may run on the provider's I/O thread while this run
+ * thread sleeps in llm_chat (llm.h): they touch only this run's loop and
+ * context (its owner is asleep) and emit through events_emit, which any thread
+ * but the libuv loop may call; nothing here is thread-local or blocks. */
 static int on_text(void *ud, const char *delta, size_t n) {
   loop_t *l = ud;
   size_t sn;

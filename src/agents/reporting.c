@@ -134,6 +134,9 @@ static const char reporting_prompt[] =
 
 static int probe_cancelled(const void *arg) { return agent_cancelled(arg); }
 
+/* A stream callback: it may run on the provider's I/O thread while the run
+ * thread waits in llm_chat (llm.h); agent_partial only touches the run's
+ * context and emits. */
 int reporting__on_delta(void *arg, const char *delta, size_t n) {
   agent_ctx_t *ctx = arg;
   char tmp[LLM_DELTA_MAX * 4 + 1];

@@ -16,8 +16,16 @@
  * finish reason and token usage.
  *
  * Thread: an llm_t is shared by all run threads and tool calls; chat() must be
- * reentrant.  One chat() call runs on its caller's thread from start to end:
- * callbacks and the cancel probe are called on that thread, before it returns.
+ * reentrant.  One chat() call blocks its caller until it is over.  Its stream
+ * callbacks and cancel probe run on the provider's I/O thread (openai: one
+ * thread, "agentd-llm", drives every call of the process) or on the caller's
+ * thread (builtin), never two at once for one call, always before chat()
+ * returns; the caller is blocked in chat() meanwhile, so its state is safe to
+ * touch from them.  They must not block (a slow callback delays every other
+ * call's stream) and must not rely on thread-local state of the caller (the
+ * usage observer below is called on the caller's thread, by llm_chat).
+ * llm_close() may be called with calls in flight: they end cancelled, and it
+ * returns once every caller has left chat(); no chat() may start after it.
  */
 #ifndef AGD_LLM_LLM_H
 #define AGD_LLM_LLM_H
@@ -86,9 +94,10 @@ typedef struct llm_request {
   int max_output_tokens;        /* 0: the provider's default */
   double temperature;           /* 0..2; a zeroed request asks for 0 (most deterministic); < 0: the server's default */
   /* Cancellation: the provider polls llm_request_cancelled() between chunks
-   * of its work (builtin: between streamed deltas; openai: from the
-   * transfer, at least every 100 ms) and then ends with LLM_FINISH_CANCELLED.
-   * Either or both may be set; the probe must be cheap and thread-safe. */
+   * of its work (builtin: between streamed deltas; openai: at each chunk and
+   * in its I/O thread's scan of all calls, at least every 50 ms) and then
+   * ends with LLM_FINISH_CANCELLED.  Either or both may be set; the probe
+   * must be cheap and thread-safe (it may run on another thread). */
   const atomic_int *cancel;            /* non-zero: stop (a run's cancel flag); may be NULL */
   int (*cancelled)(const void *arg);   /* 1: stop (e.g. a run's cancel flag or deadline); may be NULL */
   const void *cancel_arg;
@@ -112,8 +121,9 @@ int llm_request_cancelled(const llm_request_t *req);
 
 /* ---- streaming ---- */
 
-/* Called on the caller's thread while chat() runs; any may be NULL.  Data is
- * borrowed for the callback.  Return non-zero to stop: the call ends with
+/* Called while chat() runs, on the provider's I/O thread or the caller's (see
+ * "Thread" above), one at a time, never after chat() returned; any may be
+ * NULL.  Data is borrowed for the callback.  Return non-zero to stop: the call ends with
  * LLM_FINISH_CANCELLED (what was produced so far stays in the response). */
 typedef struct llm_stream_cb {
   /* The next piece of answer text (UTF-8, never cut inside a character; n > 0). */

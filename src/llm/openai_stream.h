@@ -22,7 +22,8 @@
  *   LLM_ERR_UNAVAILABLE with its message; data that is not JSON, or JSON not
  *   of the chunk shape, is LLM_ERR_BAD_RESPONSE.
  *
- * One assembler per call attempt; the caller's thread only.
+ * One assembler per call attempt; one thread at a time (the openai provider's
+ * I/O thread).
  */
 #ifndef AGD_LLM_OPENAI_STREAM_H
 #define AGD_LLM_OPENAI_STREAM_H
