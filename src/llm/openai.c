@@ -596,7 +596,7 @@ static att_result_t attempt_judge(call_t *c, why_t why, int ended, int held_open
     *err = LLM_ERR_UNAVAILABLE;
     if (x->status == 200)
       snprintf(msg, cap, "the model's stream broke off after %zu bytes (%s)", x->bytes, curl_easy_strerror(cc));
-    else snprintf(msg, cap, "cannot reach the model server: %s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
+    else snprintf(msg, cap, "cannot reach the model server: %.150s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc));
     if (transport_error(cc) && !st->handed_on) res = ATT_RETRY;
     if (cc == CURLE_OPERATION_TIMEDOUT && x->status == 0) *err = LLM_ERR_TIMEOUT;
   } else if (x->status == 200) {
@@ -879,16 +879,35 @@ static void count_outcome(const llm_response_t *out) {
   metrics_add("agentd_llm_requests_total", l, 1);
 }
 
+/* A caller enters chat() (0), or the provider is closing (-1).  llm_close
+ * waits until every caller that entered has left. */
+static int chat_enter(openai_t *o) {
+  pthread_mutex_lock(&o->qmu);
+  int ok = !o->stopping;
+  if (ok) o->callers++;
+  pthread_mutex_unlock(&o->qmu);
+  return ok ? 0 : -1;
+}
+
+/* The caller's last touch of o. */
+static void chat_leave(openai_t *o) {
+  pthread_mutex_lock(&o->qmu);
+  if (--o->callers == 0 && o->stopping) pthread_cond_broadcast(&o->idle_cv);
+  pthread_mutex_unlock(&o->qmu);
+}
+
 /* Hand c to the I/O thread and sleep until it hands it back.  The callbacks
  * run on the I/O thread meanwhile (llm.h). */
 static int submit_and_wait(openai_t *o, call_t *c) {
   pthread_mutex_lock(&o->qmu);
+  /* A close that began after chat_enter: the I/O thread's last look at the
+   * queue may be over, so the call is not queued.  (Queued before `stopping`
+   * was set, it is still taken: the thread looks once more after it saw it.) */
   if (o->stopping) {
     pthread_mutex_unlock(&o->qmu);
     c->out->finish = LLM_FINISH_CANCELLED;
     return ERR(AGD_ECANCELLED);
   }
-  o->callers++;
   c->qnext = NULL;
   if (o->queue_tail) o->queue_tail->qnext = c;
   else o->queue = c;
@@ -901,14 +920,15 @@ static int submit_and_wait(openai_t *o, call_t *c) {
   pthread_mutex_lock(&c->mu);
   while (!c->finished) pthread_cond_wait(&c->cv, &c->mu);
   pthread_mutex_unlock(&c->mu);
-  pthread_mutex_lock(&o->qmu);
-  if (--o->callers == 0 && o->stopping) pthread_cond_broadcast(&o->idle_cv);
-  pthread_mutex_unlock(&o->qmu);
   return c->rc;
 }
 
 static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void *ud, llm_response_t *out) {
   openai_t *o = (openai_t *)l;
+  if (chat_enter(o) != 0) {
+    out->finish = LLM_FINISH_CANCELLED;
+    return ERR(AGD_ECANCELLED);
+  }
   uint64_t t0 = time_mono_ms();
   name_map_t map;
   char *body = NULL;
@@ -949,6 +969,7 @@ done:
     metrics_add("agentd_llm_tokens_total", "kind=\"completion\"", out->completion_tokens);
   metrics_hist_observe(o->seconds, (double)(time_mono_ms() - t0) / 1000.0);
   count_outcome(out);
+  chat_leave(o);
   return rc;
 }
 
