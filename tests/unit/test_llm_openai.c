@@ -39,6 +39,7 @@ typedef struct server {
   int connections;      /* connections accepted */
   atomic_int client_closed; /* a held stream saw the client close */
   atomic_int held_closed;   /* dynamic "h:" streams the client closed */
+  atomic_int ends_written;  /* dynamic "p:" streams whose end was written */
   atomic_int stop;
 } server_t;
 
@@ -78,14 +79,18 @@ static int write_piece(int fd, const char *text) {
  *   "s:ID:N:MS"  N pieces "ID.k;" (k = 0…N-1), MS ms apart, then stop and [DONE]
  *   "h:ID"       one piece "ID.held;", then the stream stays open until the
  *                client closes it (held_closed counts those).
+ *   "p:ID"       pieces "ID.a;" and "ID.b;" at once, then 3 s of silence
+ *                (ends_written is bumped just before the end is written),
+ *                then the end
  * 0 when the connection may serve another request. */
 static int dynamic_answer(int fd, const char *body) {
   json_t *b = json_loads(body, 0, NULL);
   const char *tag = json_string_value(json_object_get(json_array_get(json_object_get(b, "messages"), 0), "content"));
   char id[64] = "";
-  int pieces = 0, ms = 0, held = 0;
+  int pieces = 0, ms = 0, held = 0, pause = 0;
   if (tag && sscanf(tag, "s:%63[^:]:%d:%d", id, &pieces, &ms) == 3) held = 0;
   else if (tag && sscanf(tag, "h:%63s", id) == 1) held = 1;
+  else if (tag && sscanf(tag, "p:%63s", id) == 1) pause = 1;
   json_decref(b);
   const char *head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
   if (write(fd, head, strlen(head)) < 0) return -1;
@@ -98,6 +103,14 @@ static int dynamic_answer(int fd, const char *body) {
     }
     atomic_fetch_add(&srv.held_closed, 1);
     return -1;
+  }
+  if (pause) {
+    snprintf(text, sizeof(text), "%s.a;", id);
+    if (write_piece(fd, text) != 0) return -1;
+    snprintf(text, sizeof(text), "%s.b;", id);
+    if (write_piece(fd, text) != 0) return -1;
+    sleep(3);
+    atomic_fetch_add(&srv.ends_written, 1);
   }
   for (int k = 0; k < pieces; k++) {
     snprintf(text, sizeof(text), "%s.%d;", id, k);
@@ -619,5 +632,63 @@ Test(llm_openai, close_with_calls_in_flight_cancels_them, .timeout = 240) {
   for (int i = 0; i < 600 && atomic_load(&srv.held_closed) < N; i++) usleep(50 * 1000);
   cr_expect_eq(atomic_load(&srv.held_closed), N, "the server saw %d of %d connections close",
                atomic_load(&srv.held_closed), N);
+  server_stop();
+}
+
+/* ---- held deltas go out on their due time, not at the end ---- */
+
+typedef struct paused_call {
+  llm_t *l;
+  char tag[32], id[16];
+  int n_cb;
+  int b_before_end; /* the held piece reached the callback before the server wrote the end */
+  int rc;
+  llm_response_t r;
+} paused_call_t;
+
+static int on_paused_text(void *ud, const char *p, size_t n) {
+  paused_call_t *c = ud;
+  c->n_cb++;
+  char want[32];
+  snprintf(want, sizeof(want), "%s.b;", c->id);
+  if (n >= strlen(want) && memcmp(p + n - strlen(want), want, strlen(want)) == 0 && atomic_load(&srv.ends_written) == 0)
+    c->b_before_end = 1;
+  return 0;
+}
+
+static void *paused_one(void *arg) {
+  paused_call_t *c = arg;
+  const llm_message_t msg = {.role = LLM_ROLE_USER, .content = c->tag};
+  /* "ID.b;" comes right after "ID.a;": within 100 ms of the first callback, so it is held */
+  const llm_request_t req = {.messages = &msg, .n_messages = 1, .coalesce_bytes = 1 << 20, .coalesce_ms = 100};
+  const llm_stream_cb_t cb = {.on_text_delta = on_paused_text};
+  c->rc = llm_chat(c->l, &req, &cb, c, &c->r);
+  return NULL;
+}
+
+Test(llm_openai, held_deltas_of_many_calls_go_out_when_due, .timeout = 240) {
+  enum { N = 8 };
+  server_start(NULL, 0);
+  llm_t *l = open_provider(120);
+  paused_call_t cs[N];
+  pthread_t ts[N];
+  for (int i = 0; i < N; i++) {
+    memset(&cs[i], 0, sizeof(cs[i]));
+    cs[i].l = l;
+    snprintf(cs[i].id, sizeof(cs[i].id), "p%d", i);
+    snprintf(cs[i].tag, sizeof(cs[i].tag), "p:p%d", i);
+    pthread_create(&ts[i], NULL, paused_one, &cs[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    pthread_join(ts[i], NULL);
+    cr_expect_eq(cs[i].rc, 0, "%s", cs[i].r.error_message);
+    char want[48];
+    snprintf(want, sizeof(want), "%s.a;%s.b;", cs[i].id, cs[i].id);
+    cr_expect_str_eq(cs[i].r.text, want);
+    /* the held piece went out by the provider's timer during the 3 s of silence, not with the end */
+    cr_expect(cs[i].b_before_end, "%s: the held piece waited for the end of the stream", cs[i].id);
+    llm_response_dispose(&cs[i].r);
+  }
+  llm_close(l);
   server_stop();
 }
