@@ -547,3 +547,20 @@ def test_cancel_of_unknown_request_is_harmless(mcp):
     n = mcp.post({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 12345}})
     assert n.status_code == 202
     assert mcp.request("ping")["result"] == {}
+
+
+# ---- rate limits ---------------------------------------------------------------------------------------
+
+def test_mcp_is_rate_limited_like_api(server_factory):
+    srv = server_factory("--rate-limit", "1/3")
+    m = Mcp(srv, srv.token(sub="usr_mcp_rl"))
+    statuses = []
+    for _ in range(12):  # a burst of 3 at 1/s: 12 quick requests cannot all pass
+        r = m.post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}})
+        statuses.append(r.status_code)
+        if r.status_code == 429:
+            assert r.headers["retry-after"] and r.headers["x-ratelimit-limit"]
+            assert r.json()["error_code"] == "RATE_LIMITED"
+            break
+    assert 429 in statuses, statuses
+    m.close()
