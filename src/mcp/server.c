@@ -72,7 +72,8 @@ typedef struct session {
   char version[16];      /* negotiated revision */
   int log_level;         /* LOG_LEVELS index: notifications/message below it are not sent */
   int initialized;       /* notifications/initialized seen */
-  uint64_t last_used_ms; /* uv_now */
+  uint64_t last_used_ms; /* uv_now: for expiry */
+  uint64_t last_used;    /* use order (a counter; milliseconds tie): for eviction */
   size_t n_calls;
   mcp_call_t *calls;     /* in flight */
   struct session *next;  /* hash chain */
@@ -82,6 +83,7 @@ typedef struct session {
 static session_t *buckets[NBUCKETS];
 static size_t n_sessions;
 static uint64_t hash_seed;
+static uint64_t use_clock; /* bumped at every use of a session */
 
 static uint64_t now_ms(void) { return uv_now(g_app->loop); }
 
@@ -157,6 +159,7 @@ static session_t *session_find(const char *id, size_t n, const char *user_id) {
     }
     if (strcmp(s->user_id, user_id) != 0) return NULL;
     s->last_used_ms = now_ms();
+    s->last_used = ++use_clock;
     return s;
   }
   return NULL;
@@ -179,7 +182,7 @@ static void sessions_make_room(const char *user_id) {
       }
       if (strcmp(s->user_id, user_id) == 0) {
         mine++;
-        if (s->n_calls == 0 && (!lru || s->last_used_ms < lru->last_used_ms)) lru = s;
+        if (s->n_calls == 0 && (!lru || s->last_used < lru->last_used)) lru = s;
       }
       pp = &s->next;
     }
@@ -195,6 +198,7 @@ static session_t *session_new(const char *user_id, const char *version) {
   snprintf(s->version, sizeof s->version, "%s", version);
   s->log_level = LVL_INFO;
   s->last_used_ms = now_ms();
+  s->last_used = ++use_clock;
   session_t **b = bucket_of(s->id);
   s->next = *b;
   *b = s;

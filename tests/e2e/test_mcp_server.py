@@ -564,3 +564,23 @@ def test_mcp_is_rate_limited_like_api(server_factory):
             break
     assert 429 in statuses, statuses
     m.close()
+
+
+def test_per_user_session_cap_ends_the_least_recently_used(server):
+    tok = server.token(sub="usr_mcp_cap")
+    first = Mcp(server, tok)
+    first.initialize()
+    others = []
+    for _ in range(63):  # 64 in all: the cap
+        m = Mcp(server, tok)
+        m.initialize()
+        others.append(m)
+    assert first.request("ping")["result"] == {}  # first is now the most recently used
+    lru = others[0]
+    extra = Mcp(server, tok)
+    extra.initialize()  # the 65th ends the user's least recently used idle session
+    assert lru.post({"jsonrpc": "2.0", "id": 1, "method": "ping"}).status_code == 404
+    assert first.request("ping")["result"] == {}
+    assert extra.request("ping")["result"] == {}
+    for m in [first, extra] + others:
+        m.close()
