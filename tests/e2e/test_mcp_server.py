@@ -584,3 +584,23 @@ def test_per_user_session_cap_ends_the_least_recently_used(server):
     assert extra.request("ping")["result"] == {}
     for m in [first, extra] + others:
         m.close()
+
+
+def test_user_cannot_read_another_users_thread(server):
+    ta, tb = server.token(sub="usr_mcp_thr_a"), server.token(sub="usr_mcp_thr_b")
+    t = call(server, "POST", "/api/threads", {"title": "b's secrets"}, token=tb)
+    assert t.status in (200, 201), t
+    tid = t.json()["id"]
+    m = call(server, "POST", "/api/threads/%s/messages" % tid, {"role": "user", "content": "b-only text"}, token=tb)
+    assert m.status in (200, 201), m
+    b = Mcp(server, tb)
+    b.initialize()
+    own = b.call_tool("thread_context", {"thread_id": tid})["result"]
+    assert own["isError"] is False and "b-only text" in own["content"][0]["text"], own
+    a = Mcp(server, ta)
+    a.initialize()
+    res = a.call_tool("thread_context", {"thread_id": tid})["result"]
+    assert res["isError"] is True and "not found" in res["content"][0]["text"], res
+    assert "b-only text" not in json.dumps(res)
+    a.close()
+    b.close()
