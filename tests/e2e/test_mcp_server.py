@@ -458,6 +458,13 @@ def test_cors_origin_is_accepted(server_factory):
     r = m.post({"jsonrpc": "2.0", "id": 1, "method": "ping"})
     assert r.status_code == 200
     assert "Mcp-Session-Id" in r.headers["access-control-expose-headers"]
+    pre = m.c.options(m.url, headers={"Origin": "https://inspector.example.com",
+                                      "Access-Control-Request-Method": "POST",
+                                      "Access-Control-Request-Headers": "mcp-session-id, mcp-protocol-version"})
+    assert pre.status_code == 204, pre
+    allowed = pre.headers["access-control-allow-headers"].lower()
+    assert "mcp-session-id" in allowed and "mcp-protocol-version" in allowed, allowed
+    assert "POST" in pre.headers["access-control-allow-methods"]
     m.close()
 
 
