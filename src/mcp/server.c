@@ -626,6 +626,10 @@ static void dev_done(http_req_t *r, void *p, int rc) {
   }
   dev_job_t *j = p;
   snprintf(dev_user_id, sizeof dev_user_id, "%s", j->user.id);
+  if (!http_req_alive(r)) { /* the client left meanwhile: just free the request */
+    http_respond_error(r, AGD_ECANCELLED, "client went away", NULL);
+    return;
+  }
   j->again(r, http_req_data(r)); /* the handler again, now with the dev user known */
 }
 
@@ -708,6 +712,24 @@ static void h_mcp(http_req_t *r, route_ctx_t *ctx) {
     respond_rpc_error(r, RPC_INVALID_REQUEST, n > MCP_MAX_BATCH ? "batch too large" : "expected a JSON-RPC message");
     return;
   }
+  /* How to answer: JSON whenever the client takes it (one answer, keep-alive),
+   * an SSE stream when it accepts only that. */
+  slice_t acc;
+  int json_ok = 1, sse_ok = 0;
+  if (http_req_header(r, "accept", &acc) && acc.n) {
+    json_ok = accept_allows(acc, "application/json");
+    sse_ok = accept_allows(acc, "text/event-stream");
+  }
+  int has_request = 0;
+  for (size_t i = 0; i < n; i++) {
+    const json_t *m = batch ? json_array_get(body, i) : body;
+    if (json_object_get(m, "method") && json_object_get(m, "id")) has_request = 1;
+  }
+  if (has_request && !json_ok && !sse_ok) {
+    json_decref(body);
+    http_respond_error(r, AGD_EBAD_REQUEST, "Accept must allow application/json or text/event-stream", NULL);
+    return;
+  }
   const json_t *first = batch ? json_array_get(body, 0) : body;
   const char *m0 = json_string_value(json_object_get(first, "method"));
   int is_init = !batch && m0 && strcmp(m0, "initialize") == 0 && json_object_get(first, "id");
@@ -734,24 +756,6 @@ static void h_mcp(http_req_t *r, route_ctx_t *ctx) {
       respond_rpc_error(r, RPC_INVALID_REQUEST, "JSON-RPC batches are not part of this MCP revision");
       return;
     }
-  }
-  /* How to answer: JSON whenever the client takes it (one answer, keep-alive),
-   * an SSE stream when it accepts only that. */
-  slice_t acc;
-  int json_ok = 1, sse_ok = 0;
-  if (http_req_header(r, "accept", &acc) && acc.n) {
-    json_ok = accept_allows(acc, "application/json");
-    sse_ok = accept_allows(acc, "text/event-stream");
-  }
-  int has_request = 0;
-  for (size_t i = 0; i < n; i++) {
-    const json_t *m = batch ? json_array_get(body, i) : body;
-    if (json_object_get(m, "method") && json_object_get(m, "id")) has_request = 1;
-  }
-  if (has_request && !json_ok && !sse_ok) {
-    json_decref(body);
-    http_respond_error(r, AGD_EBAD_REQUEST, "Accept must allow application/json or text/event-stream", NULL);
-    return;
   }
   exchange_t *ex = calloc(1, sizeof(*ex));
   if (!ex) abort();

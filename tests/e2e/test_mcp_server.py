@@ -611,3 +611,16 @@ def test_user_cannot_read_another_users_thread(server):
     assert "b-only text" not in json.dumps(res)
     a.close()
     b.close()
+
+
+def test_refused_initialize_leaves_no_session(server):
+    tok = server.token(sub="usr_mcp_noleak")
+    count = lambda: [s for s in call(server, "GET", "/api/mcp/status", token=tok).json()["servers"]
+                     if s["name"] == "agentd"][0]["sessions"]
+    before = count()
+    m = Mcp(server, tok)
+    r = m.post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}},
+               accept="text/html")
+    assert r.status_code == 400 and "mcp-session-id" not in r.headers, r
+    assert count() == before
+    m.close()
