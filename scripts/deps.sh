@@ -9,15 +9,20 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 # tests/standin/node_modules in step with package-lock.json: a stamp holds the
 # lock's checksum, so an unchanged lock costs one sha256sum.
-standin_npm() {
-  local dir="$ROOT/tests/standin" stamp want
+# tests/mcp (the official MCP TypeScript SDK, tests/e2e/test_mcp_sdk.py) the same way.
+npm_dir() {
+  local dir="$ROOT/$1" stamp want
   [ -f "$dir/package-lock.json" ] || return 0
-  stamp="$dir/node_modules/.standin-lock.sha256"
+  stamp="$dir/node_modules/.$2-lock.sha256"
   want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
-  echo "deps.sh: npm ci in tests/standin" >&2
+  echo "deps.sh: npm ci in $1" >&2
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$want" > "$stamp"
+}
+standin_npm() {
+  npm_dir tests/standin standin
+  npm_dir tests/mcp mcp
 }
 PKGS=(
   build-essential pkg-config meson ninja-build git

@@ -146,6 +146,10 @@ static void h_tool_execute(http_req_t *r, route_ctx_t *ctx) {
     return;
   }
   json_decref(body);
+  api_tool_run(r, ctx, t, args);
+}
+
+void api_tool_run(http_req_t *r, route_ctx_t *ctx, const tool_t *t, json_t *args) {
   tool_job_t *j = job_new(sizeof(*j));
   j->tool = t;
   j->args = args;

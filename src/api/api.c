@@ -1,6 +1,7 @@
 /* api/api.c — the list of API modules whose routes make up the server. */
 #include "api/agents_api.h"
 #include "api/approvals_api.h"
+#include "api/mcp_api.h"
 #include "api/app.h"
 #include "api/ws_api.h"
 #include "api/router.h"
@@ -18,4 +19,5 @@ void api_register_routes(void) {
   api_approvals_register();
   api_agents_register();
   api_workloads_register();
+  api_mcp_register();
 }

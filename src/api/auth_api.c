@@ -662,10 +662,8 @@ out:
 
 /* ---- POST /auth/dev/login ---------------------------------------------------- */
 
-static int dev_login_work(void *p) {
-  auth_job_t *j = p;
-  store_t *s = g_app->store;
-  int rc = store_user_by_email(s, DEV_EMAIL, &j->user);
+int api_auth_dev_user(store_t *s, store_user_t *out) {
+  int rc = store_user_by_email(s, DEV_EMAIL, out);
   if (rc == AGD_ENOT_FOUND) {
     store_user_t u;
     memset(&u, 0, sizeof u);
@@ -673,8 +671,14 @@ static int dev_login_work(void *p) {
     snprintf(u.email, sizeof u.email, "%s", DEV_EMAIL);
     snprintf(u.name, sizeof u.name, "%s", DEV_NAME);
     rc = store_user_create(s, &u);
-    if (rc == 0 || rc == AGD_ECONFLICT) rc = store_user_by_email(s, DEV_EMAIL, &j->user);
+    if (rc == 0 || rc == AGD_ECONFLICT) rc = store_user_by_email(s, DEV_EMAIL, out);
   }
+  return rc;
+}
+
+static int dev_login_work(void *p) {
+  auth_job_t *j = p;
+  int rc = api_auth_dev_user(g_app->store, &j->user);
   if (rc != 0) return rc;
   return issue_pair(j, NULL);
 }

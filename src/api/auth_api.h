@@ -37,4 +37,9 @@ const char *api_auth_token_family(const route_ctx_t *ctx);
  * header or it names another scheme.  The only place REST reads credentials. */
 int api_bearer_token(http_req_t *r, slice_t *tok);
 
+/* The dev user (POST /auth/dev/login's, SPEC §2), created on first use: 0 and
+ * *out, or the store's error.  Blocks on the store: a worker thread.  /mcp
+ * with --mcp-anonymous acts as this user (SPEC §7). */
+int api_auth_dev_user(store_t *s, store_user_t *out);
+
 #endif

@@ -195,7 +195,8 @@ static void router_preflight(http_req_t *r, unsigned allow) {
       http_req_header(r, "access-control-request-method", &reqm)) {
     http_resp_header(r, "Access-Control-Allow-Methods", methods);
     http_resp_header(r, "Access-Control-Allow-Headers",
-                     "Authorization, Content-Type, X-Request-ID, Last-Event-ID, Accept");
+                     "Authorization, Content-Type, X-Request-ID, Last-Event-ID, Accept, Mcp-Session-Id, "
+                     "MCP-Protocol-Version");
     http_resp_header(r, "Access-Control-Max-Age", "600");
   }
   http_respond(r, 204, NULL, NULL, 0);
@@ -243,7 +244,8 @@ void router_on_request(http_req_t *r) {
 void router_continue(http_req_t *r) {
   route_ctx_t *ctx = ctx_of(r);
   const route_t *rt = ctx->route;
-  if (!(rt->flags & ROUTE_NO_RATELIMIT) && limit_hook && strncmp(http_req_path(r), "/api/", 5) == 0) {
+  if (!(rt->flags & ROUTE_NO_RATELIMIT) && limit_hook &&
+      (strncmp(http_req_path(r), "/api/", 5) == 0 || (rt->flags & ROUTE_RATELIMIT))) {
     if (limit_hook(r, ctx) != 0) {
       http_respond_error(r, AGD_ERATE_LIMITED, "rate limit exceeded: slow down", NULL);
       return;

@@ -16,7 +16,8 @@ enum {
   ROUTE_PUBLIC = 1u << 0,       /* no credentials needed (SPEC marks it public) */
   ROUTE_NO_RATELIMIT = 1u << 1, /* SPEC §9: /health*, /metrics are never limited */
   ROUTE_INGEST = 1u << 2,       /* body limit is cfg->max_ingest_bytes (SPEC: ingest routes) */
-  ROUTE_AUTH_OPTIONAL = 1u << 3 /* identity used when given, not required */
+  ROUTE_AUTH_OPTIONAL = 1u << 3, /* identity used when given, not required */
+  ROUTE_RATELIMIT = 1u << 4      /* rate limited like /api/… although outside it (/mcp, SPEC §7) */
 };
 
 #define ROUTE_MAX_PARAMS 4

@@ -93,6 +93,8 @@ static const opt_t OPTS[] = {
   {"llm", "LLM_PROVIDER", K_LLM, OFF(llm_provider), 0, 0, false, "NAME", "builtin",
    "builtin or openai (openai reads OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_MODEL)"},
   {"mcp-config", "AGENTD_MCP_CONFIG", K_PATH, OFF(mcp_config), 0, 0, false, "FILE", "none", "JSON file of MCP servers"},
+  {"mcp-anonymous", "AGENTD_MCP_ANONYMOUS", K_BOOL, OFF(mcp_anonymous), 0, 0, false, NULL, "off",
+   "POST /mcp without credentials acts as the dev user (needs --dev-login; for local MCP inspectors)"},
   {"tls-cert", "AGENTD_TLS_CERT", K_PATH, OFF(tls_cert), 0, 0, false, "FILE", "none (plain HTTP)", "PEM certificate chain; needs --tls-key"},
   {"tls-key", "AGENTD_TLS_KEY", K_PATH, OFF(tls_key), 0, 0, false, "FILE", "none", "PEM private key; needs --tls-cert"},
   {"cors-origins", "AGENTD_CORS_ORIGINS", K_CORS, OFF(cors_origins), 0, 0, false, "LIST", "none (same-origin only)",
@@ -652,6 +654,10 @@ int config_parse(config_t *cfg, int argc, char **argv, char *err, size_t err_cap
   if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {
     seterr(err, err_cap, "%s: --tls-cert and --tls-key must be given together",
            cfg->tls_cert ? "--tls-key" : "--tls-cert");
+    goto out;
+  }
+  if (cfg->mcp_anonymous && !cfg->dev_login) { /* SPEC §7: anonymous MCP is a local dev convenience only */
+    seterr(err, err_cap, "--mcp-anonymous: allowed only together with --dev-login");
     goto out;
   }
   for (size_t i = 0; i < N_OPTS; i++)

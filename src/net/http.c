@@ -771,7 +771,7 @@ static void append_cors(http_req_t *r, buf_t *b) {
   buf_appendf(b,
               "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\nAccess-Control-Allow-Credentials: true\r\n"
               "Access-Control-Expose-Headers: X-Request-ID, Retry-After, X-RateLimit-Limit, "
-              "X-RateLimit-Remaining, X-RateLimit-Reset\r\n",
+              "X-RateLimit-Remaining, X-RateLimit-Reset, Mcp-Session-Id\r\n",
               (int)origin.n, origin.p);
 }
 

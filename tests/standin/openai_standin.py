@@ -659,6 +659,9 @@ class Reply:
 
     def classification(self):
         intent = self.markers.get("classify", "cost")
+        if intent == "stall":   # holds the classification like sc_stall (cancel tests of classify_request)
+            self.sc_stall()
+            return
         if intent == "nonsense":
             self.delta({"role": "assistant", "content": "I am not sure"})
             self.delta({}, "stop")

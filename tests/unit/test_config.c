@@ -542,3 +542,21 @@ Test(config, dispose_twice_and_null) {
   config_dispose(&c);
   config_dispose(NULL);
 }
+
+/* SPEC §7/§10: --mcp-anonymous only together with --dev-login (issue 15). */
+Test(config, mcp_anonymous_needs_dev_login) {
+  E("--mcp-anonymous: allowed only together with --dev-login", "--mcp-anonymous");
+  config_t c;
+  char err[256];
+  cr_assert_eq(P(&c, err, "--dev-login", "--mcp-anonymous"), 0, "%s", err);
+  cr_assert_eq(c.mcp_anonymous, 1);
+  config_dispose(&c);
+  cr_assert_eq(P(&c, err), 0, "%s", err);
+  cr_assert_eq(c.mcp_anonymous, 0);
+  config_dispose(&c);
+  setenv("AGENTD_MCP_ANONYMOUS", "1", 1);
+  setenv("AGENTD_DEV_LOGIN", "1", 1);
+  cr_assert_eq(P(&c, err), 0, "%s", err);
+  cr_assert_eq(c.mcp_anonymous, 1);
+  config_dispose(&c);
+}
