@@ -93,6 +93,8 @@ static const opt_t OPTS[] = {
   {"llm", "LLM_PROVIDER", K_LLM, OFF(llm_provider), 0, 0, false, "NAME", "builtin",
    "builtin or openai (openai reads OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_MODEL)"},
   {"mcp-config", "AGENTD_MCP_CONFIG", K_PATH, OFF(mcp_config), 0, 0, false, "FILE", "none", "JSON file of MCP servers"},
+  {"mcp-timeout", "AGENTD_MCP_TIMEOUT", K_SECS, OFF(mcp_timeout), 0, 86400, false, "SECS", "30",
+   "longest a call of an MCP server's tool (and its initialize, tools/list) may take"},
   {"tls-cert", "AGENTD_TLS_CERT", K_PATH, OFF(tls_cert), 0, 0, false, "FILE", "none (plain HTTP)", "PEM certificate chain; needs --tls-key"},
   {"tls-key", "AGENTD_TLS_KEY", K_PATH, OFF(tls_key), 0, 0, false, "FILE", "none", "PEM private key; needs --tls-cert"},
   {"cors-origins", "AGENTD_CORS_ORIGINS", K_CORS, OFF(cors_origins), 0, 0, false, "LIST", "none (same-origin only)",
@@ -508,6 +510,7 @@ static void set_defaults(config_t *cfg) {
   cfg->sse_heartbeat = 15;
   cfg->shutdown_grace = 10;
   cfg->llm_timeout = 60;
+  cfg->mcp_timeout = 30;
   cfg->llm_max_output = 4 * MIB;
   cfg->llm_max_steps = 8;
   cfg->approval_timeout = 900;

@@ -43,6 +43,7 @@ typedef struct config {
   char *approve_tools;       /* --approve-tools / AGENTD_APPROVE_TOOLS, NULL: comma-separated tool names, `*` wildcards */
   double approval_timeout;   /* --approval-timeout / AGENTD_APPROVAL_TIMEOUT, 900 s */
   char *mcp_config;          /* --mcp-config / AGENTD_MCP_CONFIG, NULL */
+  double mcp_timeout;        /* --mcp-timeout / AGENTD_MCP_TIMEOUT, 30 s: one call of an MCP server's tool */
   char *tls_cert;            /* --tls-cert / AGENTD_TLS_CERT, NULL */
   char *tls_key;             /* --tls-key / AGENTD_TLS_KEY, NULL */
   char **cors_origins;       /* --cors-origins / AGENTD_CORS_ORIGINS, NULL-terminated, never NULL */
