@@ -44,6 +44,7 @@
 #define MCP_BACKOFF_MAX_MS 60000
 #define MCP_STABLE_MS 60000      /* up this long: the next failure starts the backoff again */
 #define MCP_KILL_GRACE_MS 2000
+#define MCP_EOF_GRACE_MS 500    /* stdout closed: how long the exit status may take to come */
 #define MCP_NOTE_RATE 1000       /* notifications per second kept */
 #define MCP_STDERR_LINE 512
 #define MCP_STDERR_LOGGED 20     /* lines logged per window */
@@ -140,7 +141,7 @@ static void proc_terminate(proc_t *p) {
   close_one(p, (uv_handle_t *)&p->in);
   uv_read_stop((uv_stream_t *)&p->out);
   uv_process_kill(&p->process, SIGTERM);
-  if (!uv_is_active((uv_handle_t *)&p->kill_timer)) uv_timer_start(&p->kill_timer, on_kill_timer, MCP_KILL_GRACE_MS, 0);
+  uv_timer_start(&p->kill_timer, on_kill_timer, MCP_KILL_GRACE_MS, 0);
 }
 
 /* ---- requests ---- */
@@ -486,15 +487,22 @@ static void feed_stdout(proc_t *p, const char *d, size_t n) {
   }
 }
 
+static void on_eof_grace(uv_timer_t *t) {
+  proc_t *p = t->data;
+  if (p->s && ((stdio_srv_t *)p->s->impl)->proc == p)
+    server_lost(p->s, ((stdio_srv_t *)p->s->impl)->ever_ready ? MCP_S_RESTARTING : MCP_S_FAILED, "closed its stdout");
+}
+
 static void on_stdout(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   proc_t *p = st->data;
   if (nread > 0) feed_stdout(p, buf->base, (size_t)nread);
   free(buf->base);
   if (nread < 0) {
     uv_read_stop(st);
-    if (p->s && ((stdio_srv_t *)p->s->impl)->proc == p)
-      server_lost(p->s, ((stdio_srv_t *)p->s->impl)->ever_ready ? MCP_S_RESTARTING : MCP_S_FAILED,
-                  nread == UV_EOF ? "closed its stdout" : uv_strerror((int)nread));
+    /* A child that dies closes its stdout a moment before it is reaped: give
+     * the exit a little while to arrive, so the error names the status. */
+    if (p->s && ((stdio_srv_t *)p->s->impl)->proc == p && !p->exited)
+      uv_timer_start(&p->kill_timer, on_eof_grace, MCP_EOF_GRACE_MS, 0);
   }
 }
 
