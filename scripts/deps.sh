@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages agentd's build, tests and benchmarks need.
 # Idempotent and quick when everything is present (one dpkg query), then the
-# official `openai` npm client that tests/e2e/test_standin.py drives against the
-# OpenAI stand-in (tests/standin; `npm ci` only when node_modules is missing or
-# older than package-lock.json).
+# npm packages of the tests: the official `openai` client that
+# tests/e2e/test_standin.py drives against the OpenAI stand-in (tests/standin)
+# and the MCP reference server tests/e2e/test_mcp_everything.py drives
+# (tests/mcp/client); `npm ci` only when a lock changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
-# tests/standin/node_modules in step with package-lock.json: a stamp holds the
-# lock's checksum, so an unchanged lock costs one sha256sum.
-standin_npm() {
-  local dir="$ROOT/tests/standin" stamp want
+# tests/standin/node_modules (the openai client) and tests/mcp/client/node_modules
+# (@modelcontextprotocol/server-everything, the MCP client's interop peer) in
+# step with their package-lock.json: a stamp holds the lock's checksum, so an
+# unchanged lock costs one sha256sum.
+npm_dir() {
+  local dir="$1" stamp want
   [ -f "$dir/package-lock.json" ] || return 0
-  stamp="$dir/node_modules/.standin-lock.sha256"
+  stamp="$dir/node_modules/.deps-lock.sha256"
   want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
-  echo "deps.sh: npm ci in tests/standin" >&2
+  echo "deps.sh: npm ci in ${dir#"$ROOT"/}" >&2
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$want" > "$stamp"
+}
+standin_npm() {
+  npm_dir "$ROOT/tests/standin"
+  npm_dir "$ROOT/tests/mcp/client"
 }
 PKGS=(
   build-essential pkg-config meson ninja-build git

@@ -1,0 +1,154 @@
+"""agentd's MCP client against the official reference server `@modelcontextprotocol/server-everything`
+(npm, pinned in tests/mcp/client/package-lock.json, installed by scripts/deps.sh), over stdio; and MCP tools
+called by the model through a run's tool loop (--llm openai on the stand-in, tests/standin).
+
+The model sees a registry name such as `everything.echo` under a legal OpenAI name (agents/loop.c: unsafe
+bytes as '_' and an 8-hex FNV-1a suffix); `wire_name` computes it, so the stand-in's [[tool:…]] can name it.
+"""
+import json
+import os
+import time
+import uuid
+
+import pytest
+
+from agentd import Agentd, check_envelope
+from auth_helpers import call
+from test_events import start_run, wait_run_status
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EVERYTHING = os.path.join(HERE, "..", "mcp", "client", "node_modules", "@modelcontextprotocol",
+                          "server-everything", "dist", "index.js")
+SERVERS = os.path.join(HERE, "..", "mcp", "servers")
+OPENAI_ENV = ("OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY")
+
+
+def wire_name(reg):
+    """agents/loop.c model_name(): the name the model sees for registry tool `reg`."""
+    ok = lambda c: c.isascii() and (c.isalnum() or c in "_-")  # noqa: E731
+    if 0 < len(reg) <= 64 and all(ok(c) for c in reg):
+        return reg
+    h = 0xcbf29ce484222325
+    for b in reg.encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return "".join(c if ok(c) else "_" for c in reg[:55]) + "_%08x" % (h & 0xffffffff)
+
+
+def wait_for(pred, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def tool_names(srv, token):
+    r = call(srv, "GET", "/api/tools", token=token)
+    assert r.status == 200, r
+    return {t["name"]: t for t in r.json()["tools"]}
+
+
+@pytest.fixture(scope="module")
+def standin():
+    mod = pytest.importorskip("standin", reason="tests/standin (the OpenAI stand-in) is not in this tree")
+    with mod.Standin() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, standin):
+    assert os.path.isfile(EVERYTHING), "server-everything is not installed (run scripts/deps.sh)"
+    d = tmp_path_factory.mktemp("mcpeverything")
+    log = os.path.join(str(d), "good.log")
+    cfg = os.path.join(str(d), "mcp.json")
+    with open(cfg, "w") as f:
+        json.dump({"servers": {
+            "everything": {"command": ["node", EVERYTHING, "stdio"]},
+            "good": {"command": ["/usr/bin/python3", os.path.join(SERVERS, "good.py")], "env": {"MCP_TEST_LOG": log}},
+        }}, f)
+    saved = {k: os.environ.get(k) for k in OPENAI_ENV}
+    os.environ.update({"OPENAI_BASE_URL": standin.base_url, "OPENAI_MODEL": "standin-model",
+                       "OPENAI_API_KEY": "sk-test"})
+    try:
+        srv = Agentd(d, ["--rate-limit", "0", "--llm", "openai", "--mcp-config", cfg], name="mcpeverything")
+        srv.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    srv.good_log = log
+    token = srv.token(sub="usr_mcp_everything")
+    wait_for(lambda: {"everything.echo", "everything.get-sum", "good.sleep"} <= set(tool_names(srv, token)),
+             what="the servers' tools")
+    try:
+        yield srv
+    finally:
+        srv.stop_and_check()
+
+
+def test_everything_tools_listed_with_their_schemas(server):
+    t = tool_names(server, server.token(sub="usr_mcp_everything"))
+    assert t["everything.echo"]["source"] == "mcp:everything"
+    assert t["everything.echo"]["input_schema"]["required"] == ["message"]
+    assert t["everything.get-sum"]["input_schema"]["properties"]["a"]["type"] == "number"
+
+
+def test_everything_called_over_rest(server):
+    token = server.token(sub="usr_mcp_everything")
+    r = call(server, "POST", "/api/tools/execute", {"tool_name": "everything.echo", "arguments": {"message": "hello"}},
+             token=token)
+    assert r.status == 200, r
+    assert r.json()["result"] == {"text": "Echo: hello"}, r.json()
+    r = call(server, "POST", "/api/tools/execute", {"tool_name": "everything.get-sum", "arguments": {"a": 2, "b": 3}},
+             token=token)
+    assert r.status == 200, r
+    assert "5" in json.dumps(r.json()["result"]), r.json()
+    # its schema is enforced before the call
+    r = call(server, "POST", "/api/tools/execute", {"tool_name": "everything.echo", "arguments": {}}, token=token)
+    check_envelope(r, "VALIDATION_ERROR", 422)
+
+
+def test_everything_called_by_the_model_in_a_run(server, standin):
+    token = server.token(sub="usr_mcp_everything_run")
+    tag = "ref-" + uuid.uuid4().hex[:12]
+    msg = 'Echo this. [[scenario:tool_split]] [[tool:%s]] [[args:{"message": "from the model"}]] %s' % (
+        wire_name("everything.echo"), tag)
+    r = call(server, "POST", "/api/agents/execute", {"message": msg, "agent": "reporting"}, token=token)
+    assert r.status == 200, r
+    evs = r.json()["events"]
+    done = [e for e in evs if e["type"] == "tool_completed" and e["data"]["tool_name"] == "everything.echo"]
+    assert len(done) == 1, [e["type"] for e in evs]
+    assert done[0]["data"]["status"] == "completed" and done[0]["data"]["result"] == {"text": "Echo: from the model"}, done
+    # the model got the result back and answered with it
+    assert "Echo: from the model" in r.json()["response"], r.json()["response"]
+
+
+def test_cancelling_a_run_cancels_its_mcp_call(server, standin):
+    token = server.token(sub="usr_mcp_cancel_run")
+    tag = "ref-" + uuid.uuid4().hex[:12]
+    msg = 'Sleep. [[scenario:tool_split]] [[tool:%s]] [[args:{"seconds": 60}]] %s' % (wire_name("good.sleep"), tag)
+    run = start_run(server, token, msg, agent="reporting")
+
+    def calls():
+        if not os.path.exists(server.good_log):
+            return None
+        with open(server.good_log) as f:
+            msgs = [json.loads(x) for x in f]
+        return [m for m in msgs if m.get("method") == "tools/call" and m["params"]["name"] == "sleep"
+                and m["params"]["arguments"].get("seconds") == 60]
+    wait_for(calls, what="the model's call of good.sleep reaching the server")
+    r = call(server, "POST", "/api/agents/stop", {"run_id": run["id"]}, token=token)
+    assert r.status == 200, r
+    # the run ends long before the tool's 60 s or --mcp-timeout's 30 s, and the server is told
+    wait_run_status(server, token, run["id"], ("cancelled",), timeout=20)
+
+    def cancelled():
+        with open(server.good_log) as f:
+            msgs = [json.loads(x) for x in f]
+        ids = [m["id"] for m in calls()]
+        return any(m.get("method") == "notifications/cancelled" and m["params"]["requestId"] in ids for m in msgs)
+    wait_for(cancelled, what="notifications/cancelled")
