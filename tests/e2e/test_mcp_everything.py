@@ -152,3 +152,23 @@ def test_cancelling_a_run_cancels_its_mcp_call(server, standin):
         ids = [m["id"] for m in calls()]
         return any(m.get("method") == "notifications/cancelled" and m["params"]["requestId"] in ids for m in msgs)
     wait_for(cancelled, what="notifications/cancelled")
+
+
+def test_destructive_mcp_tool_waits_for_approval(server, standin):
+    """good.wipe carries annotations.destructiveHint: the model's call of it waits for the user."""
+    token = server.token(sub="usr_mcp_destructive")
+    tag = "ref-" + uuid.uuid4().hex[:12]
+    msg = "Wipe it. [[scenario:approval]] [[tool:%s]] %s" % (wire_name("good.wipe"), tag)
+    run = start_run(server, token, msg, agent="reporting")
+    wait_run_status(server, token, run["id"], ("waiting",), timeout=30)
+    r = call(server, "GET", "/api/runs/%s/approvals" % run["id"], token=token)
+    assert r.status == 200, r
+    pend = [a for a in r.json()["approvals"] if a["status"] == "pending"]
+    assert len(pend) == 1 and pend[0]["tool_name"] == "good.wipe", r.json()
+    r = call(server, "POST", "/api/runs/%s/approvals" % run["id"], {"call_id": pend[0]["call_id"], "approved": True},
+             token=token)
+    assert r.status == 200, r
+    wait_run_status(server, token, run["id"], ("completed",), timeout=30)
+    r = call(server, "GET", "/api/runs/%s/events" % run["id"], token=token)
+    done = [e for e in r.json().get("events", []) if e["type"] == "tool_completed"]
+    assert any(e["data"]["tool_name"] == "good.wipe" and e["data"]["result"] == {"text": "wiped"} for e in done), done
