@@ -18,6 +18,7 @@
  */
 #include "mcp/client.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -200,10 +201,6 @@ static int load_doc(const json_t *doc, char *err, size_t cap) {
     int has_cmd = json_object_get(cfg, "command") != NULL, has_url = json_object_get(cfg, "url") != NULL;
     if (!json_is_object(cfg) || has_cmd == has_url) {
       snprintf(err, cap, "servers.%s: needs exactly one of \"command\" (stdio) or \"url\" (Streamable HTTP)", name);
-      return -1;
-    }
-    if (has_url) { /* the Streamable HTTP transport is not built yet (docs/protocol.md) */
-      snprintf(err, cap, "servers.%s.url: Streamable HTTP servers are not supported by this build yet; use \"command\"", name);
       return -1;
     }
     s->transport = has_cmd ? MCP_T_STDIO : MCP_T_HTTP;
@@ -555,9 +552,8 @@ int mcp_client_call(const char *server, const char *tool, const json_t *args, co
   if (s->transport == MCP_T_STDIO) {
     rc = bridge_call(s, params, ctx, deadline, &raw, &raw_len, errmsg, sizeof(errmsg));
   } else {
+    rc = mcp_http_call(s, params, ctx, deadline, &raw, &raw_len, errmsg, sizeof(errmsg));
     free(params);
-    rc = AGD_EUNAVAILABLE;
-    snprintf(errmsg, sizeof(errmsg), "mcp server '%s': no transport", s->name);
   }
   if (rc == 0) rc = mcp_rpc_tool_result(raw, raw_len, s->name, tool, result);
   else *result = json_pack("{s:s}", "error", errmsg[0] ? errmsg : agd_err_code(rc));
@@ -599,6 +595,11 @@ int mcp_client_start(uv_loop_t *loop) {
   if (g_mcp.started || g_mcp.n == 0) return 0;
   g_mcp.loop = loop;
   g_mcp.loop_thread = uv_thread_self();
+  for (size_t i = 0; i < g_mcp.n; i++)
+    if (g_mcp.servers[i].transport == MCP_T_HTTP && !g_mcp.curl_init) {
+      curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread uses libcurl */
+      g_mcp.curl_init = 1;
+    }
   uv_async_init(loop, &g_mcp.async, on_async);
   uv_timer_init(loop, &g_mcp.tick);
   uv_timer_start(&g_mcp.tick, on_tick, MCP_TICK_MS, MCP_TICK_MS);
@@ -611,6 +612,7 @@ int mcp_client_start(uv_loop_t *loop) {
     mcp_server_t *s = &g_mcp.servers[i];
     s->state = MCP_S_CONNECTING;
     if (s->transport == MCP_T_STDIO) mcp_stdio_start(s, loop);
+    else mcp_http_start(s);
   }
   return 0;
 }
@@ -625,6 +627,7 @@ void mcp_client_stop(void) {
   for (size_t i = 0; i < g_mcp.n; i++) {
     mcp_server_t *s = &g_mcp.servers[i];
     if (s->transport == MCP_T_STDIO) mcp_stdio_stop(s);
+    else mcp_http_stop(s);
   }
   uv_close((uv_handle_t *)&g_mcp.async, NULL);
   uv_timer_stop(&g_mcp.tick);
@@ -641,6 +644,7 @@ void mcp_client_free(void) {
       mcp_server_t *s = &g_mcp.servers[i];
       tool_unregister_source(s->source);
       if (s->transport == MCP_T_STDIO) mcp_stdio_free(s);
+      else mcp_http_free(s); /* joins its thread */
     }
   }
   /* A tool a holder still calls finds no server and answers NOT_FOUND. */
@@ -650,4 +654,6 @@ void mcp_client_free(void) {
   pthread_mutex_unlock(&g_mcp.mu);
   g_mcp.started = g_mcp.stopping = 0;
   g_mcp.loop = NULL;
+  if (g_mcp.curl_init) curl_global_cleanup();
+  g_mcp.curl_init = 0;
 }

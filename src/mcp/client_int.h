@@ -78,6 +78,7 @@ typedef struct mcp_client {
   uv_timer_t tick;    /* deadlines of the servers' own requests */
   int accepting;      /* guarded by mu: calls may be queued, async may be sent */
   int started, stopping;
+  int curl_init;      /* curl_global_init was called (an HTTP server is configured) */
 } mcp_client_t;
 
 extern mcp_client_t g_mcp;
@@ -133,5 +134,13 @@ void mcp_stdio_cancel(mcp_server_t *s, mcp_call_t *c); /* drops the cancel queue
 void mcp_stdio_tick(mcp_server_t *s, uint64_t now_ms);
 void mcp_stdio_stop(mcp_server_t *s);
 void mcp_stdio_free(mcp_server_t *s);
+
+/* ---- http.c (its own thread per server; calls on the caller's thread) ---- */
+int mcp_http_start(mcp_server_t *s);
+/* POST one tools/call (params: JSON text) and wait for its answer; as bridge calls answer. */
+int mcp_http_call(mcp_server_t *s, const char *params, const tool_call_ctx_t *ctx, uint64_t deadline_ms,
+                  char **raw, size_t *raw_len, char *errmsg, size_t errcap);
+void mcp_http_stop(mcp_server_t *s);
+void mcp_http_free(mcp_server_t *s);
 
 #endif

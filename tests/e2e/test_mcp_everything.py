@@ -172,3 +172,115 @@ def test_destructive_mcp_tool_waits_for_approval(server, standin):
     r = call(server, "GET", "/api/runs/%s/events" % run["id"], token=token)
     done = [e for e in r.json().get("events", []) if e["type"] == "tool_completed"]
     assert any(e["data"]["tool_name"] == "good.wipe" and e["data"]["result"] == {"text": "wiped"} for e in done), done
+
+
+# ---- over Streamable HTTP ------------------------------------------------------------------------
+
+class EverythingHttp:
+    """server-everything's Streamable HTTP mode (`index.js streamableHttp`, PORT from the environment)."""
+
+    def __init__(self, workdir, port=None):
+        import socket
+        import subprocess
+        if port is None:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            s.close()
+        self.port = port
+        self.url = "http://127.0.0.1:%d/mcp" % port
+        self.log = open(os.path.join(str(workdir), "everything-http-%d.log" % time.monotonic_ns()), "wb")
+        env = dict(os.environ, PORT=str(port))
+        self.proc = subprocess.Popen(["node", EVERYTHING, "streamableHttp"], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log, env=env, start_new_session=True)
+        wait_for(lambda: self._listening(), timeout=60, what="server-everything listening")
+
+    def _listening(self):
+        with open(self.log.name, "rb") as f:
+            return b"listening on port" in f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory, standin):
+    assert os.path.isfile(EVERYTHING), "server-everything is not installed (run scripts/deps.sh)"
+    d = tmp_path_factory.mktemp("mcphttp")
+    ev = EverythingHttp(d)
+    cfg = os.path.join(str(d), "mcp.json")
+    with open(cfg, "w") as f:
+        json.dump({"servers": {"evh": {"url": ev.url, "headers": {"X-Test": "agentd"}}}}, f)
+    saved = {k: os.environ.get(k) for k in OPENAI_ENV}
+    os.environ.update({"OPENAI_BASE_URL": standin.base_url, "OPENAI_MODEL": "standin-model",
+                       "OPENAI_API_KEY": "sk-test"})
+    try:
+        srv = Agentd(d, ["--rate-limit", "0", "--llm", "openai", "--mcp-config", cfg, "--mcp-timeout", "4"],
+                     name="mcphttp")
+        srv.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    srv.ev = ev
+    srv.workdir_ = d
+    token = srv.token(sub="usr_mcp_http")
+    wait_for(lambda: {"evh.echo", "evh.get-sum"} <= set(tool_names(srv, token)), what="evh's tools")
+    try:
+        yield srv
+    finally:
+        srv.stop_and_check()
+        srv.ev.stop()
+
+
+def test_http_tools_listed_and_called(http_server):
+    token = http_server.token(sub="usr_mcp_http")
+    t = tool_names(http_server, token)
+    assert t["evh.echo"]["source"] == "mcp:evh" and t["evh.echo"]["input_schema"]["required"] == ["message"]
+    r = call(http_server, "POST", "/api/tools/execute", {"tool_name": "evh.echo", "arguments": {"message": "over http"}},
+             token=token)
+    assert r.status == 200 and r.json()["result"] == {"text": "Echo: over http"}, r
+    r = call(http_server, "POST", "/api/tools/execute", {"tool_name": "evh.get-sum", "arguments": {"a": 20, "b": 22}},
+             token=token)
+    assert r.status == 200 and "42" in json.dumps(r.json()["result"]), r
+
+
+def test_http_tool_called_by_the_model_in_a_run(http_server, standin):
+    token = http_server.token(sub="usr_mcp_http_run")
+    tag = "ref-" + uuid.uuid4().hex[:12]
+    msg = 'Echo. [[scenario:tool_split]] [[tool:%s]] [[args:{"message": "model over http"}]] %s' % (
+        wire_name("evh.echo"), tag)
+    r = call(http_server, "POST", "/api/agents/execute", {"message": msg, "agent": "reporting"}, token=token)
+    assert r.status == 200, r
+    done = [e for e in r.json()["events"] if e["type"] == "tool_completed" and e["data"]["tool_name"] == "evh.echo"]
+    assert len(done) == 1 and done[0]["data"]["result"] == {"text": "Echo: model over http"}, done
+
+
+def test_http_call_times_out(http_server):
+    token = http_server.token(sub="usr_mcp_http")
+    r = call(http_server, "POST", "/api/tools/execute",
+             {"tool_name": "evh.trigger-long-running-operation", "arguments": {"duration": 30, "steps": 3}}, token=token)
+    j = check_envelope(r, "TIMEOUT", 504)
+    assert "did not answer" in j["message"], j
+    r = call(http_server, "POST", "/api/tools/execute", {"tool_name": "evh.echo", "arguments": {"message": "after"}},
+             token=token)
+    assert r.status == 200, r
+
+
+def test_http_server_restarted_new_session(http_server):
+    """The server loses every session (it restarts): agentd initializes a new one and its tools work again."""
+    token = http_server.token(sub="usr_mcp_http")
+    port = http_server.ev.port
+    http_server.ev.stop()
+    http_server.ev = EverythingHttp(http_server.workdir_, port=port)
+
+    def works():
+        r = call(http_server, "POST", "/api/tools/execute",
+                 {"tool_name": "evh.echo", "arguments": {"message": "again"}}, token=token)
+        return r.status == 200 and r.json()["result"] == {"text": "Echo: again"}
+    wait_for(works, timeout=90, what="a new session with the restarted server")
