@@ -537,7 +537,8 @@ int mcp_client_call(const char *server, const char *tool, const json_t *args, co
     *result = json_pack("{s:s}", "error", "an mcp tool cannot be called on the event loop");
     return ERR(AGD_EINTERNAL);
   }
-  json_t *p = json_pack("{s:s,s:O}", "name", tool, "arguments", args ? (json_t *)args : json_object());
+  json_t *p = args ? json_pack("{s:s,s:O}", "name", tool, "arguments", (json_t *)args)
+                   : json_pack("{s:s,s:{}}", "name", tool, "arguments");
   char *params = p ? json_dumps(p, JSON_COMPACT) : NULL;
   json_decref(p);
   if (!params) {
