@@ -281,3 +281,94 @@ def test_missing_config_file_exits_2(tmp_path):
     srv = Agentd(tmp_path, ["--mcp-config", os.path.join(str(tmp_path), "nope.json")], name="nocfg")
     p = subprocess.run(srv.cmdline(), stdin=subprocess.DEVNULL, capture_output=True, env=sanitizer_env(), timeout=30)
     assert p.returncode == 2 and "cannot read" in p.stderr.decode(), p.stderr
+
+
+# ---- Streamable HTTP: a server that misbehaves on request (tests/mcp/servers/http_server.py) --------------
+
+@pytest.fixture(scope="module")
+def mcp_http(tmp_path_factory):
+    import subprocess
+    d = tmp_path_factory.mktemp("mcpch")
+    log = os.path.join(str(d), "http.log")
+    env = dict(os.environ, MCP_TEST_LOG=log)
+    py = subprocess.Popen([PY, os.path.join(SERVERS, "http_server.py")], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, env=env, start_new_session=True)
+    line = py.stdout.readline().decode()
+    assert line.startswith("listening on "), line
+    port = int(line.split()[-1])
+    cfg = write_config(d, {"py": {"url": "http://127.0.0.1:%d/mcp" % port}})
+    srv = Agentd(d, ["--rate-limit", "0", "--mcp-config", cfg, "--mcp-timeout", "5"], name="mcpch")
+    srv.start()
+    srv.http_log = log
+    srv.tok = srv.token(sub="usr_mcp_http_py")
+    wait_for(lambda: "py.echo" in tools(srv, srv.tok), what="py's tools")
+    try:
+        yield srv
+    finally:
+        srv.stop_and_check()
+        py.kill()
+        py.wait(timeout=10)
+
+
+def http_log(srv):
+    with open(srv.http_log) as f:
+        return [json.loads(x) for x in f]
+
+
+def test_http_sse_answer_among_other_events(mcp_http):
+    r = execute(mcp_http, mcp_http.tok, "py.echo", {"text": "sse"})
+    assert r.status == 200 and r.json()["result"] == {"text": "echo: sse"}, r
+    log = http_log(mcp_http)
+    init = [x for x in log if x["method"] == "POST" and (x["body"] or {}).get("method") == "initialize"]
+    assert init and init[0]["session"] is None and "text/event-stream" in init[0]["accept"], init
+    later = [x for x in log if x["method"] == "POST" and (x["body"] or {}).get("method") == "tools/call"]
+    # after initialize: the session and the negotiated version on every request
+    assert later and all(x["session"] and x["protocol_version"] == "2025-06-18" for x in later), later
+
+
+def test_http_answer_over_1mib(mcp_http):
+    j = check_envelope(execute(mcp_http, mcp_http.tok, "py.huge"), "PAYLOAD_TOO_LARGE", 413)
+    assert "1048576" in j["message"], j
+
+
+def test_http_stream_resumed_with_last_event_id(mcp_http):
+    r = execute(mcp_http, mcp_http.tok, "py.resume")
+    assert r.status == 200 and r.json()["result"] == {"text": "resumed"}, r
+    gets = [x for x in http_log(mcp_http) if x["method"] == "GET" and x["last_event_id"] == "r1"]
+    assert gets, http_log(mcp_http)
+
+
+def test_http_lost_session_is_initialized_again(mcp_http):
+    n_init = lambda: len([x for x in http_log(mcp_http)  # noqa: E731
+                          if x["method"] == "POST" and (x["body"] or {}).get("method") == "initialize"])
+    before = n_init()
+    r = execute(mcp_http, mcp_http.tok, "py.forget")
+    assert r.status == 200, r
+    r = execute(mcp_http, mcp_http.tok, "py.echo", {"text": "x"})
+    if r.status != 200:  # the first call after the loss may meet the 404 and report it
+        j = check_envelope(r, "UNAVAILABLE", 503)
+        assert "session" in j["message"] or "not connected" in j["message"], j
+    wait_for(lambda: execute(mcp_http, mcp_http.tok, "py.echo", {"text": "y"}).status == 200, what="a new session")
+    assert n_init() > before
+
+
+def test_http_session_deleted_at_shutdown(tmp_path):
+    import subprocess
+    log = os.path.join(str(tmp_path), "http.log")
+    py = subprocess.Popen([PY, os.path.join(SERVERS, "http_server.py")], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, env=dict(os.environ, MCP_TEST_LOG=log), start_new_session=True)
+    try:
+        port = int(py.stdout.readline().decode().split()[-1])
+        cfg = write_config(tmp_path, {"py": {"url": "http://127.0.0.1:%d/mcp" % port}})
+        srv = Agentd(tmp_path, ["--mcp-config", cfg], name="mcpdel")
+        srv.start()
+        tok = srv.token(sub="usr_mcp_del")
+        wait_for(lambda: "py.echo" in tools(srv, tok), what="py's tools")
+        srv.stop_and_check()
+        with open(log) as f:
+            recs = [json.loads(x) for x in f]
+        sess = [x["session"] for x in recs if x["method"] == "DELETE"]
+        assert sess and sess[-1].startswith("sess-"), recs
+    finally:
+        py.kill()
+        py.wait(timeout=10)
