@@ -403,9 +403,11 @@ size_t mcp__register_tools(mcp_server_t *s, const json_t *tools) {
   free(ptrs);
   free(descs);
   pthread_mutex_lock(&g_mcp.mu);
+  size_t before = s->ntools;
   s->ntools = k;
   pthread_mutex_unlock(&g_mcp.mu);
-  log_info("mcp server '%s': %zu tools", s->name, k);
+  if (k != before || !k) log_info("mcp server '%s': %zu tools", s->name, k);
+  else log_debug("mcp server '%s': %zu tools (listed again)", s->name, k); /* list_changed can come often */
   return k;
 }
 
