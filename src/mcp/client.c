@@ -290,6 +290,12 @@ void mcp__set_info(mcp_server_t *s, const char *proto, const json_t *info) {
   pthread_mutex_unlock(&g_mcp.mu);
 }
 
+void mcp__count_restart(mcp_server_t *s) {
+  pthread_mutex_lock(&g_mcp.mu);
+  s->restarts++;
+  pthread_mutex_unlock(&g_mcp.mu);
+}
+
 void mcp__count(mcp_server_t *s, unsigned long long *field) {
   pthread_mutex_lock(&g_mcp.mu);
   (*field)++;

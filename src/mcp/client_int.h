@@ -89,6 +89,8 @@ void mcp__set_state(mcp_server_t *s, mcp_state_t st, const char *err);
 void mcp__set_error(mcp_server_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Record initialize's answer (protocol version, serverInfo) and the time. Locks mu. */
 void mcp__set_info(mcp_server_t *s, const char *proto, const json_t *server_info);
+/* One more restart (shown in the status). Locks mu. */
+void mcp__count_restart(mcp_server_t *s);
 /* Bump a counter under mu. */
 void mcp__count(mcp_server_t *s, unsigned long long *field);
 /* Finish a bridge call: the outcome is set and the caller woken.  raw (owned)

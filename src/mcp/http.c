@@ -396,6 +396,10 @@ static int mgr_list(http_srv_t *hs, const char *session, const char *proto, char
     if (rc != 0) break;
     json_t *res = json_object_get(ans, "result");
     json_t *tools = json_object_get(res, "tools");
+    if (!res && json_integer_value(json_object_get(json_object_get(ans, "error"), "code")) == -32601) {
+      json_decref(ans); /* the server has no tools/list at all: no tools */
+      break;
+    }
     if (!json_is_array(tools)) {
       snprintf(err, cap, "tools/list failed");
       json_decref(ans);
@@ -440,6 +444,7 @@ static int mgr_connect(http_srv_t *hs, char *err, size_t cap) {
   char proto[32];
   snprintf(proto, sizeof(proto), "%s", v);
   mcp__set_info(s, proto, json_object_get(res, "serverInfo"));
+  int has_tools = json_object_get(json_object_get(res, "capabilities"), "tools") != NULL;
   json_decref(ans);
   pthread_mutex_lock(&g_mcp.mu);
   free(hs->session);
@@ -449,6 +454,10 @@ static int mgr_connect(http_srv_t *hs, char *err, size_t cap) {
   if (mgr_notify(hs, "notifications/initialized", NULL, session, proto) != 0) {
     snprintf(err, cap, "notifications/initialized was refused");
     return AGD_EUNAVAILABLE;
+  }
+  if (!has_tools) { /* prompts or resources only: connected, nothing to list */
+    mcp__register_tools(s, NULL);
+    return 0;
   }
   return mgr_list(hs, session, proto, err, cap);
 }

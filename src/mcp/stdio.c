@@ -97,6 +97,7 @@ typedef struct stdio_srv {
   uint64_t note_win, note_n;   /* notifications in the current second */
   uint64_t elog_win, elog_n;   /* stderr lines logged in the current window */
   unsigned garbage_logged;
+  unsigned starts;
   int stopping;
 } stdio_srv_t;
 
@@ -244,6 +245,8 @@ static void list_tools(mcp_server_t *s, const char *cursor) {
 
 /* ---- answers to agentd's own requests ---- */
 
+static void on_list_answer(mcp_server_t *s, json_t *msg);
+
 static void on_init_answer(mcp_server_t *s, json_t *msg) {
   stdio_srv_t *ss = s->impl;
   json_t *res = json_object_get(msg, "result");
@@ -268,7 +271,15 @@ static void on_init_answer(mcp_server_t *s, json_t *msg) {
     server_lost(s, MCP_S_FAILED, "cannot write to its stdin");
     return;
   }
-  (void)ss;
+  if (!json_object_get(json_object_get(res, "capabilities"), "tools")) {
+    /* A server without tools (prompts or resources only): connected, nothing to list. */
+    ss->acc = json_array();
+    ss->phase = 2;
+    json_t *empty = json_pack("{s:{s:[]}}", "result", "tools");
+    on_list_answer(s, empty);
+    json_decref(empty);
+    return;
+  }
   list_tools(s, NULL);
 }
 
@@ -276,7 +287,12 @@ static void on_list_answer(mcp_server_t *s, json_t *msg) {
   stdio_srv_t *ss = s->impl;
   json_t *res = json_object_get(msg, "result");
   json_t *tools = json_object_get(res, "tools");
-  if (!json_is_array(tools)) {
+  json_t *err = json_object_get(msg, "error");
+  if (!res && json_integer_value(json_object_get(err, "code")) == -32601) {
+    tools = NULL; /* the server has no tools/list at all: no tools */
+    json_decref(ss->acc);
+    ss->acc = json_array();
+  } else if (!json_is_array(tools)) {
     if (ss->phase != 3) {
       server_lost(s, MCP_S_FAILED, "tools/list failed");
     } else {
@@ -286,10 +302,10 @@ static void on_list_answer(mcp_server_t *s, json_t *msg) {
   }
   size_t i;
   json_t *t;
-  json_array_foreach(tools, i, t) {
-    if (json_array_size(ss->acc) >= MCP_MAX_TOOLS) break;
-    json_array_append(ss->acc, t);
-  }
+  if (tools) json_array_foreach(tools, i, t) {
+      if (json_array_size(ss->acc) >= MCP_MAX_TOOLS) break;
+      json_array_append(ss->acc, t);
+    }
   const char *cursor = json_string_value(json_object_get(res, "nextCursor"));
   if (cursor && *cursor && ++ss->pages < MCP_MAX_PAGES && json_array_size(ss->acc) < MCP_MAX_TOOLS) {
     list_tools(s, cursor);
@@ -619,6 +635,7 @@ static void start_child(mcp_server_t *s) {
   int rc = uv_spawn(ss->loop, &p->process, &opt);
   ss->garbage_logged = 0;
   ss->ever_ready = 0;
+  if (ss->starts++ > 0) mcp__count_restart(s);
   if (rc != 0) {
     p->exited = 1;
     p->s = NULL;

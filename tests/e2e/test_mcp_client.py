@@ -92,6 +92,7 @@ def mcp(tmp_path_factory):
         "lc": stdio("listchanged"),
         "hang": stdio("hang"),
         "noinit": stdio("noinit"),
+        "notools": stdio("notools"),
     })
     srv = Agentd(d, ["--rate-limit", "0", "--mcp-config", cfg, "--mcp-timeout", "3"], name="mcpc")
     srv.start()
@@ -225,6 +226,13 @@ def test_server_that_never_initializes(mcp):
     wait_for(lambda: "did not answer initialize within 3 s" in mcp.stderr_text(), what="the initialize timeout")
     check_envelope(execute(mcp, mcp.tok, "noinit.echo", {"text": "x"}), "NOT_FOUND", 404)
     assert call(mcp, "GET", "/health").status == 200
+
+
+def test_server_without_tools_is_connected(mcp):
+    # a 2025-03-26 server that offers prompts only: connected with no tools, never asked tools/list
+    wait_for(lambda: "mcp server 'notools' connected" in mcp.stderr_text(), what="notools connected")
+    assert "mcp server 'notools': 0 tools" in mcp.stderr_text()
+    assert not any(n.startswith("notools.") for n in tools(mcp, mcp.tok))
 
 
 def test_shutdown_ends_children_promptly(tmp_path):
