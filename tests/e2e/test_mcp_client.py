@@ -93,6 +93,7 @@ def mcp(tmp_path_factory):
         "hang": stdio("hang"),
         "noinit": stdio("noinit"),
         "notools": stdio("notools"),
+        "missing": {"command": ["/nonexistent/mcp-server"]},
     })
     srv = Agentd(d, ["--rate-limit", "0", "--mcp-config", cfg, "--mcp-timeout", "3"], name="mcpc")
     srv.start()
@@ -233,6 +234,12 @@ def test_server_without_tools_is_connected(mcp):
     wait_for(lambda: "mcp server 'notools' connected" in mcp.stderr_text(), what="notools connected")
     assert "mcp server 'notools': 0 tools" in mcp.stderr_text()
     assert not any(n.startswith("notools.") for n in tools(mcp, mcp.tok))
+
+
+def test_server_that_cannot_start(mcp):
+    wait_for(lambda: "cannot start '/nonexistent/mcp-server'" in mcp.stderr_text(), what="the spawn failure logged")
+    check_envelope(execute(mcp, mcp.tok, "missing.echo", {"text": "x"}), "NOT_FOUND", 404)
+    assert call(mcp, "GET", "/health").status == 200
 
 
 def test_shutdown_ends_children_promptly(tmp_path):
