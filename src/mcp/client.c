@@ -67,6 +67,7 @@ static void server_dispose(mcp_server_t *s) {
   strv_free(s->env);
   strv_free(s->headers);
   free(s->url);
+  free(s->cwd);
 }
 
 static int name_ok(const char *n) {
@@ -136,6 +137,13 @@ static int load_stdio(mcp_server_t *s, const json_t *cfg, char *err, size_t cap)
     }
     s->argv[i] = xstrdup(json_string_value(a));
   }
+  const json_t *cwd = json_object_get(cfg, "cwd");
+  if (cwd && (!json_is_string(cwd) || !*json_string_value(cwd) ||
+              strlen(json_string_value(cwd)) != json_string_length(cwd))) {
+    snprintf(err, cap, "servers.%s.cwd: must be a directory path", s->name);
+    return -1;
+  }
+  if (cwd) s->cwd = xstrdup(json_string_value(cwd));
   const json_t *env = json_object_get(cfg, "env");
   if (env && !json_is_object(env)) {
     snprintf(err, cap, "servers.%s.env: must be an object of strings", s->name);

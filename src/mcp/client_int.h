@@ -51,6 +51,7 @@ struct mcp_server {
   mcp_transport_t transport;
   char **argv;    /* stdio: NULL-terminated */
   char **env;     /* stdio: the child's environment (inherited + the config's), NULL-terminated */
+  char *cwd;      /* stdio: its working directory, NULL: agentd's */
   char *url;      /* http */
   char **headers; /* http: "Name: value", NULL-terminated */
   /* guarded by g_mcp.mu */

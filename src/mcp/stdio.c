@@ -629,6 +629,7 @@ static void start_child(mcp_server_t *s) {
       .file = s->argv[0],
       .args = s->argv,
       .env = s->env,
+      .cwd = s->cwd,
       .stdio_count = 3,
       .stdio = stdio,
   };

@@ -84,7 +84,7 @@ def mcp(tmp_path_factory):
     d = tmp_path_factory.mktemp("mcpc")
     log = os.path.join(str(d), "good.log")
     cfg = write_config(d, {
-        "good": stdio("good", env={"MCP_TEST_LOG": log}),
+        "good": stdio("good", env={"MCP_TEST_LOG": log, "MCP_TEST_GREETING": "hello"}, cwd=str(d)),
         "garbage": stdio("garbage"),
         "dies": stdio("dies"),
         "huge": stdio("huge"),
@@ -135,6 +135,15 @@ def test_call_text_and_structured_results(mcp):
     assert r.status == 200 and r.json()["result"] == {"sum": 42}, r
     r = execute(mcp, mcp.tok, "good.big")  # 512 KiB: under the bound
     assert r.status == 200 and len(r.json()["result"]["text"]) == 512 << 10, r.status
+
+
+def test_child_gets_the_configured_cwd_and_env(mcp):
+    r = execute(mcp, mcp.tok, "good.pwd")
+    assert r.status == 200 and os.path.realpath(r.json()["result"]["text"]) == os.path.realpath(mcp.workdir), r
+    r = execute(mcp, mcp.tok, "good.env", {"name": "MCP_TEST_GREETING"})
+    assert r.status == 200 and r.json()["result"]["text"] == "hello", r
+    r = execute(mcp, mcp.tok, "good.env", {"name": "PATH"})  # agentd's own environment is inherited
+    assert r.status == 200 and r.json()["result"]["text"] == os.environ["PATH"], r
 
 
 def test_arguments_checked_against_the_servers_schema(mcp):

@@ -170,6 +170,7 @@ Test(mcp_client, bad_configs_say_why) {
       {"{\"servers\":{\"s\":{\"url\":\"http://h\",\"headers\":{\"X\":\"a\\r\\nB: c\"}}}}", "servers.s.headers.X"},
       {"{\"servers\":{\"s\":{\"command\":[\"\"]}}}", "servers.s.command[0]"},
       {"{\"servers\":{\"s\":{\"command\":[\"x\"],\"env\":[]}}}", "servers.s.env"},
+      {"{\"servers\":{\"s\":{\"command\":[\"x\"],\"cwd\":3}}}", "servers.s.cwd"},
       {"{\"servers\":{\"s\":{\"command\":[\"x\"]},\"s\":{\"command\":[\"y\"]}}}", "duplicate"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
