@@ -146,6 +146,26 @@ def test_child_gets_the_configured_cwd_and_env(mcp):
     assert r.status == 200 and r.json()["result"]["text"] == os.environ["PATH"], r
 
 
+def test_concurrent_calls_get_their_own_answers(mcp):
+    """Calls from many workers at once share one child: each gets the answer to its own id."""
+    import threading
+    out = {}
+
+    def one(i):
+        tool, args = ("good.sleep", {"seconds": 0.2}) if i % 4 == 0 else ("good.echo", {"text": "n%d" % i})
+        out[i] = (tool, execute(mcp, mcp.tok, tool, args))
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(32)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(timeout=60)
+    assert len(out) == 32
+    for i, (tool, r) in out.items():
+        assert r.status == 200, (i, r)
+        want = "slept" if tool == "good.sleep" else "echo: n%d" % i
+        assert r.json()["result"]["text"] == want, (i, r.json())
+
+
 def test_arguments_checked_against_the_servers_schema(mcp):
     r = execute(mcp, mcp.tok, "good.add", {"a": "two", "b": 1})
     j = check_envelope(r, "VALIDATION_ERROR", 422)
