@@ -525,6 +525,8 @@ static void mgr_serve(http_srv_t *hs, const char *proto) {
         pthread_mutex_lock(&g_mcp.mu);
         hs->want_reinit = 1;
         pthread_mutex_unlock(&g_mcp.mu);
+      } else if (rc != 0 && rc != AGD_ECANCELLED) {
+        mgr_wait(hs, 1000); /* an over-long event & co: not in a tight loop */
       }
       hreq_dispose(&h);
     } else {
@@ -658,7 +660,13 @@ int mcp_http_call(mcp_server_t *s, const char *params, const tool_call_ctx_t *ct
                 .on_message = on_server_message, .ud = hs, .s = s};
     rc = hreq_perform(&h, errmsg, errcap);
     if (h.last_id[0]) snprintf(last_id, sizeof(last_id), "%s", h.last_id);
-    if (rc == 0 && (h.status == 404 || (h.status == 400 && session))) {
+    mcp_scan_t sc = {0};
+    if (rc == 0 && h.answer) mcp_rpc_scan(h.answer, h.answer_len, &sc);
+    if (rc == 0 && h.answer && sc.has_id && sc.id == id && !sc.has_method) {
+      *raw = h.answer; /* our answer, whatever the status (a JSON-RPC error may come with a 4xx) */
+      *raw_len = h.answer_len;
+      h.answer = NULL;
+    } else if (rc == 0 && (h.status == 404 || (h.status == 400 && session))) {
       pthread_mutex_lock(&g_mcp.mu);
       hs->want_reinit = 1; /* the session is gone: the manager starts a new one */
       pthread_cond_signal(&hs->cond);

@@ -382,6 +382,16 @@ def test_http_stream_resumed_with_last_event_id(mcp_http):
     assert gets, http_log(mcp_http)
 
 
+def test_http_error_answer_with_a_4xx_is_the_answer(mcp_http):
+    inits = lambda: len([x for x in http_log(mcp_http)  # noqa: E731
+                         if x["method"] == "POST" and (x["body"] or {}).get("method") == "initialize"])
+    before = inits()
+    j = check_envelope(execute(mcp_http, mcp_http.tok, "py.badreq"), "VALIDATION_ERROR", 422)
+    assert "bad arguments (code -32602)" in j["message"], j
+    r = execute(mcp_http, mcp_http.tok, "py.echo", {"text": "same session"})
+    assert r.status == 200 and inits() == before, r
+
+
 def test_http_lost_session_is_initialized_again(mcp_http):
     n_init = lambda: len([x for x in http_log(mcp_http)  # noqa: E731
                           if x["method"] == "POST" and (x["body"] or {}).get("method") == "initialize"])

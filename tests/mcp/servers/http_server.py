@@ -8,7 +8,8 @@ notifications get 202.  tools/call of
   huge     answers a 3 MiB JSON body;
   resume   sends one SSE event (id r1) and ends the stream without the answer; a GET with Last-Event-ID: r1
            then gets the answer (event id r2);
-  forget   answers, then forgets every session (the next request with one gets 404).
+  forget   answers, then forgets every session (the next request with one gets 404);
+  badreq   answers HTTP 400 with a JSON-RPC error for the call's id (an answer, not a lost session).
 GET /mcp without Last-Event-ID: 405 (no server stream).  DELETE /mcp: 200.  Every request is appended as one
 JSON line {"method","path","session","last_event_id","protocol_version","accept","body"} to $MCP_TEST_LOG.
 """
@@ -29,6 +30,7 @@ TOOLS = [
     {"name": "huge", "inputSchema": {"type": "object"}},
     {"name": "resume", "inputSchema": {"type": "object"}},
     {"name": "forget", "inputSchema": {"type": "object"}},
+    {"name": "badreq", "inputSchema": {"type": "object"}},
 ]
 
 
@@ -126,6 +128,9 @@ class Handler(BaseHTTPRequestHandler):
                 PENDING[sid] = {"jsonrpc": "2.0", "id": mid, "result": text("resumed")}
             return self._sse([("r1", json.dumps({"jsonrpc": "2.0", "method": "notifications/progress",
                                                  "params": {"progressToken": 1, "progress": 1}}))])
+        if name == "badreq":
+            body = json.dumps({"jsonrpc": "2.0", "id": mid, "error": {"code": -32602, "message": "bad arguments"}})
+            return self._send(400, body.encode())
         if name == "forget":
             self._json({"jsonrpc": "2.0", "id": mid, "result": text("forgotten")})
             with LOCK:
