@@ -549,7 +549,7 @@ int mcp_client_call(const char *server, const char *tool, const json_t *args, co
     *result = json_pack("{s:s++}", "error", "no mcp server '", server ? server : "", "'");
     return AGD_ENOT_FOUND;
   }
-  if (g_mcp.loop && uv_thread_self() == g_mcp.loop_thread) { /* would wait for itself */
+  if (g_mcp.loop && uv_thread_equal(&(uv_thread_t){uv_thread_self()}, &g_mcp.loop_thread)) { /* would wait for itself */
     *result = json_pack("{s:s}", "error", "an mcp tool cannot be called on the event loop");
     return ERR(AGD_EINTERNAL);
   }
