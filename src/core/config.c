@@ -128,6 +128,8 @@ static const opt_t OPTS[] = {
    "openai: streamed bytes one model call may send (over: LLM_BAD_RESPONSE)"},
   {"llm-max-steps", "AGENTD_LLM_MAX_STEPS", K_INT, OFF(llm_max_steps), 1, 100, false, "N", "8",
    "openai: model rounds of a run's tool loop (over: LLM_TOO_MANY_STEPS)"},
+  {"mcp-timeout", "AGENTD_MCP_TIMEOUT", K_SECS, OFF(mcp_timeout), 0, 86400, false, "SECS", "30",
+   "longest a call of an MCP server's tool (and its initialize, tools/list) may take"},
   {"record-usage", "AGENTD_RECORD_USAGE", K_BOOL, OFF(record_usage), 0, 0, false, NULL, "off",
    "add each model call to the user's workload records (feature \"agentd\")"},
   {"approve-tools", "AGENTD_APPROVE_TOOLS", K_NAME, OFF(approve_tools), 0, 0, false, "LIST", "none",
@@ -510,6 +512,7 @@ static void set_defaults(config_t *cfg) {
   cfg->sse_heartbeat = 15;
   cfg->shutdown_grace = 10;
   cfg->llm_timeout = 60;
+  cfg->mcp_timeout = 30;
   cfg->llm_max_output = 4 * MIB;
   cfg->llm_max_steps = 8;
   cfg->approval_timeout = 900;

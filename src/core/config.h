@@ -37,6 +37,7 @@ typedef struct config {
   char *llm_provider;        /* --llm / LLM_PROVIDER, "builtin" | "openai" */
   int llm_latency_ms;        /* --llm-latency-ms / AGENTD_LLM_LATENCY_MS, 0: builtin provider's simulated latency per step */
   double llm_timeout;        /* --llm-timeout / AGENTD_LLM_TIMEOUT, 60 s: one model call, retries included (SPEC §11) */
+  double mcp_timeout;        /* --mcp-timeout / AGENTD_MCP_TIMEOUT, 30 s: one call of an MCP server's tool */
   size_t llm_max_output;     /* --llm-max-output / AGENTD_LLM_MAX_OUTPUT, 4 MiB: streamed bytes of one call (over: LLM_BAD_RESPONSE) */
   int llm_max_steps;         /* --llm-max-steps / AGENTD_LLM_MAX_STEPS, 8: model rounds of a run's tool loop */
   int record_usage;          /* --record-usage / AGENTD_RECORD_USAGE=1, 0: each model call joins the user's workload records */
