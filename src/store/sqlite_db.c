@@ -148,10 +148,7 @@ int sq_exec(sq_conn_t *c, const char *text, const char *what) {
  * catch-up passes (writers faster than the copy would keep it from ever shrinking). */
 #define SQ_CKPT_HELD_FRAMES 256
 #define SQ_CKPT_CATCHUP_PASSES 4
-/* How long a held pass handed to the next group commit waits for one before the
- * checkpointer takes it itself (a store where only other writers write). */
-#define SQ_CKPT_HANDOVER_NS (50 * 1000000ull)
-/* Past this the remainder is taken whatever its size, in RESTART mode (the WAL must not grow for ever). */
+/* Past this the remainder is taken whatever its size (the WAL must not grow for ever). */
 #define SQ_WAL_FORCE_PAGES (2 * SQ_WAL_RESTART_PAGES)
 
 /* After each commit: wake the checkpointer once the WAL is long enough.  Installing
@@ -231,14 +228,13 @@ static int conn_open(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
  *    (the next commit past SQ_CHECKPOINT_PAGES) tries again.
  * Once the WAL is checkpointed to its end, the next writer's BEGIN starts it again
  * from its beginning (SQLite does that itself when no reader uses the WAL). */
-/* The held pass: with wmu taken, a checkpoint (mode: PASSIVE, or RESTART past
- * SQ_WAL_FORCE_PAGES) of what is left, on c (any connection of this store outside a
- * transaction).  Counted for sq_ckpt_stats. */
-static void checkpoint_held(sq_store_t *st, sq_conn_t *c, int mode) {
+/* The held pass: with wmu taken, a PASSIVE checkpoint of what is left, on c (any
+ * connection of this store outside a transaction).  Counted for sq_ckpt_stats. */
+static void checkpoint_held(sq_store_t *st, sq_conn_t *c) {
   int log_pages = 0, done = 0;
   pthread_mutex_lock(&st->wmu);
   uint64_t t0 = time_mono_ns();
-  int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, mode, &log_pages, &done);
+  int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
   metrics_hist_observe(st->ckpt_hold, (double)(time_mono_ns() - t0) / 1e9);
   pthread_mutex_unlock(&st->wmu);
   if (rc != SQLITE_OK && rc != SQLITE_BUSY) log_warn("store: checkpoint: %s", sqlite3_errmsg(c->db));
@@ -251,17 +247,9 @@ static void checkpoint_held(sq_store_t *st, sq_conn_t *c, int mode) {
 /* One round of the checkpointer (see above).  The held pass is left to the next
  * group commit (sq_tx: the event writer, a thread at normal priority that would wait
  * for it anyway), so that it is never the niced checkpointer that holds every writer
- * while a busy machine preempts it; if no group commit took it within
- * SQ_CKPT_HANDOVER_NS (other writers go on), the checkpointer does it itself. */
+ * while a busy machine preempts it; if no group commit took it by the next round
+ * (other writers go on), the checkpointer does it itself. */
 static void checkpoint_round(sq_store_t *st, sq_conn_t *c) {
-  if (atomic_load(&st->ckpt_finish)) {
-    /* A held pass is handed over: no pass of ours may race it (the group commit's
-     * would find the checkpoint lock taken and copy nothing).  If no group commit
-     * came for it, take it ourselves. */
-    if (time_mono_ns() - atomic_load(&st->ckpt_finish_ns) < SQ_CKPT_HANDOVER_NS) return;
-    if (atomic_exchange(&st->ckpt_finish, 0)) checkpoint_held(st, c, SQLITE_CHECKPOINT_PASSIVE);
-    return;
-  }
   int log_pages = 0, done = 0;
   uint64_t t0 = time_mono_ns();
   int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
@@ -278,14 +266,13 @@ static void checkpoint_round(sq_store_t *st, sq_conn_t *c) {
       metrics_hist_observe(st->ckpt_passive, (double)(time_mono_ns() - t0) / 1e9);
     }
     if (rc == SQLITE_OK && log_pages > SQ_WAL_FORCE_PAGES) {
-      /* Writers faster than the copy, or readers that never let the WAL start again
-       * (SQLite restarts it only when no reader uses it): the file must not grow for
-       * ever, so as before this change, RESTART with the writers held, which waits
-       * for those readers.  Rare: at twice the mark, and a stall when it happens. */
-      checkpoint_held(st, c, SQLITE_CHECKPOINT_RESTART);
-    } else if (rc == SQLITE_OK && log_pages - done <= SQ_CKPT_HELD_FRAMES) {
-      atomic_store(&st->ckpt_finish_ns, time_mono_ns());
-      atomic_store(&st->ckpt_finish, 1);
+      /* Writers faster than the copy: the WAL must not grow for ever; take the rest now. */
+      atomic_store(&st->ckpt_finish, 0);
+      checkpoint_held(st, c);
+    } else if (rc == SQLITE_OK && log_pages - done <= SQ_CKPT_HELD_FRAMES && atomic_exchange(&st->ckpt_finish, 1)) {
+      /* The last round's hand-over was not taken: no group commit since. */
+      atomic_store(&st->ckpt_finish, 0);
+      checkpoint_held(st, c);
     }
     /* Else more than a short remainder is left (writers appended it during the
      * passes, or a reader keeps older frames): nobody is held this round, the next
@@ -755,7 +742,7 @@ static int sq_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg) {
   /* The checkpointer's held pass, when it handed one over (checkpoint_round). */
   if (c->tx_depth == 0 && !c->pooled && atomic_load_explicit(&c->st->ckpt_finish, memory_order_relaxed) &&
       atomic_exchange(&c->st->ckpt_finish, 0))
-    checkpoint_held(c->st, c, SQLITE_CHECKPOINT_PASSIVE);
+    checkpoint_held(c->st, c);
   int e = sq_tx_begin(c);
   if (e) return e;
   return sq_tx_end(c, fn(s, arg));

@@ -83,7 +83,6 @@ struct sq_store {
   pthread_cond_t ckpt_cv;
   int ckpt_running, ckpt_wanted, ckpt_stop;
   atomic_int ckpt_finish; /* a held pass handed to the next group commit (sq_tx) */
-  _Atomic uint64_t ckpt_finish_ns; /* …at this time (time_mono_ns) */
   long ckpt_long_rounds, ckpt_held_rounds, ckpt_held_complete; /* under ckpt_mu (sq_ckpt_stats) */
   /* The connections lent to borrower threads (store_thread_borrow) for one store call
    * at a time: opened on demand up to pool_size, then kept (on conns too). */
