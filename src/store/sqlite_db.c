@@ -20,7 +20,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,16 +139,8 @@ int sq_exec(sq_conn_t *c, const char *text, const char *what) {
 
 /* WAL pages after which a commit asks the checkpointer to run (SQLite's own default). */
 #define SQ_CHECKPOINT_PAGES 1000
-/* A WAL longer than this is brought to its end so that it starts again (see
- * checkpoint_round): about 16 MiB. */
+/* A WAL longer than this is restarted (see checkpointer_main): about 16 MiB. */
 #define SQ_WAL_RESTART_PAGES 4096
-/* At most this many WAL frames are left for the checkpoint pass that holds the
- * writers (the rest is copied and synced while they go on), after at most this many
- * catch-up passes (writers faster than the copy would keep it from ever shrinking). */
-#define SQ_CKPT_HELD_FRAMES 256
-#define SQ_CKPT_CATCHUP_PASSES 4
-/* Past this the remainder is taken whatever its size (the WAL must not grow for ever). */
-#define SQ_WAL_FORCE_PAGES (2 * SQ_WAL_RESTART_PAGES)
 
 /* After each commit: wake the checkpointer once the WAL is long enough.  Installing
  * this hook also turns off SQLite's automatic checkpoint, which would otherwise run
@@ -211,76 +202,10 @@ static int conn_open(sq_store_t *st, sq_conn_t **out, char *err, size_t cap) {
  * pages without taking the write lock and pay the fsyncs off every request's path.
  * A passive checkpoint racing busy writers rarely reaches the end of the WAL, and
  * SQLite only rewinds a WAL that was checkpointed to its end, so the file would
- * grow without bound; once it is past SQ_WAL_RESTART_PAGES the checkpointer brings
- * the WAL to its end with this process's writers held back on wmu — but only for
- * the last few frames, never for a wait:
- *  - it first catches up without wmu (more passive passes, each copying and syncing
- *    what the writers appended during the one before) until fewer than
- *    SQ_CKPT_HELD_FRAMES are left: the bulk of the copy and of the database file's
- *    fsync happen while writers go on;
- *  - under wmu a last PASSIVE pass copies that remainder (on the next group commit's
- *    thread, see checkpoint_round).  Not RESTART: RESTART
- *    also waits (in the busy handler, sleeping 1, 2, 5… ms, up to the 5 s busy
- *    timeout) for every reader of an older snapshot, all that time holding every
- *    writer; at 20,000 events/s those holds were 10–100 ms (docs/performance.md,
- *    "Where a delta waits at 20,000/s").  A passive pass never waits: when a reader
- *    still needs older frames it stops short, wmu is let go, and the next round
- *    (the next commit past SQ_CHECKPOINT_PAGES) tries again.
- * Once the WAL is checkpointed to its end, the next writer's BEGIN starts it again
- * from its beginning (SQLite does that itself when no reader uses the WAL). */
-/* The held pass: with wmu taken, a PASSIVE checkpoint of what is left, on c (any
- * connection of this store outside a transaction).  Counted for sq_ckpt_stats. */
-static void checkpoint_held(sq_store_t *st, sq_conn_t *c) {
-  int log_pages = 0, done = 0;
-  pthread_mutex_lock(&st->wmu);
-  uint64_t t0 = time_mono_ns();
-  int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
-  metrics_hist_observe(st->ckpt_hold, (double)(time_mono_ns() - t0) / 1e9);
-  pthread_mutex_unlock(&st->wmu);
-  if (rc != SQLITE_OK && rc != SQLITE_BUSY) log_warn("store: checkpoint: %s", sqlite3_errmsg(c->db));
-  pthread_mutex_lock(&st->ckpt_mu);
-  st->ckpt_held_rounds++;
-  if (rc == SQLITE_OK && done == log_pages) st->ckpt_held_complete++;
-  pthread_mutex_unlock(&st->ckpt_mu);
-}
-
-/* One round of the checkpointer (see above).  The held pass is left to the next
- * group commit (sq_tx: the event writer, a thread at normal priority that would wait
- * for it anyway), so that it is never the niced checkpointer that holds every writer
- * while a busy machine preempts it; if no group commit took it by the next round
- * (other writers go on), the checkpointer does it itself. */
-static void checkpoint_round(sq_store_t *st, sq_conn_t *c) {
-  int log_pages = 0, done = 0;
-  uint64_t t0 = time_mono_ns();
-  int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
-  metrics_hist_observe(st->ckpt_passive, (double)(time_mono_ns() - t0) / 1e9);
-  if (rc == SQLITE_OK && log_pages > SQ_WAL_RESTART_PAGES) {
-    pthread_mutex_lock(&st->ckpt_mu);
-    st->ckpt_long_rounds++;
-    pthread_mutex_unlock(&st->ckpt_mu);
-    for (int pass = 0; pass < SQ_CKPT_CATCHUP_PASSES && rc == SQLITE_OK && log_pages <= SQ_WAL_FORCE_PAGES &&
-                       log_pages - done > SQ_CKPT_HELD_FRAMES;
-         pass++) {
-      t0 = time_mono_ns();
-      rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done);
-      metrics_hist_observe(st->ckpt_passive, (double)(time_mono_ns() - t0) / 1e9);
-    }
-    if (rc == SQLITE_OK && log_pages > SQ_WAL_FORCE_PAGES) {
-      /* Writers faster than the copy: the WAL must not grow for ever; take the rest now. */
-      atomic_store(&st->ckpt_finish, 0);
-      checkpoint_held(st, c);
-    } else if (rc == SQLITE_OK && log_pages - done <= SQ_CKPT_HELD_FRAMES && atomic_exchange(&st->ckpt_finish, 1)) {
-      /* The last round's hand-over was not taken: no group commit since. */
-      atomic_store(&st->ckpt_finish, 0);
-      checkpoint_held(st, c);
-    }
-    /* Else more than a short remainder is left (writers appended it during the
-     * passes, or a reader keeps older frames): nobody is held this round, the next
-     * comes with the next commit. */
-  }
-  if (rc != SQLITE_OK && rc != SQLITE_BUSY) log_warn("store: checkpoint: %s", sqlite3_errmsg(c->db));
-}
-
+ * grow without bound; once it is past SQ_WAL_RESTART_PAGES, the few frames the
+ * passive pass left are checkpointed in RESTART mode with this process's writers
+ * held back on wmu (a short pause: the bulk was copied already), and the next
+ * write starts the WAL again from its beginning. */
 static void *checkpointer_main(void *arg) {
   sq_store_t *st = arg;
   pthread_setname_np(pthread_self(), "agentd-ckpt");
@@ -294,19 +219,25 @@ static void *checkpointer_main(void *arg) {
     st->ckpt_wanted = 0;
     pthread_mutex_unlock(&st->ckpt_mu);
     if (!c && conn_open(st, &c, NULL, 0) != 0) c = NULL;
-    if (c) checkpoint_round(st, c);
+    if (c) {
+      int log_pages = 0;
+      uint64_t t0 = time_mono_ns();
+      int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, NULL);
+      metrics_hist_observe(st->ckpt_passive, (double)(time_mono_ns() - t0) / 1e9);
+      if (rc == SQLITE_OK && log_pages > SQ_WAL_RESTART_PAGES) {
+        pthread_mutex_lock(&st->wmu);
+        uint64_t t1 = time_mono_ns(); /* from when the writers are held */
+        rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        metrics_hist_observe(st->ckpt_hold, (double)(time_mono_ns() - t1) / 1e9);
+        pthread_mutex_unlock(&st->wmu);
+      }
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) log_warn("store: checkpoint: %s", sqlite3_errmsg(c->db));
+    }
     pthread_mutex_lock(&st->ckpt_mu);
   }
   pthread_mutex_unlock(&st->ckpt_mu);
   if (c) conn_free(c);
   return NULL;
-}
-
-void sq_ckpt_stats(store_t *s, sq_ckpt_stats_t *out) {
-  sq_store_t *st = sq(s);
-  pthread_mutex_lock(&st->ckpt_mu);
-  *out = (sq_ckpt_stats_t){st->ckpt_long_rounds, st->ckpt_held_rounds, st->ckpt_held_complete};
-  pthread_mutex_unlock(&st->ckpt_mu);
 }
 
 static void checkpointer_start(sq_store_t *st) {
@@ -739,10 +670,6 @@ static int sq_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg) {
     snprintf(pragma, sizeof pragma, "PRAGMA cache_size=-%d", SQ_GROUP_CACHE_KIB);
     if (sq_exec(c, pragma, "cache size") == 0) c->group_cache = 1;
   }
-  /* The checkpointer's held pass, when it handed one over (checkpoint_round). */
-  if (c->tx_depth == 0 && !c->pooled && atomic_load_explicit(&c->st->ckpt_finish, memory_order_relaxed) &&
-      atomic_exchange(&c->st->ckpt_finish, 0))
-    checkpoint_held(c->st, c);
   int e = sq_tx_begin(c);
   if (e) return e;
   return sq_tx_end(c, fn(s, arg));

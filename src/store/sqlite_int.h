@@ -25,7 +25,6 @@
 
 #include <limits.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,8 +81,6 @@ struct sq_store {
   pthread_mutex_t ckpt_mu;
   pthread_cond_t ckpt_cv;
   int ckpt_running, ckpt_wanted, ckpt_stop;
-  atomic_int ckpt_finish; /* a held pass handed to the next group commit (sq_tx) */
-  long ckpt_long_rounds, ckpt_held_rounds, ckpt_held_complete; /* under ckpt_mu (sq_ckpt_stats) */
   /* The connections lent to borrower threads (store_thread_borrow) for one store call
    * at a time: opened on demand up to pool_size, then kept (on conns too). */
   pthread_mutex_t pool_mu;
@@ -131,14 +128,6 @@ void sq_pool_stats(store_t *s, sq_pool_stats_t *out);
 /* Resize the pool (size >= 1; it never closes what it opened) and set the borrowers'
  * wait (ms >= 0): for tests; the defaults suit agentd. */
 void sq_pool_config(store_t *s, int size, int wait_ms);
-
-/* The checkpointer's figures (tests): its rounds that found the WAL past the restart
- * mark, the passes that held the writers (wmu) to finish it, and those of them that
- * reached the end of the WAL. */
-typedef struct sq_ckpt_stats {
-  long long_rounds, held_rounds, held_complete;
-} sq_ckpt_stats_t;
-void sq_ckpt_stats(store_t *s, sq_ckpt_stats_t *out);
 
 /* Run one SQL text with no results expected (PRAGMAs, DDL, a migration).  0 or AGD_E*. */
 int sq_exec(sq_conn_t *c, const char *sql, const char *what);

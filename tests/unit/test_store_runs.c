@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "store/sqlite_int.h"
 #include "store/store.h"
 #include "store/store_int.h"
 #include "util/err.h"
@@ -342,74 +341,6 @@ Test(store_runs, checkpointer_copies_and_rewinds_the_wal) {
   cr_expect_geq(file_size(store_h_path), written / 2, "the database holds %ld bytes of %ld written",
                 file_size(store_h_path), written);
   cr_expect_lt(file_size(wal), written, "the WAL holds everything written: %ld bytes", file_size(wal));
-  int64_t last = 0;
-  cr_assert_eq(store_event_last_seq(S, "usr_a", &last), 0);
-  cr_expect_eq(last, seq);
-}
-
-typedef struct ckpt_batch {
-  store_event_t *evs;
-  size_t n;
-} ckpt_batch_t;
-
-static int ckpt_append(store_t *s, void *arg) {
-  ckpt_batch_t *b = arg;
-  return store_event_append_batch(s, b->evs, b->n);
-}
-
-/* n events of 4,000 bytes (about a page each) in one group commit, as the event writer does it. */
-static void ckpt_write(const char *user, const char *run, const char *thread, int64_t *seq, size_t n) {
-  static char body[4001];
-  memset(body, 'x', sizeof body - 1);
-  store_event_t evs[100];
-  for (size_t i = 0; i < n; i++) evs[i] = ev(user, ++*seq, run, thread, n == 1 ? "{}" : body);
-  ckpt_batch_t b = {evs, n};
-  cr_assert_eq(store_tx(S, ckpt_append, &b), 0);
-}
-
-Test(store_runs, checkpointer_does_not_hold_writers_for_a_pass_a_reader_keeps_from_ending) {
-  /* A reader keeps an old snapshot open while the WAL grows past the restart mark.
-   * The checkpointer used to take wmu (every writer of the process waits) and run a
-   * RESTART checkpoint, which then waits in the busy handler for that reader (up to
-   * the 5 s busy timeout), and which copies and syncs whatever the writers appended
-   * since its passive pass.  Now it holds the writers only for a short remainder:
-   * while the reader keeps the WAL from being copied to its end, it holds nobody. */
-  open_store();
-  make_user("usr_a");
-  char t[ID_MAX], r[ID_MAX];
-  new_thread("usr_a", t);
-  new_run("usr_a", t, r);
-  int64_t seq = 0;
-  ckpt_write("usr_a", r, t, &seq, 100);
-  sqlite3 *rdb = NULL;
-  cr_assert_eq(sqlite3_open_v2(store_h_path, &rdb, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-  cr_assert_eq(sqlite3_exec(rdb, "BEGIN; SELECT count(*) FROM events;", NULL, NULL, NULL), SQLITE_OK);
-  for (int b = 0; b < 55; b++) ckpt_write("usr_a", r, t, &seq, 100); /* ~5,500 pages: past the mark */
-  sq_ckpt_stats_t cs = {0};
-  /* Each commit past the mark wakes the checkpointer (at low priority: be patient). */
-  for (int tries = 0; tries < 400 && cs.long_rounds < 3; tries++) {
-    ckpt_write("usr_a", r, t, &seq, 1);
-    struct timespec pause = {0, 25000000};
-    nanosleep(&pause, NULL);
-    sq_ckpt_stats(S, &cs);
-  }
-  cr_assert_geq(cs.long_rounds, 3, "the checkpointer did not see the long WAL");
-  cr_expect_eq(cs.held_rounds, 0, "the writers were held %ld time(s) for a checkpoint the reader kept from ending",
-               cs.held_rounds);
-  /* The reader goes: the next rounds reach the end and the WAL starts again. */
-  cr_assert_eq(sqlite3_exec(rdb, "COMMIT;", NULL, NULL, NULL), SQLITE_OK);
-  sqlite3_close(rdb);
-  char wal[700];
-  snprintf(wal, sizeof wal, "%s-wal", store_h_path);
-  for (int tries = 0; tries < 400 && wal_restarts(wal) == 0; tries++) {
-    ckpt_write("usr_a", r, t, &seq, 1);
-    struct timespec pause = {0, 25000000};
-    nanosleep(&pause, NULL);
-  }
-  sq_ckpt_stats(S, &cs);
-  cr_expect_gt(wal_restarts(wal), 0, "the WAL was never started again (%ld held passes, %ld complete)",
-               cs.held_rounds, cs.held_complete);
-  cr_expect_gt(cs.held_complete, 0);
   int64_t last = 0;
   cr_assert_eq(store_event_last_seq(S, "usr_a", &last), 0);
   cr_expect_eq(last, seq);
