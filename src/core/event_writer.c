@@ -33,7 +33,12 @@ struct event_writer {
   int running;
   /* Events from emit to the commit that stores them (GET /metrics). */
   metrics_hist_t *hist_store;
+  /* Each group commit: its transaction's time, and its items (GET /metrics). */
+  metrics_hist_t *hist_commit, *hist_batch;
 };
+
+/* Bounds of agentd_event_batch_items (items, not seconds). */
+static const double BATCH_BOUNDS[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
 
 void event_writer_push(event_writer_t *w, event_item_t *it) {
   it->next = NULL;
@@ -114,13 +119,16 @@ static int writer_commit_retrying(event_writer_t *w, event_item_t *batch) {
 /* Store one batch in a transaction, then hand what the loop needs to the sink, in
  * order.  A batch that could not be stored is not delivered (on_lost per event). */
 static void writer_commit(event_writer_t *w, event_item_t *batch) {
+  uint64_t t0 = time_mono_ns();
   int rc = writer_commit_retrying(w, batch);
   if (rc != 0) log_error("events: giving up a group commit after %.0f s: %s", w->o.retry_s, agd_err_code(rc));
   uint64_t committed_ns = time_mono_ns();
+  metrics_hist_observe(w->hist_commit, (double)(committed_ns - t0) / 1e9);
   event_item_t *head = NULL, **tail = &head;
-  long long lost = 0;
+  long long lost = 0, items = 0;
   for (event_item_t *it = batch, *next; it; it = next) {
     next = it->next;
+    items++;
     if (it->kind == EVENT_ITEM_EVENT) {
       event_rec_t *e = event_item_rec(it);
       if (rc != 0) {
@@ -143,6 +151,7 @@ static void writer_commit(event_writer_t *w, event_item_t *batch) {
     tail = &it->next;
   }
   *tail = NULL;
+  metrics_hist_observe(w->hist_batch, (double)items);
   if (lost) metrics_add("agentd_events_store_failures_total", NULL, lost);
   if (head) w->o.sink.publish(w->o.sink.arg, head);
 }
@@ -234,6 +243,9 @@ int event_writer_start(event_writer_t **out, const event_writer_opts_t *opts) {
   pthread_cond_init(&w->cv, NULL);
   w->hist_store = metrics_hist("agentd_event_store_seconds",
                                "Events from emit to the commit of the transaction that stores them.");
+  w->hist_commit = metrics_hist("agentd_event_commit_seconds", "The event writer's group commits: each transaction.");
+  w->hist_batch = metrics_hist_bounds("agentd_event_batch_items", "Items per group commit (a count, not seconds).",
+                                      BATCH_BOUNDS, sizeof BATCH_BOUNDS / sizeof BATCH_BOUNDS[0]);
   if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);

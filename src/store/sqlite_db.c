@@ -221,10 +221,14 @@ static void *checkpointer_main(void *arg) {
     if (!c && conn_open(st, &c, NULL, 0) != 0) c = NULL;
     if (c) {
       int log_pages = 0;
+      uint64_t t0 = time_mono_ns();
       int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, NULL);
+      metrics_hist_observe(st->ckpt_passive, (double)(time_mono_ns() - t0) / 1e9);
       if (rc == SQLITE_OK && log_pages > SQ_WAL_RESTART_PAGES) {
         pthread_mutex_lock(&st->wmu);
+        uint64_t t1 = time_mono_ns(); /* from when the writers are held */
         rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        metrics_hist_observe(st->ckpt_hold, (double)(time_mono_ns() - t1) / 1e9);
         pthread_mutex_unlock(&st->wmu);
       }
       if (rc != SQLITE_OK && rc != SQLITE_BUSY) log_warn("store: checkpoint: %s", sqlite3_errmsg(c->db));
@@ -612,6 +616,10 @@ int store__sqlite_open(store_t **out, const char *path, char *err, size_t cap) {
   pool_init(st);
   st->wmu_wait = metrics_hist("agentd_db_write_wait_seconds",
                               "Database writers' wait for this process's write lock (0: it was free).");
+  st->ckpt_passive = metrics_hist("agentd_db_checkpoint_seconds",
+                                  "PASSIVE checkpoints of the WAL (the checkpointer thread; writers go on).");
+  st->ckpt_hold = metrics_hist("agentd_db_checkpoint_hold_seconds",
+                               "RESTART checkpoints: how long the checkpointer held this process's writers.");
   checkpointer_start(st);
 
   int version = 0;

@@ -74,6 +74,7 @@ struct sq_store {
    * processes (`agentd migrate`, `agentd user add`) still meet the busy handler. */
   pthread_mutex_t wmu;
   metrics_hist_t *wmu_wait; /* agentd_db_write_wait_seconds, looked up once at open */
+  metrics_hist_t *ckpt_passive, *ckpt_hold; /* the checkpointer's (sqlite_db.c) */
   /* Checkpoints run on their own thread (see checkpointer_main in sqlite_db.c), never
    * inside a writer's COMMIT while it holds wmu. */
   pthread_t ckpt_thread;
