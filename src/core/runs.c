@@ -576,6 +576,17 @@ static void spawn_thread_locked(void) {
   pthread_attr_destroy(&attr);
 }
 
+/* Make r active and hand it to an idle run thread (one is started when none is idle).  mu held. */
+static void enqueue_locked(run_t *r) {
+  list_append(&active, r);
+  n_active++;
+  if (q_tail) q_tail->qnext = r;
+  else q_head = r;
+  q_tail = r;
+  if (n_idle == 0) spawn_thread_locked();
+  pthread_cond_signal(&cv);
+}
+
 int runs_submit(run_slot_t *slot, const run_request_t *req, run_done_cb done, void *done_arg) {
   if (!initialised || shutting_down) {
     runs_release(slot);
@@ -600,13 +611,7 @@ int runs_submit(run_slot_t *slot, const run_request_t *req, run_done_cb done, vo
   /* the limits were checked (and the start-rate token taken) by runs_reserve */
   pthread_mutex_lock(&mu);
   list_unlink(r);
-  list_append(&active, r);
-  n_active++;
-  if (q_tail) q_tail->qnext = r;
-  else q_head = r;
-  q_tail = r;
-  if (n_idle == 0) spawn_thread_locked();
-  pthread_cond_signal(&cv);
+  enqueue_locked(r);
   pthread_mutex_unlock(&mu);
   metrics_add("agentd_runs_started_total", NULL, 1);
   return 0;
@@ -708,13 +713,7 @@ static int resume_run_locked(const resumable_t *x) {
   r->resume = json_incref(x->checkpoint);
   r->submitted_at = now;
   r->deadline = g_cfg->run_timeout > 0 ? now + g_cfg->run_timeout : 0;
-  list_append(&active, r);
-  n_active++;
-  if (q_tail) q_tail->qnext = r;
-  else q_head = r;
-  q_tail = r;
-  if (n_idle == 0) spawn_thread_locked();
-  pthread_cond_signal(&cv);
+  enqueue_locked(r);
   return 0;
 }
 
