@@ -36,7 +36,6 @@
 #include "tools/tool.h"
 #include "util/buf.h"
 #include "util/err.h"
-#include "util/hash.h"
 #include "util/ids.h"
 #include "util/utf8.h"
 
@@ -74,34 +73,11 @@ typedef struct loop {
   buf_t round_text;  /* this round's answer text */
 } loop_t;
 
-/* ---- tool names: OpenAI takes ^[A-Za-z0-9_-]{1,64}$; others are mapped reversibly ---- */
-
-static int name_ok(const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  if (n == 0 || n > 64) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-      return 0;
-  }
-  return 1;
-}
-
-/* The name the model sees for registry tool `reg` ("mcp.fs.read" → "mcp_fs_read_1a2b3c4d"): the
- * hash keeps two names that sanitise alike apart; names (model → registry) maps it back. */
-static void model_name(const char *reg, char out[65]) {
-  if (name_ok(reg)) {
-    snprintf(out, 65, "%s", reg);
-    return;
-  }
-  size_t k = 0;
-  for (const char *p = reg; *p && k < 55; p++) {
-    char c = *p;
-    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-    out[k++] = ok ? c : '_';
-  }
-  snprintf(out + k, 65 - k, "_%08x", (unsigned)(hash_fnv1a_str(reg, 0) & 0xffffffffu));
-}
+/* ---- tool names ----
+ * The model is offered the registry's own names: a provider that cannot send
+ * one (a `.` of an MCP tool, for OpenAI) maps it on the wire and back
+ * (llm/openai.c), so the loop, its checkpoints and its events speak registry
+ * names only. */
 
 /* The offered tools of one round (a registry snapshot, held for the call). */
 typedef struct offer {
@@ -121,12 +97,9 @@ static void offer_build(loop_t *l, offer_t *o) {
     const tool_t *t = tool_list_get(o->list, i);
     json_t *schema = tool_schema(t);
     if (tool_hidden(t->name) || !json_is_object(schema)) continue;
-    char mn[65];
-    model_name(t->name, mn);
-    if (json_object_get(l->names, mn)) continue; /* a clash even with the hash: offer the first */
-    json_object_set_new(l->names, mn, json_string(t->name));
+    json_object_set_new(l->names, t->name, json_string(t->name));
     /* the key's storage lives as long as names does and the key stays */
-    o->tools[o->n++] = (llm_tool_t){.name = json_object_iter_key(json_object_iter_at(l->names, mn)),
+    o->tools[o->n++] = (llm_tool_t){.name = json_object_iter_key(json_object_iter_at(l->names, t->name)),
                                     .description = t->description,
                                     .parameters = schema};
   }
@@ -137,9 +110,9 @@ static void offer_release(offer_t *o) {
   tool_list_release(o->list);
 }
 
-/* The registry name of the model's tool name, or NULL when it was not offered. */
-static const char *registry_name(loop_t *l, const char *mn) {
-  return json_string_value(json_object_get(l->names, mn ? mn : ""));
+/* The registry name of the tool the model called, or NULL when it was not offered. */
+static const char *registry_name(loop_t *l, const char *name) {
+  return json_string_value(json_object_get(l->names, name ? name : ""));
 }
 
 /* ---- messages ---- */
@@ -240,8 +213,7 @@ static void add_prior_calls(loop_t *l) {
   size_t i;
   json_t *c;
   json_array_foreach(calls, i, c) {
-    char mn[65];
-    model_name(json_string_value(json_object_get(c, "name")), mn);
+    const char *mn = json_string_value(json_object_get(c, "name"));
     char *args = json_dumps(json_object_get(c, "args"), JSON_COMPACT);
     json_array_append_new(tc, json_pack("{s:s,s:s,s:s}", "id", json_string_value(json_object_get(c, "call_id")),
                                         "name", mn, "arguments", args ? args : "{}"));
@@ -545,7 +517,10 @@ static int one_round(loop_t *l, int *answered) {
     char id[ID_MAX + 64];
     if (c->id && *c->id) snprintf(id, sizeof(id), "%s", c->id);
     else id_new(id, "call"); /* the answer must name the call it answers */
-    const char *name = name_ok(c->name) ? c->name : "invalid_tool_name";
+    /* a name that was offered goes back as it is (the provider maps it); one the model made up is
+     * kept only when a provider can send it back */
+    const char *name = registry_name(l, c->name) || (c->name && llm_tool_name_wire_safe(c->name))
+                           ? c->name : "invalid_tool_name";
     const char *raw = c->arguments_raw && *c->arguments_raw ? c->arguments_raw : "{}";
     json_array_append_new(tc, json_pack("{s:s,s:s,s:s}", "id", id, "name", name, "arguments", raw));
     const char *tool = registry_name(l, c->name);

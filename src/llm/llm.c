@@ -272,6 +272,17 @@ int llm_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void
 
 const char *llm_name(const llm_t *l) { return l && l->provider ? l->provider->name : "none"; }
 
+int llm_tool_name_wire_safe(const char *name) {
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n > 64) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      return 0;
+  }
+  return 1;
+}
+
 const char *llm_model(const llm_t *l) {
   if (l && l->provider && l->provider->model) return l->provider->model(l);
   return llm_name(l);

@@ -195,6 +195,10 @@ char *llm_message_text(const llm_message_t *m);
  * limits us or answers garbage: a dependency failing), AGD_EINTERNAL. */
 int llm_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t *cb, void *ud, llm_response_t *out);
 
+/* 1 when name is [A-Za-z0-9_-]{1,64}, OpenAI's rule for a function name: a
+ * provider sends such a name as it is and maps any other (llm/openai.c). */
+int llm_tool_name_wire_safe(const char *name);
+
 /* The provider's name ("builtin", "openai"). */
 const char *llm_name(const llm_t *l);
 /* The model it asks ("builtin" for the builtin provider; $OPENAI_MODEL for openai). */

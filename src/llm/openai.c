@@ -87,16 +87,6 @@ typedef struct openai {
 
 /* ---- tool names ---- */
 
-static int wire_ok(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > 64) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-      return 0;
-  }
-  return 1;
-}
 
 /* The request's tools: registry name ↔ the name the model sees. */
 typedef struct name_map {
@@ -147,7 +137,7 @@ static int map_build(name_map_t *m, const llm_request_t *req) {
   m->n = req->n_tools;
   for (size_t i = 0; i < m->n; i++) {
     m->orig[i] = req->tools[i].name;
-    if (wire_ok(m->orig[i]) && !(m->wire[i] = strdup(m->orig[i]))) return -1;
+    if (llm_tool_name_wire_safe(m->orig[i]) && !(m->wire[i] = strdup(m->orig[i]))) return -1;
   }
   for (size_t i = 0; i < m->n; i++) {
     if (m->wire[i]) continue;
@@ -164,7 +154,7 @@ static int map_build(name_map_t *m, const llm_request_t *req) {
 static const char *map_encode(const name_map_t *m, const char *name, char w[65]) {
   for (size_t i = 0; i < m->n; i++)
     if (strcmp(m->orig[i], name) == 0) return m->wire[i];
-  if (wire_ok(name)) return name;
+  if (llm_tool_name_wire_safe(name)) return name;
   sanitize(name, 0, w);
   return w;
 }

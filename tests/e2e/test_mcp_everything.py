@@ -2,8 +2,9 @@
 (npm, pinned in tests/mcp/client/package-lock.json, installed by scripts/deps.sh), over stdio; and MCP tools
 called by the model through a run's tool loop (--llm openai on the stand-in, tests/standin).
 
-The model sees a registry name such as `everything.echo` under a legal OpenAI name (agents/loop.c: unsafe
-bytes as '_' and an 8-hex FNV-1a suffix); `wire_name` computes it, so the stand-in's [[tool:…]] can name it.
+The model sees a registry name such as `everything.echo` under a legal OpenAI name (llm/openai.c maps it: each
+byte it cannot take as '_', and an 8-hex FNV-1a suffix only for a name over 64 bytes or one that would clash);
+`wire_name` computes it, so the stand-in's [[tool:…]] can name it.
 """
 import json
 import os
@@ -24,14 +25,10 @@ OPENAI_ENV = ("OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY")
 
 
 def wire_name(reg):
-    """agents/loop.c model_name(): the name the model sees for registry tool `reg`."""
+    """llm/openai.c's map for registry tool `reg` (no clash among these tests' tools, no name over 64 bytes)."""
     ok = lambda c: c.isascii() and (c.isalnum() or c in "_-")  # noqa: E731
-    if 0 < len(reg) <= 64 and all(ok(c) for c in reg):
-        return reg
-    h = 0xcbf29ce484222325
-    for b in reg.encode():
-        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
-    return "".join(c if ok(c) else "_" for c in reg[:55]) + "_%08x" % (h & 0xffffffff)
+    assert 0 < len(reg) <= 64, reg
+    return "".join(c if ok(c) else "_" for c in reg)
 
 
 def wait_for(pred, timeout=60.0, what="condition"):
