@@ -25,6 +25,7 @@ const S = {
   runs: new Map(),      // run_id → run view
   openRuns: new Map(),  // run_id → first seq seen (unfinished runs)
   currentRun: null,
+  log: [],             // {seq, type, run} of each event shown (tests, debugging)
 };
 window.__agentd = S; // for the browser tests
 
@@ -143,7 +144,7 @@ async function openThread(id) {
   S.runs.clear();
   const tl = $('timeline');
   tl.replaceChildren();
-  const r = await api('/api/threads/' + encodeURIComponent(id) + '/messages?limit=200');
+  const r = await api('/api/threads/' + encodeURIComponent(id) + '/messages?limit=100');
   for (const m of r.messages || []) {
     if (m.role === 'user') addUser(m.content);
     else if (m.role === 'assistant') {
@@ -230,6 +231,7 @@ function onEvent(ev) {
     S.seen.add(ev.seq);
     if (ev.seq > S.lastSeq) S.lastSeq = ev.seq;
   }
+  if (S.log.length < 10000) S.log.push({ seq: ev.seq, type: ev.type, run: ev.run_id, agent: ev.agent_name });
   const runId = ev.run_id;
   const d = ev.data || {};
   const finished = ['agent_response', 'agent_error', 'agent_stopped'];
