@@ -158,7 +158,14 @@ async function openThread(id) {
 }
 
 // ---- timeline ----
-function scrollDown() { const tl = $('timeline'); tl.scrollTop = tl.scrollHeight; }
+// Scroll to the end at most once per frame: reading scrollHeight after every
+// event would force a layout per event (a 2,000-event run: docs/ui.md).
+let scrollPending = false;
+function scrollDown() {
+  if (scrollPending) return;
+  scrollPending = true;
+  requestAnimationFrame(() => { scrollPending = false; const tl = $('timeline'); tl.scrollTop = tl.scrollHeight; });
+}
 
 function addUser(text) {
   const li = el('li');
