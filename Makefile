@@ -3,7 +3,7 @@
 PORT ?= 8000
 PY := /usr/bin/python3
 SANITIZE := address,undefined
-SRCS_STAMP = $(shell sh scripts/srclist.sh src; sh scripts/srclist.sh tests/unit; ls bench/*.c src/store/migrations/*/*.sql 2>/dev/null)
+SRCS_STAMP = $(shell sh scripts/srclist.sh src; sh scripts/srclist.sh tests/unit; ls bench/*.c src/store/migrations/*/*.sql src/web/* 2>/dev/null)
 
 .PHONY: all run test unit e2e bench clean deps build build-test
 

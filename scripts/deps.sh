@@ -5,7 +5,8 @@
 # tests/e2e/test_standin.py drives against the OpenAI stand-in (tests/standin)
 # and, in tests/mcp/client, the MCP reference server and the official MCP
 # conformance suite with its Node 22 (tests/e2e/test_mcp_everything.py,
-# test_mcp_conformance.py); `npm ci` only when a lock changed.
+# test_mcp_conformance.py), and in tests/browser playwright-core, which drives
+# Debian's chromium in tests/e2e/test_browser.py; `npm ci` only when a lock changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
@@ -28,6 +29,7 @@ standin_npm() {
   npm_dir "$ROOT/tests/standin"
   npm_dir "$ROOT/tests/mcp"
   npm_dir "$ROOT/tests/mcp/client"
+  npm_dir "$ROOT/tests/browser"
 }
 PKGS=(
   build-essential pkg-config meson ninja-build git
@@ -36,6 +38,7 @@ PKGS=(
   libcriterion-dev
   python3 python3-pytest python3-httpx python3-websockets
   openssl sqlite3 wrk curl
+  chromium
 )
 # node and npm run the openai client of the stand-in tests; a machine that has
 # them from elsewhere (NodeSource, nvm) keeps its own.

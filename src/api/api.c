@@ -6,6 +6,7 @@
 #include "api/ws_api.h"
 #include "api/router.h"
 #include "api/runs_api.h"
+#include "api/ui_api.h"
 #include "api/workloads_api.h"
 
 app_t *g_app;
@@ -20,4 +21,5 @@ void api_register_routes(void) {
   api_agents_register();
   api_workloads_register();
   api_mcp_register();
+  api_ui_register();
 }

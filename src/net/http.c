@@ -816,8 +816,11 @@ static void build_head(http_req_t *r, buf_t *b, int status, const char *ctype, l
   buf_append_str(b, r->request_id);
   APPEND_LIT(b, "\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n");
   if (ctype && strncmp(ctype, "text/html", 9) == 0)
-    APPEND_LIT(b, "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
-                  "img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'\r\n");
+    /* The UI (api/ui_api.c, docs/ui.md): no inline script or style anywhere; 'self' in
+     * connect-src also admits ws:/wss: of the same host (CSP Level 3). */
+    APPEND_LIT(b, "Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; "
+                  "connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                  "form-action 'self'; frame-ancestors 'none'\r\n");
   if (c->tls) APPEND_LIT(b, "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n");
   append_cors(r, b);
   if (r->resp_hdrs.len) buf_append(b, r->resp_hdrs.base, r->resp_hdrs.len);
