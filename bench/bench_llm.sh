@@ -86,41 +86,7 @@ print(t)
 EOF
 }
 
-# metrics_dump OUT: the server's GET /metrics (its event latency histograms).
-metrics_dump() {
-  "$PY" -c 'import sys, urllib.request
-sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode())' \
-    "$PORT" >"$1" 2>/dev/null || echo "   (no /metrics)"
-}
 
-# hist_median NAME Q FILES...: the median over tries of histogram NAME's quantile Q
-# (0..1, linear within the bucket as Prometheus' histogram_quantile), in ms.
-hist_median() {
-  local name="$1" q="$2"
-  shift 2
-  "$PY" - "$name" "$q" "$@" <<'EOF'
-import re, statistics, sys
-name, q, files = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
-vals = []
-for f in files:
-    try:
-        text = open(f).read()
-    except OSError:
-        continue
-    b = [(float("inf") if le == "+Inf" else float(le), float(c))
-         for le, c in re.findall(r'^%s_bucket\{le="([^"]+)"\} (\S+)$' % name, text, re.M)]
-    if not b or b[-1][1] == 0:
-        continue
-    rank, lo, below = q * b[-1][1], 0.0, 0.0
-    for le, c in b:
-        if c >= rank:
-            hi = lo if le == float("inf") else le
-            vals.append(1000.0 * (lo + (hi - lo) * ((rank - below) / (c - below) if c > below else 0)))
-            break
-        lo, below = le, c
-print("%.3f" % statistics.median(vals) if vals else "?")
-EOF
-}
 
 # busy_pct: how busy the machine's CPUs were over one second (from /proc/stat), before a try.
 busy_pct() {

@@ -261,19 +261,8 @@ static void pump(void) {
 
 /* ---------- phases ---------- */
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double pct_of(const double *a, size_t n, double p) {
-  if (!n) return 0;
-  size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
-  return a[i];
-}
-
-static double pct(double p) { return pct_of(g.lat, g.lat_len, p); }
-static double tpct(double p) { return pct_of(g.tlat, g.tlat_len, p); }
+static double pct(double p) { return wsc_pct(g.lat, g.lat_len, p); }
+static double tpct(double p) { return wsc_pct(g.tlat, g.tlat_len, p); }
 
 static void report(void) {
   double secs = (double)(g.t_end_ns - g.t_run_ns) / 1e9;
@@ -290,8 +279,8 @@ static void report(void) {
            ",\"error_frames\":%" PRIu64 ",\"drops\":%" PRIu64 "}\n",
            g.ok, g.failed, secs, g.runs_in_window, rps, g.events_in_window, eps, g.seq_gaps, g.error_frames, g.drops);
   } else {
-    qsort(g.lat, g.lat_len, sizeof *g.lat, cmp_double);
-    qsort(g.tlat, g.tlat_len, sizeof *g.tlat, cmp_double);
+    qsort(g.lat, g.lat_len, sizeof *g.lat, wsc_cmp_double);
+    qsort(g.tlat, g.tlat_len, sizeof *g.tlat, wsc_cmp_double);
     double sum = 0;
     for (size_t i = 0; i < g.lat_len; i++) sum += g.lat[i];
     int runs = g.rate ? g.started : g.run_no;
@@ -454,14 +443,6 @@ static void on_check(uv_check_t *h) {
   start_close();
 }
 
-static long parse_long(const char *name, const char *v, long lo, long hi) {
-  char *end;
-  errno = 0;
-  long x = strtol(v, &end, 10);
-  if (errno || *end || x < lo || x > hi) wsc_die("%s: want an integer %ld..%ld", name, lo, hi);
-  return x;
-}
-
 static void usage(void) {
   printf("usage: fanout --port P --secret S [--mode runs|fanout] [--conns N] [--duration S] [--runs R]\n"
          "              [--users U] [--rate R] [--host 127.0.0.1] [--message TEXT] [--timeout S] [--quiet]\n"
@@ -490,15 +471,15 @@ int main(int argc, char **argv) {
     if (i + 1 >= argc) wsc_die("%s needs a value", a);
     const char *v = argv[++i];
     if (!strcmp(a, "--host")) g.host = v;
-    else if (!strcmp(a, "--port")) g.port = (int)parse_long(a, v, 1, 65535);
+    else if (!strcmp(a, "--port")) g.port = (int)wsc_parse_long(a, v, 1, 65535);
     else if (!strcmp(a, "--secret")) g.secret = v;
-    else if (!strcmp(a, "--conns")) g.conns = (int)parse_long(a, v, 1, 100000);
-    else if (!strcmp(a, "--duration")) g.duration = (int)parse_long(a, v, 1, 3600);
-    else if (!strcmp(a, "--runs")) g.runs = (int)parse_long(a, v, 1, 100000);
-    else if (!strcmp(a, "--timeout")) g.timeout_s = (int)parse_long(a, v, 1, 3600);
+    else if (!strcmp(a, "--conns")) g.conns = (int)wsc_parse_long(a, v, 1, 100000);
+    else if (!strcmp(a, "--duration")) g.duration = (int)wsc_parse_long(a, v, 1, 3600);
+    else if (!strcmp(a, "--runs")) g.runs = (int)wsc_parse_long(a, v, 1, 100000);
+    else if (!strcmp(a, "--timeout")) g.timeout_s = (int)wsc_parse_long(a, v, 1, 3600);
     else if (!strcmp(a, "--message")) g.message = v;
-    else if (!strcmp(a, "--users")) g.users = (int)parse_long(a, v, 1, 100000);
-    else if (!strcmp(a, "--rate")) g.rate = (int)parse_long(a, v, 0, 1000);
+    else if (!strcmp(a, "--users")) g.users = (int)wsc_parse_long(a, v, 1, 100000);
+    else if (!strcmp(a, "--rate")) g.rate = (int)wsc_parse_long(a, v, 0, 1000);
     else if (!strcmp(a, "--mode")) {
       if (!strcmp(v, "runs")) g.mode = MODE_RUNS;
       else if (!strcmp(v, "fanout")) g.mode = MODE_FANOUT;

@@ -951,19 +951,10 @@ static void connected_all(void) {
   uv_timer_start(&g.phase_timer, on_settled, (uint64_t)g.settle_ms, 0);
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double pct(double p) {
-  if (!g.lat_len) return 0;
-  size_t i = (size_t)(p / 100.0 * (double)(g.lat_len - 1) + 0.5);
-  return g.lat[i];
-}
+static double pct(double p) { return wsc_pct(g.lat, g.lat_len, p); }
 
 static void report(void) {
-  qsort(g.lat, g.lat_len, sizeof *g.lat, cmp_double);
+  qsort(g.lat, g.lat_len, sizeof *g.lat, wsc_cmp_double);
   double sum = 0;
   for (size_t i = 0; i < g.lat_len; i++) sum += g.lat[i];
   double mean = g.lat_len ? sum / (double)g.lat_len : 0, max = g.lat_len ? g.lat[g.lat_len - 1] : 0;
@@ -1126,14 +1117,6 @@ static void on_wait(uv_timer_t *t) {
   }
 }
 
-static long parse_long(const char *name, const char *v, long lo, long hi) {
-  char *end;
-  errno = 0;
-  long x = strtol(v, &end, 10);
-  if (errno || *end || x < lo || x > hi) wsc_die("%s: want an integer %ld..%ld", name, lo, hi);
-  return x;
-}
-
 static void usage(void) {
   printf("usage: llmstream --secret S (--port P | --port-file F) [--chats 1000] [--rounds 1] [--chunks 100]\n"
          "                 [--chunk-hz 20] [--chunk-bytes 40] [--spread-ms 1000] [--settle-ms 1000]\n"
@@ -1169,19 +1152,19 @@ int main(int argc, char **argv) {
     }
     if (i + 1 >= argc) wsc_die("%s needs a value", a);
     const char *v = argv[++i];
-    if (!strcmp(a, "--port")) g.port = (int)parse_long(a, v, 1, 65535);
+    if (!strcmp(a, "--port")) g.port = (int)wsc_parse_long(a, v, 1, 65535);
     else if (!strcmp(a, "--port-file")) g.port_file = v;
     else if (!strcmp(a, "--secret")) g.secret = v;
-    else if (!strcmp(a, "--chats")) g.chats = (int)parse_long(a, v, 1, 100000);
-    else if (!strcmp(a, "--rounds")) g.rounds = (int)parse_long(a, v, 1, 10000);
-    else if (!strcmp(a, "--chunks")) g.chunks = (int)parse_long(a, v, 1, 1000000);
-    else if (!strcmp(a, "--chunk-hz")) g.chunk_hz = (int)parse_long(a, v, 1, 1000);
-    else if (!strcmp(a, "--chunk-bytes")) g.chunk_bytes = (int)parse_long(a, v, 1, 4000);
-    else if (!strcmp(a, "--spread-ms")) g.spread_ms = (int)parse_long(a, v, 0, 600000);
-    else if (!strcmp(a, "--settle-ms")) g.settle_ms = (int)parse_long(a, v, 0, 600000);
-    else if (!strcmp(a, "--server-pid")) g.server_pid = (int)parse_long(a, v, 1, 1 << 30);
-    else if (!strcmp(a, "--listen-port")) g.listen_port = (int)parse_long(a, v, 0, 65535);
-    else if (!strcmp(a, "--timeout")) g.timeout_s = (int)parse_long(a, v, 1, 36000);
+    else if (!strcmp(a, "--chats")) g.chats = (int)wsc_parse_long(a, v, 1, 100000);
+    else if (!strcmp(a, "--rounds")) g.rounds = (int)wsc_parse_long(a, v, 1, 10000);
+    else if (!strcmp(a, "--chunks")) g.chunks = (int)wsc_parse_long(a, v, 1, 1000000);
+    else if (!strcmp(a, "--chunk-hz")) g.chunk_hz = (int)wsc_parse_long(a, v, 1, 1000);
+    else if (!strcmp(a, "--chunk-bytes")) g.chunk_bytes = (int)wsc_parse_long(a, v, 1, 4000);
+    else if (!strcmp(a, "--spread-ms")) g.spread_ms = (int)wsc_parse_long(a, v, 0, 600000);
+    else if (!strcmp(a, "--settle-ms")) g.settle_ms = (int)wsc_parse_long(a, v, 0, 600000);
+    else if (!strcmp(a, "--server-pid")) g.server_pid = (int)wsc_parse_long(a, v, 1, 1 << 30);
+    else if (!strcmp(a, "--listen-port")) g.listen_port = (int)wsc_parse_long(a, v, 0, 65535);
+    else if (!strcmp(a, "--timeout")) g.timeout_s = (int)wsc_parse_long(a, v, 1, 36000);
     else wsc_die("unknown option %s (see --help)", a);
   }
   if (!g.serve_only && (!g.secret || !*g.secret || (!g.port && !g.port_file)))

@@ -132,6 +132,29 @@ static void wsc_die(const char *fmt, ...)
     exit(1);
 }
 
+/* A command-line integer lo..hi (all of s, base 10), else wsc_die naming the option. */
+static __attribute__((unused)) long wsc_parse_long(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) wsc_die("bad value for %s: %s (%ld..%ld)", opt, s, lo, hi);
+    return v;
+}
+
+/* qsort order of doubles, and the p-th percentile (0..100, nearest rank) of a sorted array (0 when empty). */
+static __attribute__((unused)) int wsc_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static __attribute__((unused)) double wsc_pct(const double *sorted, size_t n, double p)
+{
+    if (!n) return 0;
+    return sorted[(size_t)(p / 100.0 * (double)(n - 1) + 0.5)];
+}
+
 static __attribute__((unused)) void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);

@@ -607,15 +607,6 @@ static void usage(FILE *f)
             "  --quiet            only the RESULT line\n");
 }
 
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) wsc_die("bad value for %s: %s (%ld..%ld)", opt, s, lo, hi);
-    return v;
-}
-
 static void parse_args(int argc, char **argv)
 {
     g.host = "127.0.0.1";
@@ -644,21 +635,21 @@ static void parse_args(int argc, char **argv)
         if (i + 1 >= argc) wsc_die("%s needs a value (see --help)", a);
         const char *v = argv[++i];
         if (strcmp(a, "--host") == 0) g.host = v;
-        else if (strcmp(a, "--port") == 0) g.port = (int)parse_long(a, v, 1, 65535);
+        else if (strcmp(a, "--port") == 0) g.port = (int)wsc_parse_long(a, v, 1, 65535);
         else if (strcmp(a, "--path") == 0) g.path = v;
         else if (strcmp(a, "--secret") == 0) g.secret = v;
         else if (strcmp(a, "--sub") == 0) g.sub = v;
-        else if (strcmp(a, "--users") == 0) g.users = (int)parse_long(a, v, 1, 1000000);
+        else if (strcmp(a, "--users") == 0) g.users = (int)wsc_parse_long(a, v, 1, 1000000);
         else if (strcmp(a, "--auth") == 0) g.auth = v;
-        else if (strcmp(a, "--conns") == 0) g.conns = (int)parse_long(a, v, 1, 1000000);
-        else if (strcmp(a, "--active") == 0) g.active_n = (int)parse_long(a, v, 0, 1000000);
-        else if (strcmp(a, "--duration") == 0) g.duration = (int)parse_long(a, v, 0, 86400);
-        else if (strcmp(a, "--pipeline") == 0) g.pipeline = (int)parse_long(a, v, 1, 1024);
-        else if (strcmp(a, "--connect-rate") == 0) g.connect_rate = (double)parse_long(a, v, 0, 10000000);
-        else if (strcmp(a, "--max-pending") == 0) g.max_pending = (int)parse_long(a, v, 1, 1000000);
-        else if (strcmp(a, "--server-pid") == 0) g.server_pid = (int)parse_long(a, v, 0, 1 << 30);
-        else if (strcmp(a, "--settle-ms") == 0) g.settle_ms = (int)parse_long(a, v, 0, 600000);
-        else if (strcmp(a, "--timeout") == 0) g.timeout_s = (int)parse_long(a, v, 1, 86400);
+        else if (strcmp(a, "--conns") == 0) g.conns = (int)wsc_parse_long(a, v, 1, 1000000);
+        else if (strcmp(a, "--active") == 0) g.active_n = (int)wsc_parse_long(a, v, 0, 1000000);
+        else if (strcmp(a, "--duration") == 0) g.duration = (int)wsc_parse_long(a, v, 0, 86400);
+        else if (strcmp(a, "--pipeline") == 0) g.pipeline = (int)wsc_parse_long(a, v, 1, 1024);
+        else if (strcmp(a, "--connect-rate") == 0) g.connect_rate = (double)wsc_parse_long(a, v, 0, 10000000);
+        else if (strcmp(a, "--max-pending") == 0) g.max_pending = (int)wsc_parse_long(a, v, 1, 1000000);
+        else if (strcmp(a, "--server-pid") == 0) g.server_pid = (int)wsc_parse_long(a, v, 0, 1 << 30);
+        else if (strcmp(a, "--settle-ms") == 0) g.settle_ms = (int)wsc_parse_long(a, v, 0, 600000);
+        else if (strcmp(a, "--timeout") == 0) g.timeout_s = (int)wsc_parse_long(a, v, 1, 86400);
         else if (strcmp(a, "--mode") == 0) {
             if (strcmp(v, "ping") == 0) g.mode = MODE_PING;
             else if (strcmp(v, "appping") == 0) g.mode = MODE_APPPING;
