@@ -66,8 +66,9 @@ def require_binary():
 class Agentd:
     """One running agentd process."""
 
-    def __init__(self, workdir, args=(), secret=None, extra_asan=None, name="agentd"):
+    def __init__(self, workdir, args=(), secret=None, extra_asan=None, name="agentd", env=None):
         self.workdir = str(workdir)
+        self.env = dict(env or {})   # extra environment of every start (e.g. a stand-in's OPENAI_* variables)
         self.data_dir = os.path.join(self.workdir, "data")
         os.makedirs(self.data_dir, exist_ok=True)
         self.secret = secret or random_secret()
@@ -94,7 +95,7 @@ class Agentd:
             self._stdout_lines = []
         self._stderr_f = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(self.cmdline(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._stderr_f, env=sanitizer_env(self.extra_asan),
+                                     stderr=self._stderr_f, env=dict(sanitizer_env(self.extra_asan), **self.env),
                                      cwd=self.workdir, start_new_session=True)
         self._reader = threading.Thread(target=self._drain_stdout, daemon=True)
         self._reader.start()

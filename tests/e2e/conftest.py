@@ -32,9 +32,9 @@ def server_factory(tmp_path):
     exit 0 with a sanitizer-clean stderr unless the test already stopped it."""
     started = []
 
-    def make(*args, extra_asan=None, start=True):
+    def make(*args, extra_asan=None, start=True, env=None):
         srv = Agentd(tmp_path / ("srv%d" % len(started)), args, extra_asan=extra_asan,
-                     name="agentd%d" % len(started))
+                     name="agentd%d" % len(started), env=env)
         started.append(srv)
         if start:
             srv.start()

@@ -256,10 +256,9 @@ def _standin():
     return mod.Standin()
 
 
-def _flow_server(server_factory, monkeypatch, standin, *extra):
-    for k, v in standin.agentd_env().items():
-        monkeypatch.setenv(k, v)
-    return server_factory("--rate-limit", "0", "--llm", "openai", "--approve-tools", FLOW_PATTERN, *extra)
+def _flow_server(server_factory, standin, *extra):
+    return server_factory("--rate-limit", "0", "--llm", "openai", "--approve-tools", FLOW_PATTERN, *extra,
+                          env=standin.agentd_env())
 
 
 def _flow_message():
@@ -312,9 +311,9 @@ def _decide_all_until_end(srv, ws, token, run_id, approved, decided=(), start=0)
         return [e for e in ws.frames if e.get("run_id") == run_id and "seq" in e]
 
 
-def test_flow_approved(server_factory, monkeypatch):
+def test_flow_approved(server_factory):
     with _standin() as s:
-        srv = _flow_server(server_factory, monkeypatch, s)
+        srv = _flow_server(server_factory, s)
         user = "usr_flow_ok"
         token = srv.token(sub=user)
         ws = WSClient(srv, user)
@@ -353,9 +352,9 @@ def test_flow_approved(server_factory, monkeypatch):
             ws.close()
 
 
-def test_flow_denied_over_ws(server_factory, monkeypatch):
+def test_flow_denied_over_ws(server_factory):
     with _standin() as s:
-        srv = _flow_server(server_factory, monkeypatch, s)
+        srv = _flow_server(server_factory, s)
         user = "usr_flow_deny"
         token = srv.token(sub=user)
         ws = WSClient(srv, user)
@@ -375,9 +374,9 @@ def test_flow_denied_over_ws(server_factory, monkeypatch):
             ws.close()
 
 
-def test_flow_timeout_stops_the_run(server_factory, monkeypatch):
+def test_flow_timeout_stops_the_run(server_factory):
     with _standin() as s:
-        srv = _flow_server(server_factory, monkeypatch, s, "--approval-timeout", "2")
+        srv = _flow_server(server_factory, s, "--approval-timeout", "2")
         user = "usr_flow_timeout"
         token = srv.token(sub=user)
         ws = WSClient(srv, user)
@@ -398,9 +397,9 @@ def test_flow_timeout_stops_the_run(server_factory, monkeypatch):
             ws.close()
 
 
-def test_flow_cancel_while_waiting(server_factory, monkeypatch):
+def test_flow_cancel_while_waiting(server_factory):
     with _standin() as s:
-        srv = _flow_server(server_factory, monkeypatch, s)
+        srv = _flow_server(server_factory, s)
         user = "usr_flow_cancel"
         token = srv.token(sub=user)
         ws = WSClient(srv, user)
@@ -416,9 +415,9 @@ def test_flow_cancel_while_waiting(server_factory, monkeypatch):
             ws.close()
 
 
-def test_flow_pending_across_restart(server_factory, monkeypatch):
+def test_flow_pending_across_restart(server_factory):
     with _standin() as s:
-        srv = _flow_server(server_factory, monkeypatch, s, "--shutdown-grace", "120")
+        srv = _flow_server(server_factory, s, "--shutdown-grace", "120")
         user = "usr_flow_restart"
         token = srv.token(sub=user)
         ws = WSClient(srv, user)

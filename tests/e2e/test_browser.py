@@ -55,10 +55,9 @@ def test_browser(slow_server, scenario):
     run_scenario(slow_server, scenario)
 
 
-def test_browser_approval(server_factory, monkeypatch):
+def test_browser_approval(server_factory):
     mod = pytest.importorskip("standin", reason="tests/standin (the OpenAI stand-in) is not in this tree")
     with mod.Standin() as s:
-        for k, v in s.agentd_env().items():
-            monkeypatch.setenv(k, v)
-        srv = server_factory("--dev-login", "--rate-limit", "0", "--llm", "openai", "--approve-tools", "calculator")
+        srv = server_factory("--dev-login", "--rate-limit", "0", "--llm", "openai", "--approve-tools", "calculator",
+                             env=s.agentd_env())
         run_scenario(srv, "approval")

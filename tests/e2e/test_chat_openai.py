@@ -26,7 +26,6 @@ from test_events import SSEClient, WSClient, check_run_events, check_stopped_eve
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "standin"))
 
 TOOL = "workload_summary"   # a registry tool whose arguments are all optional ({} is valid)
-OPENAI_ENV = ("OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY")
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +37,9 @@ def standin():
 
 def _start(tmp_path_factory, standin, name, *args):
     """An agentd on --llm openai pointed at the stand-in (the OPENAI_* variables are read at start)."""
-    saved = {k: os.environ.get(k) for k in OPENAI_ENV}
-    os.environ.update({"OPENAI_BASE_URL": standin.base_url, "OPENAI_MODEL": "standin-model",
-                       "OPENAI_API_KEY": "sk-test"})
-    try:
-        srv = Agentd(tmp_path_factory.mktemp(name), ("--rate-limit", "0", "--llm", "openai") + args, name=name)
-        srv.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    srv = Agentd(tmp_path_factory.mktemp(name), ("--rate-limit", "0", "--llm", "openai") + args, name=name,
+                 env=standin.agentd_env())
+    srv.start()
     return srv
 
 

@@ -21,7 +21,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EVERYTHING = os.path.join(HERE, "..", "mcp", "client", "node_modules", "@modelcontextprotocol",
                           "server-everything", "dist", "index.js")
 SERVERS = os.path.join(HERE, "..", "mcp", "servers")
-OPENAI_ENV = ("OPENAI_BASE_URL", "OPENAI_MODEL", "OPENAI_API_KEY")
 
 
 def wire_name(reg):
@@ -65,18 +64,9 @@ def server(tmp_path_factory, standin):
             "everything": {"command": ["node", EVERYTHING, "stdio"]},
             "good": {"command": ["/usr/bin/python3", os.path.join(SERVERS, "good.py")], "env": {"MCP_TEST_LOG": log}},
         }}, f)
-    saved = {k: os.environ.get(k) for k in OPENAI_ENV}
-    os.environ.update({"OPENAI_BASE_URL": standin.base_url, "OPENAI_MODEL": "standin-model",
-                       "OPENAI_API_KEY": "sk-test"})
-    try:
-        srv = Agentd(d, ["--rate-limit", "0", "--llm", "openai", "--mcp-config", cfg], name="mcpeverything")
-        srv.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    srv = Agentd(d, ["--rate-limit", "0", "--llm", "openai", "--mcp-config", cfg], name="mcpeverything",
+                 env=standin.agentd_env())
+    srv.start()
     srv.good_log = log
     token = srv.token(sub="usr_mcp_everything")
     wait_for(lambda: {"everything.echo", "everything.get-sum", "good.sleep"} <= set(tool_names(srv, token)),
@@ -211,19 +201,9 @@ def http_server(tmp_path_factory, standin):
     cfg = os.path.join(str(d), "mcp.json")
     with open(cfg, "w") as f:
         json.dump({"servers": {"evh": {"url": ev.url, "headers": {"X-Test": "agentd"}}}}, f)
-    saved = {k: os.environ.get(k) for k in OPENAI_ENV}
-    os.environ.update({"OPENAI_BASE_URL": standin.base_url, "OPENAI_MODEL": "standin-model",
-                       "OPENAI_API_KEY": "sk-test"})
-    try:
-        srv = Agentd(d, ["--rate-limit", "0", "--llm", "openai", "--mcp-config", cfg, "--mcp-timeout", "4"],
-                     name="mcphttp")
-        srv.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    srv = Agentd(d, ["--rate-limit", "0", "--llm", "openai", "--mcp-config", cfg, "--mcp-timeout", "4"],
+                     name="mcphttp", env=standin.agentd_env())
+    srv.start()
     srv.ev = ev
     srv.workdir_ = d
     token = srv.token(sub="usr_mcp_http")
