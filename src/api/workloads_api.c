@@ -359,6 +359,7 @@ typedef struct wl_job {
   char user_id[ID_MAX];
   workload_window_t w;
   long n;
+  int by_day; /* summary: group_by=day */
   unsigned long long seed;
   json_t *out;
   char *text; /* the answer, serialised on the worker */
@@ -439,10 +440,10 @@ static void h_synthetic(http_req_t *r, route_ctx_t *ctx) {
   job_run(r, j, synthetic_work, job_answer);
 }
 
-/* GET /api/workloads/summary?from=&to= */
+/* GET /api/workloads/summary?from=&to=&group_by= */
 static int summary_work(void *p) {
   wl_job_t *j = p;
-  return job_finish(j, workloads_summary(g_app->store, j->user_id, &j->w, &j->out));
+  return job_finish(j, workloads_summary_ex(g_app->store, j->user_id, &j->w, j->by_day, &j->out));
 }
 
 static int query_time(http_req_t *r, const char *name, double *out) {
@@ -463,8 +464,19 @@ static void h_summary(http_req_t *r, route_ctx_t *ctx) {
     http_respond_error(r, AGD_EBAD_REQUEST, "query parameter to is before from", NULL);
     return;
   }
+  /* group_by=day adds the per-day, per-model rows (the dashboard's cost by model per day) */
+  const char *g;
+  int by_day = 0;
+  if (http_req_query(r, "group_by", &g)) {
+    if (strcmp(g, "day") != 0) {
+      http_respond_error(r, AGD_EBAD_REQUEST, "query parameter group_by: expected day", NULL);
+      return;
+    }
+    by_day = 1;
+  }
   wl_job_t *j = job_for(ctx);
   j->w = w;
+  j->by_day = by_day;
   job_run(r, j, summary_work, job_answer);
 }
 

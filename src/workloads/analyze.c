@@ -17,6 +17,7 @@
 
 #define DAY 86400.0
 #define DAILY_MAX 1000   /* days listed in a summary's daily series (the most recent) */
+#define BY_DAY_MODELS 8  /* models of their own in by_day (highest cost); the rest is one "(other)" row */
 #define TOP_DEFAULT 20
 #define TOP_MAX 100
 
@@ -363,8 +364,57 @@ static json_t *group_list_named(const sel_t *s, const agg_t *a, uint32_t ng, int
   return arr;
 }
 
-static json_t *summary_of(const sel_t *s, const json_t *args) {
-  (void)args;
+/* by_day (GET /api/workloads/summary?group_by=day): cost and calls per UTC day and model,
+ * for the same days as `daily` (the last DAILY_MAX).  The BY_DAY_MODELS models of highest
+ * cost in the window keep their own rows, the others are summed into one "(other)" row per
+ * day, so the answer is at most DAILY_MAX x (BY_DAY_MODELS + 1) rows and the grid a few
+ * hundred kilobytes whatever the data.  Only days on which a model had calls are listed. */
+static void add_by_day(json_t *o, const sel_t *s, const agg_t *pairs, const uint32_t *days, uint32_t skip,
+                       uint32_t nd, double day0) {
+  const wl_data_t *d = s->d;
+  uint32_t np = d->pairs.n;
+  double *key = xcalloc(np ? np : 1, sizeof *key);
+  for (uint32_t j = 0; j < np; j++) key[j] = pairs[j].cost;
+  size_t m;
+  uint32_t *ids = order_groups(pairs, np, key, &m);
+  const uint32_t other = BY_DAY_MODELS;
+  uint32_t *slot = xcalloc(np ? np : 1, sizeof *slot); /* pair -> column */
+  for (uint32_t j = 0; j < np; j++) slot[j] = other;
+  size_t own = m < BY_DAY_MODELS ? m : BY_DAY_MODELS;
+  for (size_t q = 0; q < own; q++) slot[ids[q]] = (uint32_t)q;
+  const uint32_t cols = BY_DAY_MODELS + 1;
+  uint32_t *cell = malloc((s->n ? s->n : 1) * sizeof *cell);
+  if (!cell) abort();
+  for (size_t k = 0; k < s->n; k++)
+    cell[k] = days[k] == UINT32_MAX ? UINT32_MAX : days[k] * cols + slot[d->mp[at(s, k)]];
+  agg_t *a = nd ? aggregate(s, (gsrc_t){.bysel = cell}, nd * cols, 0) : NULL;
+  json_t *arr = json_array();
+  for (uint32_t day = 0; day < nd; day++) {
+    char ds[16];
+    date_str((day0 + skip + day) * DAY, ds);
+    for (uint32_t c = 0; c < cols; c++) {
+      const agg_t *x = &a[day * cols + c];
+      if (!x->calls) continue;
+      json_t *row = c < own ? json_pack("{s:s, s:s, s:s}", "date", ds, "model", pair_model(d, ids[c]), "provider",
+                                        pair_provider(d, ids[c]))
+                            : json_pack("{s:s, s:s, s:n}", "date", ds, "model", "(other)", "provider");
+      json_object_set_new(row, "calls", json_integer(x->calls));
+      json_object_set_new(row, "errors", json_integer(x->errors));
+      json_object_set_new(row, "total_tokens", json_integer(x->pt + x->ct));
+      json_object_set_new(row, "cost_usd", json_real(x->cost));
+      json_array_append_new(arr, row);
+    }
+  }
+  json_object_set_new(o, "by_day", arr);
+  json_object_set_new(o, "by_day_truncated", json_boolean(skip > 0));
+  free(a);
+  free(cell);
+  free(slot);
+  free(ids);
+  free(key);
+}
+
+static json_t *summary_of(const sel_t *s, int by_day) {
   const wl_data_t *d = s->d;
   json_t *o = json_object();
   json_object_set_new(o, "window", window_json(s));
@@ -375,7 +425,7 @@ static json_t *summary_of(const sel_t *s, const json_t *args) {
   free(tot);
   agg_t *a = aggregate(s, (gsrc_t){.col = d->mp}, d->pairs.n, 1);
   json_object_set_new(o, "by_model", group_list_models(s, a, d->pairs.n));
-  free(a);
+  agg_t *pairs = a;
   a = aggregate(s, (gsrc_t){.col = d->prov}, d->providers.n, 1);
   json_object_set_new(o, "by_provider", group_list_named(s, a, d->providers.n, 0));
   free(a);
@@ -401,14 +451,17 @@ static json_t *summary_of(const sel_t *s, const json_t *args) {
     }
     free(a);
   }
-  free(days);
   json_object_set_new(o, "daily", daily);
   json_object_set_new(o, "daily_truncated", json_boolean(skip > 0));
+  if (by_day) add_by_day(o, s, pairs, days, skip, ndays - skip, day0);
+  free(days);
+  free(pairs);
   return o;
 }
 
 typedef struct sum_ctx {
   workload_window_t w;
+  int by_day;
   json_t *out;
 } sum_ctx_t;
 
@@ -416,15 +469,19 @@ static int summary_read(const wl_data_t *d, void *arg) {
   sum_ctx_t *c = arg;
   sel_t s;
   sel_make(&s, d, &c->w);
-  c->out = summary_of(&s, NULL);
+  c->out = summary_of(&s, c->by_day);
   sel_dispose(&s);
   return 0;
 }
 
 int workloads_summary(store_t *s, const char *user_id, const workload_window_t *w, json_t **out) {
+  return workloads_summary_ex(s, user_id, w, 0, out);
+}
+
+int workloads_summary_ex(store_t *s, const char *user_id, const workload_window_t *w, int by_day, json_t **out) {
   if (!out) return ERR(AGD_EINTERNAL);
   *out = NULL;
-  sum_ctx_t c = {.out = NULL};
+  sum_ctx_t c = {.by_day = by_day, .out = NULL};
   if (w) c.w = *w;
   int rc = wl_cache_read(s, user_id, summary_read, &c);
   if (rc == 0) *out = c.out;

@@ -42,6 +42,11 @@ int workloads_count(store_t *s, const char *user_id, const workload_window_t *w,
 /* The SPEC §8 summary: totals and per model/provider/feature groups (calls, tokens,
  * cost, latency p50/p95/p99, error rate) and a daily series.  *out new reference. */
 int workloads_summary(store_t *s, const char *user_id, const workload_window_t *w, json_t **out);
+/* The same, and with by_day also "by_day": [{"date","model","provider","calls","errors",
+ * "total_tokens","cost_usd"}] per UTC day and model (the 8 costliest models of the window,
+ * the rest summed as model "(other)", provider null; only non-empty cells; the days of
+ * `daily`) and "by_day_truncated" (docs/agents.md). */
+int workloads_summary_ex(store_t *s, const char *user_id, const workload_window_t *w, int by_day, json_t **out);
 /* Tool analyses (each a JSON object, *out new reference; args is the tool's
  * validated arguments object, may carry from/to and tool-specific knobs). */
 int workloads_cost_breakdown(store_t *s, const char *user_id, const json_t *args, json_t **out);

@@ -233,6 +233,40 @@ def test_summary_exact_numbers(server):
     assert w["totals"]["calls"] == 7 and w["totals"]["cost_usd"] == pytest.approx(0.07)
 
 
+def test_summary_group_by_day(server):
+    """?group_by=day adds by_day: cost and calls per UTC day and model, the caller's records only,
+    honouring from/to; any other group_by is a 400 with the JSON error."""
+    t, other = tok(server, "usr_wl_byday"), tok(server, "usr_wl_byday_other")
+    day0 = 1718064000  # 2024-06-11 00:00 UTC
+    recs = [rec(ts=day0 + i, model="gpt-4o", cost_usd=1.0, status="error" if i == 0 else "success") for i in range(3)]
+    recs += [rec(ts=day0 + 86400 * 2 + 5, model="gpt-4o", cost_usd=2.0),
+             rec(ts=day0 + 7200, model="claude-sonnet-4", provider="anthropic", cost_usd=0.5)]
+    assert post_body(server, t, json.dumps(recs), "application/json").json()["inserted"] == 5
+    assert post_body(server, other, json.dumps([rec(ts=day0, model="secret-model", provider="x", cost_usd=9.0)]),
+                     "application/json").json()["inserted"] == 1
+    assert "by_day" not in summary(server, t)
+    s = summary(server, t, "?group_by=day")
+    rows = {(r["date"], r["model"]): r for r in s["by_day"]}
+    assert set(rows) == {("2024-06-11", "gpt-4o"), ("2024-06-11", "claude-sonnet-4"), ("2024-06-13", "gpt-4o")}
+    g = rows[("2024-06-11", "gpt-4o")]
+    assert g["calls"] == 3 and g["errors"] == 1 and g["cost_usd"] == pytest.approx(3.0) and g["provider"] == "openai"
+    assert rows[("2024-06-13", "gpt-4o")]["cost_usd"] == pytest.approx(2.0)
+    assert s["by_day_truncated"] is False
+    assert sum(r["cost_usd"] for r in s["by_day"]) == pytest.approx(s["totals"]["cost_usd"])
+    assert not any(r["model"] == "secret-model" for r in s["by_day"])
+    # the window (inclusive) applies to by_day too
+    w = summary(server, t, "?group_by=day&from=2024-06-12&to=2024-06-14")
+    assert [(r["date"], r["model"]) for r in w["by_day"]] == [("2024-06-13", "gpt-4o")]
+    # the other user sees only their own row
+    o = summary(server, other, "?group_by=day")
+    assert [(r["date"], r["model"], r["cost_usd"]) for r in o["by_day"]] == [("2024-06-11", "secret-model", 9.0)]
+    for bad in ("?group_by=week", "?group_by=", "?group_by=day%00", "?group_by=" + "d" * 5000):
+        r = call(server, "GET", "/api/workloads/summary" + bad, token=t)
+        assert r.status == 400, (bad, r)
+        assert r.json()["error_code"] == "BAD_REQUEST" and "group_by" in r.json()["message"]
+    assert call(server, "GET", "/api/workloads/summary?group_by=day").status == 401
+
+
 # ---- synthetic data --------------------------------------------------------------------------------
 
 def test_synthetic_same_seed_same_summary(server):

@@ -655,6 +655,90 @@ Test(workloads, summary_exact_numbers) {
   json_decref(s);
 }
 
+/* by_day: per UTC day and model, the 8 costliest models of their own, the rest "(other)"; the
+ * window and the user are honoured; without the option there is no by_day. */
+static json_t *by_day_row(json_t *s, const char *date, const char *model) {
+  size_t i;
+  json_t *g;
+  json_array_foreach(json_object_get(s, "by_day"), i, g) {
+    if (strcmp(json_string_value(json_object_get(g, "date")), date) == 0 &&
+        strcmp(json_string_value(json_object_get(g, "model")), model) == 0)
+      return g;
+  }
+  return NULL;
+}
+
+Test(workloads, summary_by_day_per_model) {
+  const double day0 = 1718064000; /* 2024-06-11 00:00 UTC */
+  workload_rec_t r[64];
+  size_t n = 0;
+  /* day 0: gpt-4o 3 calls of 1.00 (one an error), claude 1 of 0.50; day 2: gpt-4o 1 of 2.00 */
+  for (int i = 0; i < 3; i++) r[n++] = rec(day0 + 60 * i, "gpt-4o", "openai", 10, 5, 100, 1.0, i == 0, NULL, NULL);
+  r[n++] = rec(day0 + 3600, "claude-sonnet-4", "anthropic", 20, 5, 100, 0.5, 0, NULL, NULL);
+  r[n++] = rec(day0 + 2 * 86400 + 86399, "gpt-4o", "openai", 1, 1, 100, 2.0, 0, NULL, NULL);
+  /* 9 cheap models on day 1 (0.01 .. 0.09): the three cheapest fall into "(other)" */
+  char names[9][16];
+  for (int i = 0; i < 9; i++) {
+    snprintf(names[i], sizeof names[i], "m%d", i);
+    r[n++] = rec(day0 + 86400 + i, names[i], "openai", 1, 1, 10, 0.01 * (i + 1), 0, NULL, NULL);
+  }
+  cr_assert_eq(workloads_insert(st, "usr_bd", r, n, NULL), 0);
+  cr_assert_eq(workloads_insert(st, "usr_bd_other", r, 1, NULL), 0);
+  json_t *s = NULL;
+  cr_assert_eq(workloads_summary(st, "usr_bd", NULL, &s), 0);
+  cr_expect_null(json_object_get(s, "by_day"), "by_day only when asked");
+  json_decref(s);
+  cr_assert_eq(workloads_summary_ex(st, "usr_bd", NULL, 1, &s), 0);
+  cr_expect(json_is_false(json_object_get(s, "by_day_truncated")));
+  json_t *g = by_day_row(s, "2024-06-11", "gpt-4o");
+  cr_assert_not_null(g);
+  cr_expect_str_eq(json_string_value(json_object_get(g, "provider")), "openai");
+  cr_expect_eq(num(g, "calls"), 3);
+  cr_expect_eq(num(g, "errors"), 1);
+  cr_expect_eq(num(g, "total_tokens"), 45);
+  cr_expect_float_eq(num(g, "cost_usd"), 3.0, 1e-9);
+  g = by_day_row(s, "2024-06-11", "claude-sonnet-4");
+  cr_assert_not_null(g);
+  cr_expect_float_eq(num(g, "cost_usd"), 0.5, 1e-9);
+  g = by_day_row(s, "2024-06-13", "gpt-4o");
+  cr_assert_not_null(g);
+  cr_expect_float_eq(num(g, "cost_usd"), 2.0, 1e-9);
+  cr_expect_null(by_day_row(s, "2024-06-12", "gpt-4o"), "no row for a day without calls");
+  /* 11 models: gpt-4o, claude and m3..m8 have rows of their own, m0..m2 are "(other)" */
+  cr_expect_null(by_day_row(s, "2024-06-12", "m0"));
+  cr_expect_null(by_day_row(s, "2024-06-12", "m2"));
+  cr_expect_not_null(by_day_row(s, "2024-06-12", "m3"));
+  g = by_day_row(s, "2024-06-12", "(other)");
+  cr_assert_not_null(g);
+  cr_expect(json_is_null(json_object_get(g, "provider")));
+  cr_expect_eq(num(g, "calls"), 3);
+  cr_expect_float_eq(num(g, "cost_usd"), 0.06, 1e-9);
+  /* every record is counted once: the rows sum to the totals */
+  double cost = 0;
+  long calls = 0;
+  size_t i;
+  json_array_foreach(json_object_get(s, "by_day"), i, g) {
+    cost += num(g, "cost_usd");
+    calls += (long)num(g, "calls");
+  }
+  cr_expect_eq(calls, (long)n);
+  cr_expect_float_eq(cost, num(s, "totals.cost_usd"), 1e-9);
+  json_decref(s);
+  /* a window: day 2 only */
+  workload_window_t w = {day0 + 2 * 86400, 0};
+  cr_assert_eq(workloads_summary_ex(st, "usr_bd", &w, 1, &s), 0);
+  cr_expect_eq(json_array_size(json_object_get(s, "by_day")), 1);
+  cr_expect_not_null(by_day_row(s, "2024-06-13", "gpt-4o"));
+  json_decref(s);
+  /* another user's rows are theirs only; an empty user has an empty by_day */
+  cr_assert_eq(workloads_summary_ex(st, "usr_bd_other", NULL, 1, &s), 0);
+  cr_expect_eq(json_array_size(json_object_get(s, "by_day")), 1);
+  json_decref(s);
+  cr_assert_eq(workloads_summary_ex(st, "usr_bd_nobody", NULL, 1, &s), 0);
+  cr_expect_eq(json_array_size(json_object_get(s, "by_day")), 0);
+  json_decref(s);
+}
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
