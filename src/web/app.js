@@ -26,6 +26,11 @@ const S = {
   openRuns: new Map(),  // run_id → first seq seen (unfinished runs)
   currentRun: null,
   log: [],             // {seq, type, run} of each event shown (tests, debugging)
+  frameId: 0,
+  sent: new Map(),     // frame id → user message <li> awaiting message_received
+  userOfRun: new Map(), // run_id → the user message <li> that started it
+  started: new Set(),  // run_ids whose first event has arrived
+  connLog: [],         // connection states shown (tests)
 };
 window.__agentd = S; // for the browser tests
 
@@ -58,17 +63,18 @@ function setTokens(t) {
   sessionStorage.setItem('agentd.refresh', S.refresh);
 }
 
+// Only an answer that refuses the token forgets it: a network failure or a 5xx
+// (the server restarting, the network down) keeps it for the next try.
 async function refresh() {
+  let r;
   try {
-    const r = await fetch('/auth/refresh', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    r = await fetch('/auth/refresh', { method: 'POST', headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ refresh_token: S.refresh }) });
-    if (!r.ok) throw new Error('refresh failed');
-    setTokens(await r.json());
-    return true;
-  } catch (e) {
-    S.access = null; S.refresh = null; sessionStorage.removeItem('agentd.refresh');
-    return false;
-  }
+    if (r.ok) { setTokens(await r.json()); return true; }
+  } catch (e) { return false; }
+  if (r.status >= 500 || r.status === 429) return false;
+  S.access = null; S.refresh = null; sessionStorage.removeItem('agentd.refresh');
+  return false;
 }
 
 // ---- auth ----
@@ -97,7 +103,11 @@ function show(view) {
   $('work').hidden = view !== 'work';
   $('nav-chat').setAttribute('aria-pressed', String(view === 'chat'));
   $('nav-work').setAttribute('aria-pressed', String(view === 'work'));
-  if (view === 'work') renderDashboard(api, $('dashboard'));
+  if (view === 'work') dashboard();
+}
+
+function dashboard() {
+  return renderDashboard(api, $('dashboard'), { from: $('range-from').value, to: $('range-to').value });
 }
 
 // ---- threads ----
@@ -146,7 +156,7 @@ async function openThread(id) {
   tl.replaceChildren();
   const r = await api('/api/threads/' + encodeURIComponent(id) + '/messages?limit=100');
   for (const m of r.messages || []) {
-    if (m.role === 'user') addUser(m.content);
+    if (m.role === 'user') addUser(m.content).dataset.msg = m.id;
     else if (m.role === 'assistant') {
       const v = runView(m.run_id || m.id);
       setAnswer(v, m.content, true);
@@ -154,6 +164,8 @@ async function openThread(id) {
       v.li.dataset.state = 'done';
     }
   }
+  applyEdits();
+  placeRerun();
   scrollDown();
 }
 
@@ -167,11 +179,185 @@ function scrollDown() {
   requestAnimationFrame(() => { scrollPending = false; const tl = $('timeline'); tl.scrollTop = tl.scrollHeight; });
 }
 
+// A user message: its text, then a line of badges (queued, edited, …) and an Edit button.
 function addUser(text) {
-  const li = el('li');
+  const li = el('li', 'turn');
   li.appendChild(el('div', 'msg user', text));
+  const meta = el('div', 'meta');
+  const edit = el('button', 'edit', 'Edit');
+  edit.type = 'button';
+  edit.setAttribute('aria-label', 'Edit message: ' + (text.length > 40 ? text.slice(0, 40) + '…' : text));
+  edit.addEventListener('click', () => startEdit(li));
+  meta.appendChild(edit);
+  li.appendChild(meta);
   $('timeline').appendChild(li);
   return li;
+}
+
+function badge(li, kind, text) {
+  let b = li.querySelector('.badge.' + kind);
+  if (!b) {
+    b = el('span', 'badge ' + kind, text);
+    li.querySelector('.meta').prepend(b);
+  }
+  return b;
+}
+
+function unbadge(li, kind) { li?.querySelector('.badge.' + kind)?.remove(); }
+
+// Send a chat turn in the open thread.  from/kind: the message this one edits or re-runs.
+// A turn sent while another run of the thread is unfinished, or whose run has not
+// started a second after the server took it (the server's run queue is full), shows
+// "queued" until its run's first event.
+function sendUser(text, kind, from) {
+  const id = 'u' + (++S.frameId);
+  const payload = { content: text };
+  if (S.thread) payload.thread_id = S.thread;
+  const busy = [...S.runs.values()].some(v => !v.done && !v.ended);
+  if (!send({ type: 'user_message', payload, id })) return null;
+  const li = addUser(text);
+  placeRerun(); // the last answer is no longer last
+  li.dataset.state = 'sent';
+  S.sent.set(id, li);
+  if (busy) badge(li, 'queued', 'queued');
+  if (from) {
+    badge(li, 'edited', kind === 'rerun' ? 're-run' : 'edited');
+    li.dataset.editOf = from.dataset.msg || '';
+    li.dataset.editKind = kind;
+    li.editFrom = from;
+    supersede(from, true);
+  }
+  scrollDown();
+  return li;
+}
+
+// The server took a turn (message_received with our frame id).
+function accepted(replyTo, d) {
+  const li = S.sent.get(replyTo);
+  if (!li) return;
+  S.sent.delete(replyTo);
+  li.dataset.msg = d.message_id || '';
+  li.dataset.state = 'accepted';
+  if (li.dataset.editOf && d.message_id) rememberEdit(d.message_id, li.dataset.editOf, li.dataset.editKind);
+  if (!d.run_id) return;
+  li.dataset.run = d.run_id;
+  S.userOfRun.set(d.run_id, li);
+  if (S.started.has(d.run_id)) { unbadge(li, 'queued'); return; }
+  setTimeout(() => { if (!S.started.has(d.run_id) && li.isConnected) badge(li, 'queued', 'queued'); }, 1000);
+}
+
+// The first event of a run: its turn is no longer queued.
+function runStarted(runId) {
+  if (S.started.has(runId)) return;
+  S.started.add(runId);
+  unbadge(S.userOfRun.get(runId), 'queued');
+}
+
+// An error frame answering one of our turns: it was not taken.
+function refused(replyTo, message) {
+  const li = S.sent.get(replyTo);
+  if (!li) return false;
+  S.sent.delete(replyTo);
+  unbadge(li, 'queued');
+  li.dataset.state = 'refused';
+  badge(li, 'failed', 'not sent: ' + message);
+  if (li.editFrom) supersede(li.editFrom, false); // the edit did not happen
+  return true;
+}
+
+// ---- edit and re-run ----
+// An edited message (or a re-run of one) is a new turn in the same thread; the
+// old message and the answers that followed it stay, marked superseded.  Which
+// message replaced which is remembered in this browser (localStorage), so the
+// marks come back with the thread.
+function supersede(li, on) {
+  li.classList.toggle('superseded', on);
+  if (on) badge(li, 'superseded', 'superseded'); else unbadge(li, 'superseded');
+  for (let n = li.nextElementSibling; n && !n.classList.contains('turn'); n = n.nextElementSibling)
+    if (n.classList.contains('run')) n.classList.toggle('superseded', on);
+}
+
+function edits() {
+  try { return JSON.parse(localStorage.getItem('agentd.edits') || '{}') || {}; } catch (e) { return {}; }
+}
+
+function rememberEdit(newId, oldId, kind) {
+  const e = edits();
+  e[newId] = { of: oldId, kind };
+  const keys = Object.keys(e);
+  for (const k of keys.slice(0, Math.max(0, keys.length - 500))) delete e[k]; // bounded
+  try { localStorage.setItem('agentd.edits', JSON.stringify(e)); } catch (x) { /* full: marks are a nicety */ }
+}
+
+function applyEdits() {
+  const e = edits();
+  const byId = new Map([...document.querySelectorAll('#timeline li.turn')].map(li => [li.dataset.msg, li]));
+  for (const [id, li] of byId) {
+    const m = e[id];
+    if (!m) continue;
+    badge(li, 'edited', m.kind === 'rerun' ? 're-run' : 'edited');
+    const old = byId.get(m.of);
+    if (old) supersede(old, true);
+  }
+}
+
+function startEdit(li) {
+  if (li.querySelector('form')) return;
+  const bubble = li.querySelector('.msg.user');
+  const f = el('form', 'edit-form');
+  const n = ++S.frameId;
+  const label = el('label', 'sr', 'Edit message');
+  label.htmlFor = 'edit-' + n;
+  const ta = el('textarea');
+  ta.id = 'edit-' + n;
+  ta.rows = 3;
+  ta.value = bubble.textContent;
+  const save = el('button', 'primary', 'Save and send');
+  save.type = 'submit';
+  const cancel = el('button', '', 'Cancel');
+  cancel.type = 'button';
+  const row = el('div', 'row');
+  row.append(save, cancel);
+  f.append(label, ta, row);
+  bubble.hidden = true;
+  li.insertBefore(f, bubble.nextSibling);
+  const close = () => { f.remove(); bubble.hidden = false; li.querySelector('button.edit').focus(); };
+  cancel.addEventListener('click', close);
+  ta.addEventListener('keydown', e => {
+    if (e.key === 'Escape') { e.preventDefault(); close(); }
+    if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); f.requestSubmit(); }
+  });
+  f.addEventListener('submit', e => {
+    e.preventDefault();
+    const text = ta.value.trim();
+    if (!text || text === bubble.textContent) { close(); return; }
+    if (!sendUser(text, 'edited', li)) return; // not connected: keep the editor open
+    f.remove();
+    bubble.hidden = false;
+    $('input').focus();
+  });
+  ta.focus();
+}
+
+// One Re-run button, under the last finished answer of the thread: asks its question again.
+function placeRerun() {
+  let b = $('rerun');
+  if (!b) {
+    b = el('button', '', 'Re-run');
+    b.id = 'rerun';
+    b.type = 'button';
+    b.setAttribute('aria-label', 'Re-run: ask the last question again');
+    b.addEventListener('click', () => {
+      const run = b.closest('li.run');
+      let u = run?.previousElementSibling;
+      while (u && !u.classList.contains('turn')) u = u.previousElementSibling;
+      if (u) sendUser(u.querySelector('.msg.user').textContent, 'rerun', u);
+    });
+  }
+  const li = $('timeline').lastElementChild;
+  const v = li?.classList.contains('run') ? S.runs.get(li.dataset.run) : null;
+  if (!v || !(v.done || v.ended) || !v.text) { b.remove(); return; }
+  v.copy.parentNode.appendChild(b);
 }
 
 function runView(runId) {
@@ -305,6 +491,10 @@ function onEvent(ev) {
 }
 
 function runEnded(runId) {
+  const v = S.runs.get(runId);
+  if (v) v.ended = true;
+  unbadge(S.userOfRun.get(runId), 'queued');
+  placeRerun();
   if (S.currentRun === runId) { S.currentRun = null; $('stop').disabled = true; }
   loadThreads().catch(() => {});
 }
@@ -312,46 +502,56 @@ function runEnded(runId) {
 // ---- WebSocket ----
 function b64url(s) { return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, ''); }
 
-function setConn(text) { $('conn').textContent = text; }
+function setConn(text, state) {
+  $('conn').textContent = text;
+  $('conn').dataset.state = state || '';
+  if (S.connLog.length < 1000) S.connLog.push(state || '');
+}
 
 function connect() {
   if (!S.access) return;
   const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
   const ws = new WebSocket(url, ['jwt-auth', 'jwt.' + b64url(S.access)]);
   S.ws = ws;
-  setConn('connecting…');
+  setConn(S.wsTry ? 'reconnecting…' : 'connecting…', 'down');
   ws.onmessage = m => {
     let f;
     try { f = JSON.parse(m.data); } catch (e) { return; }
     if (f.type === 'system_message' && f.event === 'connection_established') {
       S.wsTry = 0;
-      setConn('connected');
+      setConn('connected', 'up');
       if (S.lastSeq > 0) send({ type: 'resume', payload: { after_seq: Number(sessionStorage.getItem('agentd.seq') || S.lastSeq) } });
       return;
     }
     if (f.type === 'message_received') {
       const d = f.data || {};
+      if (f.reply_to !== undefined) accepted(f.reply_to, d);
       if (d.thread_id && !S.thread) { setThread(d.thread_id); loadThreads().catch(() => {}); }
       if (d.run_id) { S.currentRun = d.run_id; $('stop').disabled = false; runView(d.run_id); }
       return;
     }
-    if (f.type === 'error') { setConn('error: ' + (f.message || f.code)); return; }
-    if (f.seq !== undefined && f.run_id) onEvent(f);
+    if (f.type === 'error') {
+      if (f.reply_to === undefined || !refused(f.reply_to, f.message || f.code)) setConn('error: ' + (f.message || f.code), 'up');
+      return;
+    }
+    if (f.seq !== undefined && f.run_id) { runStarted(f.run_id); onEvent(f); }
   };
   ws.onclose = async ev => {
     if (S.ws !== ws) return;
     S.ws = null;
     if (!S.refresh && !S.access) return;
-    setConn('reconnecting…');
-    if (ev.code === 1008 || S.wsTry > 0) await refresh();
     const delay = Math.min(10000, 500 * 2 ** S.wsTry++);
+    setConn('disconnected: reconnecting in ' + Math.round(delay / 1000) + ' s…', 'down');
+    // 1008: the token expired or was revoked; after a failed try it may have
+    // expired meanwhile.  A refresh that fails on the network keeps the token.
+    if (ev.code === 1008 || S.wsTry > 1) await refresh();
     setTimeout(connect, delay);
   };
 }
 
 function send(frame) {
   if (S.ws && S.ws.readyState === WebSocket.OPEN) { S.ws.send(JSON.stringify(frame)); return true; }
-  setConn('not connected: try again');
+  setConn('not connected: try again', 'down');
   return false;
 }
 
@@ -392,12 +592,8 @@ function wire() {
     e.preventDefault();
     const text = $('input').value.trim();
     if (!text) return;
-    const payload = { content: text };
-    if (S.thread) payload.thread_id = S.thread;
-    if (!send({ type: 'user_message', payload })) return;
-    addUser(text);
+    if (!sendUser(text)) return;
     $('input').value = '';
-    scrollDown();
   });
   $('input').addEventListener('keydown', e => {
     if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('composer').requestSubmit(); }
@@ -406,6 +602,7 @@ function wire() {
     send({ type: 'stop_agent', payload: S.currentRun ? { run_id: S.currentRun } : {} });
   });
   $('upload-form').addEventListener('submit', e => { e.preventDefault(); upload(); });
+  $('range').addEventListener('submit', e => { e.preventDefault(); dashboard(); });
 }
 
 function upload() {
@@ -436,7 +633,7 @@ function upload() {
       }
       out.appendChild(t);
     }
-    renderDashboard(api, $('dashboard'));
+    dashboard();
   };
   xhr.onerror = () => { out.textContent = 'Upload failed: network error'; };
   xhr.open('POST', '/api/workloads');

@@ -5,6 +5,7 @@ import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
 
 const [base, scenario, argJson] = process.argv.slice(2);
 const args = argJson ? JSON.parse(argJson) : {};
@@ -13,6 +14,57 @@ mkdirSync(SHOTS, { recursive: true });
 const T = 60000; // generous: a loaded 2-core machine
 
 function check(cond, msg) { if (!cond) throw new Error(msg); }
+
+// Ask test_browser.py to act on the server (e.g. restart it): one JSON line on stdout,
+// the answer is one line on stdin.
+const stdinLines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+async function control(action) {
+  console.log(JSON.stringify({ control: action }));
+  const { value } = await stdinLines.next();
+  check(value === 'ok', 'control ' + action + ': ' + value);
+}
+
+// REST from node (not the page: it may be offline), with the page's current token.
+async function rest(page, path) {
+  const token = await page.evaluate(() => window.__agentd.access);
+  const r = await fetch(base + path, { headers: { Authorization: 'Bearer ' + token } });
+  check(r.ok, path + ': HTTP ' + r.status);
+  return r.json();
+}
+
+// The whole-run checks after a disturbance: no seq or step twice, every stored event of
+// the run shown once, the answer shown = the stored agent_response.
+async function checkRun(page, runId) {
+  const st = await rest(page, '/api/events?run_id=' + encodeURIComponent(runId) + '&limit=1000');
+  const stored = st.events;
+  const r = await page.evaluate(runId => {
+    const S = window.__agentd;
+    const li = document.querySelector('.run[data-run="' + runId + '"]');
+    return {
+      seqs: S.log.map(e => e.seq),
+      runSeqs: S.log.filter(e => e.run === runId).map(e => e.seq),
+      steps: [...li.querySelectorAll('.step > .head')].map(h => h.firstChild.textContent),
+      text: S.runs.get(runId)?.text,
+      answer: li.querySelector('.answer').textContent,
+    };
+  }, runId);
+  check(new Set(r.seqs).size === r.seqs.length, 'duplicate seq: ' + JSON.stringify(r.seqs));
+  check(new Set(r.steps).size === r.steps.length, 'duplicate step: ' + JSON.stringify(r.steps));
+  check(JSON.stringify(r.runSeqs) === JSON.stringify(stored.map(e => e.seq)),
+    'events shown ' + JSON.stringify(r.runSeqs) + ' != stored ' + JSON.stringify(stored.map(e => e.seq)));
+  const resp = stored.find(e => e.type === 'agent_response');
+  check(resp && r.text === resp.data.content, 'answer ' + JSON.stringify(r.text) + ' != stored ' + JSON.stringify(resp?.data));
+  check(r.answer.length > 0, 'answer shown');
+  const agents = new Set(stored.filter(e => e.type === 'agent_started').map(e => e.agent_name));
+  check(r.steps.length === agents.size, 'steps ' + JSON.stringify(r.steps) + ' for agents ' + JSON.stringify([...agents]));
+  return { events: stored.length, steps: r.steps };
+}
+
+const runDoneOf = runId => {
+  const S = window.__agentd;
+  return S.log.some(e => e.run === runId && ((e.type === 'agent_completed' && e.agent === 'supervisor') ||
+    e.type === 'agent_stopped' || e.type === 'agent_error'));
+};
 
 // page.waitForFunction evaluates a string, which the UI's CSP (no unsafe-eval)
 // rightly refuses; poll with page.evaluate (a CDP function call) instead.
@@ -62,7 +114,19 @@ const scenarios = {
     const res = await page.textContent('#upload-result');
     check(res.includes('1 records inserted') && res.includes('1 rejected'), 'upload result: ' + res);
     await page.waitForSelector('#dashboard svg', { timeout: T });
+    // cost by model per day: the one good record is a gpt-4o segment on its day
+    await page.waitForSelector('#cost-per-day rect.seg[data-date="2026-01-01"][data-model="gpt-4o"]', { timeout: T });
+    const seg = await page.textContent('#cost-per-day rect.seg[data-model="gpt-4o"] title');
+    check(seg.startsWith('2026-01-01 · gpt-4o: $') && seg.includes('(1 calls)'), 'segment title: ' + seg);
     await page.screenshot({ path: join(SHOTS, 'dashboard.png'), fullPage: true });
+    // the range applies: a window after the record shows nothing, then the whole range again
+    await page.fill('#range-from', '2026-01-02');
+    await page.click('#range-apply');
+    await waitFor(page, () => document.getElementById('dashboard').textContent.includes('No workload records'));
+    await page.fill('#range-from', '');
+    await page.fill('#range-to', '2026-01-01');
+    await page.click('#range-apply');
+    await page.waitForSelector('#cost-per-day rect.seg[data-date="2026-01-01"]', { timeout: T });
     await page.click('#nav-chat');
     await ask(page, 'What does my LLM usage cost by model?');
     await waitFor(page, runDone);
@@ -130,6 +194,161 @@ const scenarios = {
     const r = await page.textContent('.run .tool');
     check(r.includes('calculator'), 'tool shown: ' + r);
     return {};
+  },
+
+  // Edit a sent message (keyboard only), then re-run the last answer: each is a new turn
+  // in the same thread; the older turn stays, marked superseded; marks survive a reload.
+  async edit(page) {
+    await login(page, 'dev');
+    await ask(page, 'What does my LLM usage cost?');
+    await waitFor(page, runDone);
+    const tid = await page.evaluate(() => window.__agentd.thread);
+    await page.focus('.turn button.edit');
+    await page.keyboard.press('Enter');
+    const editor = page.getByLabel('Edit message', { exact: true });
+    await editor.waitFor({ timeout: T });
+    check(await editor.inputValue() === 'What does my LLM usage cost?', 'the editor holds the text');
+    await editor.fill('Which model costs the most?');
+    await page.keyboard.press('Enter');
+    await waitFor(page, () => document.querySelectorAll('#timeline .run').length === 2 &&
+      document.querySelectorAll('#timeline .run .answer:not([hidden])').length === 2 &&
+      window.__agentd.log.filter(e => e.type === 'agent_completed' && e.agent === 'supervisor').length === 2);
+    const marks = () => page.evaluate(() => [...document.querySelectorAll('#timeline > li')].map(li =>
+      (li.classList.contains('turn') ? 'user:' + li.querySelector('.msg').textContent : 'run') +
+      (li.classList.contains('superseded') ? ' superseded' : '') +
+      [...li.querySelectorAll('.badge')].map(b => ' [' + b.textContent + ']').join('')));
+    let m = await marks();
+    check(JSON.stringify(m) === JSON.stringify(['user:What does my LLM usage cost? superseded [superseded]',
+      'run superseded', 'user:Which model costs the most? [edited]', 'run']), 'after the edit: ' + JSON.stringify(m));
+    check(await page.evaluate(() => window.__agentd.thread) === tid, 'same thread');
+    await page.screenshot({ path: join(SHOTS, 'edit.png'), fullPage: true });
+    // re-run the last answer
+    await page.click('#rerun');
+    await waitFor(page, () => window.__agentd.log.filter(e => e.type === 'agent_completed' && e.agent === 'supervisor').length === 3);
+    await page.waitForSelector('#rerun', { timeout: T });
+    m = await marks();
+    check(m.length === 6 && m[2] === 'user:Which model costs the most? superseded [superseded] [edited]' &&
+      m[3] === 'run superseded' && m[4] === 'user:Which model costs the most? [re-run]' && m[5] === 'run',
+      'after the re-run: ' + JSON.stringify(m));
+    const stored = await rest(page, '/api/threads/' + tid + '/messages');
+    const users = stored.messages.filter(x => x.role === 'user').map(x => x.content);
+    check(JSON.stringify(users) === JSON.stringify(['What does my LLM usage cost?', 'Which model costs the most?',
+      'Which model costs the most?']), 'stored turns: ' + JSON.stringify(users));
+    check(stored.messages.filter(x => x.role === 'assistant').length === 3, 'three answers stored');
+    // the marks come back after a reload
+    await page.reload();
+    await page.waitForSelector('.turn .badge.edited', { timeout: T });
+    await waitFor(page, () => document.querySelectorAll('#timeline .run').length === 3);
+    const again = await marks();
+    check(JSON.stringify(again) === JSON.stringify(m), 'after a reload: ' + JSON.stringify(again));
+    return { marks: m };
+  },
+
+  // A turn sent while the thread's run is busy (agentd --max-runs 1: the server's run queue
+  // holds it) is badged "queued" until its run starts.
+  async queued(page) {
+    await login(page, 'dev');
+    await ask(page, 'Where can I save money?');
+    await waitFor(page, () => window.__agentd.log.some(e => e.type === 'agent_started'));
+    const first = await page.evaluate(() => window.__agentd.currentRun);
+    await ask(page, 'And which model is slowest?');
+    await page.locator('#timeline li.turn').nth(1).locator('.badge.queued').waitFor({ timeout: T });
+    check(!(await page.evaluate(runDoneOf, first)), 'the first run ended before the second turn was sent: raise --llm-latency-ms');
+    await page.screenshot({ path: join(SHOTS, 'queued.png'), fullPage: true });
+    await waitFor(page, () => !!document.querySelectorAll('#timeline li.turn')[1].dataset.run);
+    const second = await page.evaluate(() => document.querySelectorAll('#timeline li.turn')[1].dataset.run);
+    check(second !== first, 'two runs');
+    // still queued while the first run goes on; gone once its own run has started
+    await waitFor(page, runId => window.__agentd.started.has(runId), second);
+    const order = await page.evaluate(([a, b]) => {
+      const log = window.__agentd.log;
+      return { firstEnd: log.findIndex(e => e.run === a && e.type === 'agent_completed' && e.agent === 'supervisor'),
+        secondStart: log.findIndex(e => e.run === b) };
+    }, [first, second]);
+    check(order.firstEnd >= 0 && order.firstEnd < order.secondStart, 'the server held the second run: ' + JSON.stringify(order));
+    await waitFor(page, () => !document.querySelector('#timeline .badge.queued'));
+    await waitFor(page, runDoneOf, second);
+    return { first: await checkRun(page, first), second: await checkRun(page, second) };
+  },
+
+  // The network drops mid-run (the page goes offline and its WebSocket is cut); the run
+  // finishes on the server meanwhile; back online, the UI reconnects by itself and the
+  // timeline completes from the stored events, nothing lost or doubled.
+  async netdrop(page) {
+    let down = false;
+    const open = [];
+    await page.routeWebSocket(/\/ws$/, ws => {
+      if (down) { ws.close({ code: 4000, reason: 'offline' }); return; }
+      const server = ws.connectToServer();
+      open.push([ws, server]);
+    });
+    await login(page, 'dev');
+    await ask(page, 'Where can I save money?');
+    await waitFor(page, () => window.__agentd.log.some(e => e.type === 'tool_executing'));
+    const runId = await page.evaluate(() => window.__agentd.currentRun);
+    check(!(await page.evaluate(runDoneOf, runId)), 'run ended before the drop: raise --llm-latency-ms');
+    down = true;
+    await page.context().setOffline(true);
+    for (const [ws, server] of open.splice(0)) { server.close(); ws.close({ code: 4000, reason: 'offline' }); }
+    await waitFor(page, () => document.getElementById('conn').dataset.state === 'down');
+    const seenAtDrop = await page.evaluate(() => window.__agentd.log.length);
+    // the run goes on without us
+    const end = Date.now() + T;
+    for (;;) {
+      const run = await rest(page, '/api/runs/' + runId);
+      if (run.status !== 'queued' && run.status !== 'running') break;
+      check(Date.now() < end, 'run did not finish on the server');
+      await new Promise(r => setTimeout(r, 200));
+    }
+    check(!(await page.evaluate(runDoneOf, runId)), 'the page saw the end while offline');
+    await page.screenshot({ path: join(SHOTS, 'netdrop-offline.png'), fullPage: true });
+    down = false;
+    await page.context().setOffline(false);
+    await waitFor(page, runDoneOf, runId);
+    await waitFor(page, () => document.getElementById('conn').textContent === 'connected');
+    await page.waitForSelector('.run .answer:not([hidden])', { timeout: T });
+    const res = await checkRun(page, runId);
+    // and the user can go on
+    await ask(page, 'Thanks, and the latency?');
+    await waitFor(page, () => window.__agentd.log.filter(e => e.type === 'agent_completed' && e.agent === 'supervisor').length === 2);
+    await page.screenshot({ path: join(SHOTS, 'netdrop.png'), fullPage: true });
+    return { seenAtDrop, ...res };
+  },
+
+  // agentd restarts (same port and data) with a run finished and one waiting for an
+  // approval: the UI shows the connection down while reconnects fail, reconnects by
+  // itself once the server is back, and the user
+  // approves and sees the run finish, then asks again.
+  async restart(page) {
+    await login(page, 'dev');
+    await ask(page, 'Hello there');
+    await waitFor(page, runDone);
+    const done = await page.evaluate(() => window.__agentd.log.find(e => e.type === 'agent_started').run);
+    await ask(page, '[[scenario:approval]] [[tool:calculator]] [[args:{"expression":"6*7"}]]');
+    await page.waitForSelector('.approval button', { timeout: T });
+    const runId = await page.evaluate(() => window.__agentd.currentRun);
+    await page.evaluate(() => { window.__agentd.connLog = []; });
+    // down long enough for reconnects to fail (and a token refresh to fail on the network)
+    await control('stop');
+    await waitFor(page, () => window.__agentd.wsTry >= 3);
+    check(await page.evaluate(() => document.getElementById('conn').dataset.state) === 'down', 'shown down');
+    await page.screenshot({ path: join(SHOTS, 'restart-down.png'), fullPage: true });
+    await control('start');
+    await waitFor(page, () => window.__agentd.connLog.includes('down') &&
+      document.getElementById('conn').textContent === 'connected');
+    await page.screenshot({ path: join(SHOTS, 'restart-reconnected.png'), fullPage: true });
+    const end = Date.now() + T;
+    while (!(await page.evaluate(runDoneOf, runId))) {
+      check(Date.now() < end, 'run did not finish after approvals');
+      const b = page.locator('.approval button:text("Approve")');
+      if (await b.count()) await b.first().click(); else await new Promise(r => setTimeout(r, 150));
+    }
+    check(await page.evaluate(runId => window.__agentd.log.some(e => e.run === runId && e.type === 'tool_completed'), runId), 'the tool ran');
+    const res = { before: await checkRun(page, done), approved: await checkRun(page, runId) };
+    await ask(page, 'And after the restart?');
+    await waitFor(page, () => window.__agentd.log.filter(e => e.type === 'agent_completed' && e.agent === 'supervisor').length === 3);
+    await page.screenshot({ path: join(SHOTS, 'restart.png'), fullPage: true });
+    return res;
   },
 
   async xss(page) {

@@ -2,7 +2,7 @@
 
 - Agentd: start the real binary (AGENTD_BIN, default build-test/agentd) on --port 0,
   wait for `agentd listening on http(s)://HOST:PORT`, stop it with SIGTERM and check
-  exit status 0 and a sanitizer-clean stderr.
+  exit status 0 and a sanitizer-clean stderr; restart() starts it again on the same port and data dir.
 - agentd_server(*flags): a module-scoped pytest fixture built on Agentd.
 - mint_token(): HS256 (or deliberately broken) JWTs with the stdlib only.
 - HttpConn: raw HTTP/1.1 over a socket (keep-alive, pipelining, byte-level control).
@@ -78,6 +78,7 @@ class Agentd:
         self.proc = None
         self.scheme = self.host = None
         self.port = None
+        self.listen_port = 0   # 0: any free port; restart() keeps the one it had
         self.stdout_path = os.path.join(self.workdir, name + ".stdout")
         self.stderr_path = os.path.join(self.workdir, name + ".stderr")
         self._stdout_lines = []
@@ -86,7 +87,7 @@ class Agentd:
 
     # -- lifecycle ---------------------------------------------------------
     def cmdline(self):
-        return [AGENTD_BIN, "--port", "0", "--data-dir", self.data_dir, "--jwt-secret", self.secret,
+        return [AGENTD_BIN, "--port", str(self.listen_port), "--data-dir", self.data_dir, "--jwt-secret", self.secret,
                 "--log-format", "json", "--log-level", "info"] + self.args
 
     def start(self, timeout=20.0):
@@ -172,6 +173,13 @@ class Agentd:
             self.kill()
             raise AssertionError("agentd did not exit within %ss of %s\n--- stderr tail ---\n%s"
                                  % (timeout, sig, self.stderr_tail()))
+
+    def restart(self, timeout=20.0):
+        """Stop (SIGTERM; exit 0, sanitizer-clean; nothing to do if already stopped) and start again on the
+        same port and data dir, as an operator's restart: clients that saved the address reconnect to it."""
+        self.stop_and_check()
+        self.listen_port = self.port
+        return self.start(timeout)
 
     def stop_and_check(self, sig=signal.SIGTERM, timeout=30.0):
         """Teardown: stop, assert exit 0 and no sanitizer report."""
