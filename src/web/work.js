@@ -43,12 +43,13 @@ export function stackedDayChart(title, rows, days, models) {
   const svg = svgEl('svg', { class: 'chart', role: 'img', viewBox: `0 0 ${width} ${bottom + 22 + legendH}` });
   svg.appendChild(svgEl('title', {}, title));
   svg.appendChild(svgEl('text', { x: 0, y: 14, 'font-weight': 'bold' }, title));
+  const decimals = max >= 1 ? 2 : Math.min(8, 1 - Math.floor(Math.log10(max))); // two significant digits
   for (const f of [0, 0.5, 1]) {
     const y = bottom - f * plotH;
     svg.appendChild(svgEl('line', { class: 'grid', x1: left, x2: width - 8, y1: y, y2: y }));
-    svg.appendChild(svgEl('text', { x: left - 4, y: y + 4, 'text-anchor': 'end' }, '$' + (max * f).toFixed(max < 1 ? 3 : 2)));
+    svg.appendChild(svgEl('text', { x: left - 4, y: y + 4, 'text-anchor': 'end' }, '$' + (max * f).toFixed(decimals)));
   }
-  const slot = plotW / Math.max(1, days.length), bw = Math.max(1, slot * 0.8);
+  const slot = plotW / Math.max(1, days.length), bw = Math.max(1, Math.min(40, slot * 0.8));
   const x = new Map(days.map((d, i) => [d, left + i * slot + (slot - bw) / 2]));
   const base = new Map();
   const order = new Map(models.map((m, i) => [m, i]));
@@ -63,9 +64,11 @@ export function stackedDayChart(title, rows, days, models) {
     rect.appendChild(svgEl('title', {}, `${r.date} · ${r.model}: $${(r.cost_usd || 0).toFixed(4)} (${r.calls} calls)`));
     svg.appendChild(rect);
   }
-  if (days.length) {
+  if (days.length === 1) {
+    svg.appendChild(svgEl('text', { x: x.get(days[0]) + bw / 2, y: bottom + 14, 'text-anchor': 'middle' }, days[0]));
+  } else if (days.length) {
     svg.appendChild(svgEl('text', { x: left, y: bottom + 14 }, days[0]));
-    if (days.length > 1) svg.appendChild(svgEl('text', { x: width - 8, y: bottom + 14, 'text-anchor': 'end' }, days[days.length - 1]));
+    svg.appendChild(svgEl('text', { x: width - 8, y: bottom + 14, 'text-anchor': 'end' }, days[days.length - 1]));
   }
   models.forEach((m, i) => {
     const lx = (i % 2) * (width / 2), ly = bottom + 26 + Math.floor(i / 2) * 16;
