@@ -29,10 +29,17 @@ const S = {
 };
 window.__agentd = S; // for the browser tests
 
+// Called on every event: sessionStorage is written only when the point moves
+// (while a run is open it stays before the run's first event), a write per
+// event cost more than drawing the event (docs/ui.md, Budget).
+let savedResume = null;
 function saveResume() {
   let from = S.lastSeq;
   for (const s of S.openRuns.values()) from = Math.min(from, s - 1);
-  sessionStorage.setItem('agentd.seq', String(Math.max(0, from)));
+  const v = String(Math.max(0, from));
+  if (v === savedResume && sessionStorage.getItem('agentd.seq') === v) return;
+  sessionStorage.setItem('agentd.seq', v);
+  savedResume = v;
 }
 
 // ---- REST ----
