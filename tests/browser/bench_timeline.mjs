@@ -19,6 +19,9 @@ const t0 = Date.now();
 await page.goto(base + '/');
 await page.click('#dev-login');
 await page.waitForSelector('#chat:not([hidden])');
+// Signed in once the composer has the focus (the end of app.js enter()): a run
+// streamed before that would be wiped by newConversation() on a loaded machine.
+for (let k = 0; k < 200 && !(await page.evaluate(() => document.activeElement?.id === 'input')); k++) await new Promise(r => setTimeout(r, 50));
 while (!sock) await new Promise(r => setTimeout(r, 50));
 await page.evaluate(() => {
   window.__frames = [];
