@@ -1,7 +1,7 @@
 // app.js — agentd's web UI (SPEC §14, docs/ui.md).  Plain ES modules, no
 // framework.  Model and user text only ever reaches the DOM as text nodes
 // (md.js builds elements; nothing here assigns HTML strings).
-import { render } from './md.js';
+import { MdStream } from './md.js';
 import { renderDashboard } from './work.js';
 
 const $ = id => document.getElementById(id);
@@ -34,10 +34,17 @@ const S = {
 };
 window.__agentd = S; // for the browser tests
 
+// Called on every event: sessionStorage is written only when the point moves
+// (while a run is open it stays before the run's first event), a write per
+// event cost more than drawing the event (docs/ui.md, Budget).
+let savedResume = null;
 function saveResume() {
   let from = S.lastSeq;
   for (const s of S.openRuns.values()) from = Math.min(from, s - 1);
-  sessionStorage.setItem('agentd.seq', String(Math.max(0, from)));
+  const v = String(Math.max(0, from));
+  if (v === savedResume && sessionStorage.getItem('agentd.seq') === v) return;
+  sessionStorage.setItem('agentd.seq', v);
+  savedResume = v;
 }
 
 // ---- REST ----
@@ -376,19 +383,24 @@ function runView(runId) {
   actions.appendChild(copy);
   li.append(steps, answer, actions);
   $('timeline').appendChild(li);
-  v = { li, steps, answer, copy, text: '', agents: new Map(), tools: new Map(), done: false, pending: false };
+  v = { li, steps, answer, copy, text: '', agents: new Map(), tools: new Map(), done: false, pending: false,
+    md: new MdStream(answer), final: false };
   S.runs.set(runId, v);
   return v;
 }
 
+// The answer is drawn at most once per frame, incrementally (md.js MdStream:
+// only the blocks still open are redrawn, a streaming table gains rows), so a
+// frame's cost does not grow with the answer (docs/ui.md, Budget).
 function setAnswer(v, text, final) {
   v.text = text;
-  if (v.pending && !final) return;
+  v.final = v.final || final;
+  if (v.pending) return;
   v.pending = true;
   requestAnimationFrame(() => {
     v.pending = false;
     v.answer.hidden = !v.text;
-    v.answer.replaceChildren(render(v.text));
+    v.md.update(v.text, v.final);
     v.copy.hidden = !v.text;
   });
 }
