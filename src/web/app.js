@@ -462,7 +462,7 @@ async function drain(thread) {
     S.active.delete(id);
     S.ended.add(id);
   }
-  for (const r of runs) if (!S.ended.has(r.id)) S.active.set(r.id, r.thread_id || null);
+  for (const r of runs) if (!S.ended.has(r.id) && r.thread_id) S.active.set(r.id, r.thread_id);
   if (!busy(thread)) sendQueued(thread);
   for (const t of freed) if (t !== thread) drain(t);
 }
