@@ -12,6 +12,8 @@ const el = (tag, cls, text) => {
   return e;
 };
 
+const QUEUE_MAX = 50; // queued turns per tab, every thread's (docs/ui.md)
+
 // The access token lives in memory only; the refresh token and the resume
 // point are kept in sessionStorage so a reload of this tab can carry on.
 const S = {
@@ -31,6 +33,15 @@ const S = {
   userOfRun: new Map(), // run_id → the user message <li> that started it
   started: new Set(),  // run_ids whose first event has arrived
   connLog: [],         // connection states shown (tests)
+  // Queued turns (docs/ui.md): held here while a run of their thread is unfinished.
+  queue: loadQueue(),  // {q, t: thread_id|null, text, kind?, of?} in order, every thread's (sessionStorage)
+  active: new Map(),   // run_id → thread_id of the runs not known to have ended, every thread's
+  ended: new Set(),    // run_ids whose last event was seen (or the server says are over)
+  pending: new Map(),  // frame id → thread_id|null of a user_message awaiting its reply
+  draining: new Set(), // threads whose next queued turn is being checked with the server
+  topAgent: new Map(), // run_id → its first agent (the one whose agent_completed ends it)
+  qLog: [],            // {text, thread, seen: S.log.length} of each queued turn sent (tests)
+  loaded: false,       // the open thread is drawn: queued turns may go
 };
 window.__agentd = S; // for the browser tests
 
@@ -99,9 +110,16 @@ async function enter() {
   $('auth').hidden = true;
   $('views').hidden = false;
   show('chat');
-  connect();
-  await loadThreads();
-  if (S.thread) await openThread(S.thread); else newConversation();
+  // The socket opens once the open thread is drawn: the resume replays the open run's
+  // events into it (openThread would wipe a run drawn before it, and a run waiting for
+  // an approval sends nothing more to draw it again).  Queued turns go after that.
+  try {
+    await loadThreads();
+    if (S.thread) await openThread(S.thread); else newConversation();
+  } finally {
+    S.loaded = true;
+    connect();
+  }
   $('input').focus();
 }
 
@@ -144,6 +162,7 @@ function setThread(id) {
   S.thread = id;
   if (id) sessionStorage.setItem('agentd.thread', id); else sessionStorage.removeItem('agentd.thread');
   drawThreads();
+  drawQueue();
 }
 
 function newConversation() {
@@ -187,17 +206,17 @@ function scrollDown() {
 }
 
 // A user message: its text, then a line of badges (queued, edited, …) and an Edit button.
-function addUser(text) {
+function addUser(text, list = $('timeline')) {
   const li = el('li', 'turn');
   li.appendChild(el('div', 'msg user', text));
   const meta = el('div', 'meta');
   const edit = el('button', 'edit', 'Edit');
   edit.type = 'button';
-  edit.setAttribute('aria-label', 'Edit message: ' + (text.length > 40 ? text.slice(0, 40) + '…' : text));
+  edit.setAttribute('aria-label', 'Edit message: ' + short(text));
   edit.addEventListener('click', () => startEdit(li));
   meta.appendChild(edit);
   li.appendChild(meta);
-  $('timeline').appendChild(li);
+  list.appendChild(li);
   return li;
 }
 
@@ -213,32 +232,53 @@ function badge(li, kind, text) {
 function unbadge(li, kind) { li?.querySelector('.badge.' + kind)?.remove(); }
 
 // Send a chat turn in the open thread.  from/kind: the message this one edits or re-runs.
-// A turn sent while another run of the thread is unfinished, or whose run has not
-// started a second after the server took it (the server's run queue is full), shows
-// "queued" until its run's first event.
+// While a run of the thread is unfinished (or turns of it already wait), the turn is
+// queued instead: held here, shown "queued", and sent once the thread's runs have ended
+// (see "queued turns" below).  Returns its <li>, or null when it was neither sent nor
+// queued (not connected, or too many queued).
 function sendUser(text, kind, from) {
+  const thread = S.thread;
+  if (busy(thread) || S.draining.has(thread) || S.queue.some(i => i.t === thread)) return enqueue(text, kind, from);
+  return transmit(text, thread, null, kind, from, from?.dataset.msg);
+}
+
+// The user_message frame of a turn in `thread`.  li: the turn's queued <li>, moved into the
+// timeline; without one a new <li> when the thread is open (a queued turn of another
+// thread has none: its thread is drawn from the server when opened).  of/from: the
+// message it edits or re-runs (from: its <li>, when shown).  Returns the <li> (or true
+// without one), null when not connected.
+function transmit(text, thread, li, kind, from, of) {
   const id = 'u' + (++S.frameId);
   const payload = { content: text };
-  if (S.thread) payload.thread_id = S.thread;
-  const busy = [...S.runs.values()].some(v => !v.done && !v.ended);
+  if (thread) payload.thread_id = thread;
   if (!send({ type: 'user_message', payload, id })) return null;
-  const li = addUser(text);
+  S.pending.set(id, thread);
+  if (li) {
+    const focused = li.contains(document.activeElement);
+    unbadge(li, 'queued');
+    li.querySelector('button.cancel')?.remove();
+    delete li.dataset.q;
+    $('timeline').appendChild(li);
+    trayShown();
+    if (focused) li.querySelector('button.edit').focus();
+  } else if (thread === S.thread) li = addUser(text);
+  if (!li) return true;
   placeRerun(); // the last answer is no longer last
   li.dataset.state = 'sent';
   S.sent.set(id, li);
-  if (busy) badge(li, 'queued', 'queued');
-  if (from) {
+  if (kind) {
     badge(li, 'edited', kind === 'rerun' ? 're-run' : 'edited');
-    li.dataset.editOf = from.dataset.msg || '';
+    li.dataset.editOf = of || '';
     li.dataset.editKind = kind;
-    li.editFrom = from;
-    supersede(from, true);
+    if (from) { li.editFrom = from; supersede(from, true); }
   }
   scrollDown();
   return li;
 }
 
-// The server took a turn (message_received with our frame id).
+// The server took a turn (message_received with our frame id).  A turn whose run has
+// not started a second later waits in the server's run queue (every run thread busy,
+// --max-runs): badged "waiting for the server" until its run's first event.
 function accepted(replyTo, d) {
   const li = S.sent.get(replyTo);
   if (!li) return;
@@ -249,15 +289,17 @@ function accepted(replyTo, d) {
   if (!d.run_id) return;
   li.dataset.run = d.run_id;
   S.userOfRun.set(d.run_id, li);
-  if (S.started.has(d.run_id)) { unbadge(li, 'queued'); return; }
-  setTimeout(() => { if (!S.started.has(d.run_id) && li.isConnected) badge(li, 'queued', 'queued'); }, 1000);
+  if (S.started.has(d.run_id)) return;
+  setTimeout(() => {
+    if (!S.started.has(d.run_id) && !S.ended.has(d.run_id) && li.isConnected) badge(li, 'waiting', 'waiting for the server');
+  }, 1000);
 }
 
-// The first event of a run: its turn is no longer queued.
+// The first event of a run: its turn no longer waits for the server.
 function runStarted(runId) {
   if (S.started.has(runId)) return;
   S.started.add(runId);
-  unbadge(S.userOfRun.get(runId), 'queued');
+  unbadge(S.userOfRun.get(runId), 'waiting');
 }
 
 // An error frame answering one of our turns: it was not taken.
@@ -265,11 +307,190 @@ function refused(replyTo, message) {
   const li = S.sent.get(replyTo);
   if (!li) return false;
   S.sent.delete(replyTo);
-  unbadge(li, 'queued');
+  unbadge(li, 'waiting');
   li.dataset.state = 'refused';
   badge(li, 'failed', 'not sent: ' + message);
   if (li.editFrom) supersede(li.editFrom, false); // the edit did not happen
   return true;
+}
+
+// ---- queued turns ----
+// A turn the user sends while a run of its thread is unfinished is held by the page
+// (agentd would start a second run of the thread at once, beside the first, and that
+// run would not see the first one's answer).  It shows at once in the tray under the
+// conversation, badged "queued", with Edit and Cancel; when every run of its thread
+// has ended (completed, failed or stopped) the first queued turn of the thread is sent,
+// and the next one when that turn's run has ended, and so on.  The queue is kept in
+// sessionStorage like the resume point, so a reload keeps it; each thread has its own.
+//
+// What is busy: the runs the page has seen start (message_received, events of every
+// thread) and not end, and the turns sent but not yet answered.  Before a queued turn
+// goes, GET /api/agents/status (the caller's active runs) confirms the thread is free:
+// it catches runs the page has not seen (another tab, a run seen before a reload) and
+// forgets ones that ended unseen.  agentd stores a run's row before message_received
+// and its end before the last event, so the answer is never older than what the page saw.
+function loadQueue() {
+  try {
+    const q = JSON.parse(sessionStorage.getItem('agentd.queue') || '[]');
+    return Array.isArray(q) ? q.filter(i => i && typeof i.q === 'string' && typeof i.text === 'string' &&
+      (i.t === null || typeof i.t === 'string')).slice(0, QUEUE_MAX) : [];
+  } catch (e) { return []; }
+}
+
+function saveQueue() {
+  const q = S.queue.map(({ q, t, text, kind, of }) => ({ q, t, text, kind, of }));
+  try { sessionStorage.setItem('agentd.queue', JSON.stringify(q)); } catch (e) { /* full: kept in memory */ }
+}
+
+function busy(thread) {
+  for (const t of S.active.values()) if (t === thread) return true;
+  for (const t of S.pending.values()) if (t === thread) return true;
+  return false;
+}
+
+const short = text => text.length > 40 ? text.slice(0, 40) + '…' : text;
+
+function enqueue(text, kind, from) {
+  if (S.queue.length >= QUEUE_MAX) { setConn('too many queued messages: cancel some first', S.ws ? 'up' : 'down'); return null; }
+  const item = { q: 'q' + Date.now().toString(36) + '.' + (++S.frameId), t: S.thread, text };
+  if (kind) { item.kind = kind; item.of = from?.dataset.msg || ''; item.from = from; }
+  S.queue.push(item);
+  saveQueue();
+  const li = queuedItem(item);
+  $('queued').appendChild(li);
+  trayShown();
+  drain(item.t); // free already when the first queued turn was held by its editor or the socket was down
+  return li;
+}
+
+// A queued turn's <li>: the message, badged "queued", with Edit (startEdit) and Cancel.
+function queuedItem(item) {
+  const li = addUser(item.text, $('queued'));
+  li.dataset.state = 'queued';
+  li.dataset.q = item.q;
+  const cancel = el('button', 'cancel', 'Cancel');
+  cancel.type = 'button';
+  cancel.setAttribute('aria-label', 'Cancel queued message: ' + short(item.text));
+  cancel.addEventListener('click', () => cancelQueued(li));
+  li.querySelector('.meta').appendChild(cancel);
+  if (item.kind) badge(li, 'edited', item.kind === 'rerun' ? 're-run' : 'edited');
+  badge(li, 'queued', 'queued');
+  return li;
+}
+
+function trayShown() { $('queued').hidden = !$('queued').children.length; }
+
+// The open thread's queued turns in the tray (their <li>s kept, with any open editor).
+function drawQueue() {
+  const tray = $('queued');
+  const have = new Map([...tray.children].map(li => [li.dataset.q, li]));
+  tray.replaceChildren(...S.queue.filter(i => i.t === S.thread).map(i => have.get(i.q) || queuedItem(i)));
+  trayShown();
+}
+
+const queuedOf = li => S.queue.find(i => i.q === li.dataset.q);
+
+function cancelQueued(li) {
+  const item = queuedOf(li);
+  if (!item) return;
+  S.queue.splice(S.queue.indexOf(item), 1);
+  saveQueue();
+  const next = li.nextElementSibling || li.previousElementSibling;
+  const focused = li.contains(document.activeElement);
+  li.remove();
+  trayShown();
+  if (focused) (next?.querySelector('button.cancel') || $('input')).focus();
+  drain(item.t); // the turns after it may go now
+}
+
+// An open editor holds its queued turn (and the ones after it): it goes as saved.
+function holdQueued(li, on) {
+  const item = queuedOf(li);
+  if (!item) return;
+  item.editing = on;
+  if (!on) drain(item.t);
+}
+
+function editQueued(li, text) {
+  const item = queuedOf(li);
+  if (!item) return;
+  item.text = text;
+  saveQueue();
+  li.querySelector('.msg.user').textContent = text;
+  li.querySelector('button.edit').setAttribute('aria-label', 'Edit message: ' + short(text));
+  li.querySelector('button.cancel').setAttribute('aria-label', 'Cancel queued message: ' + short(text));
+}
+
+// Every frame with a run_id: which runs of which threads are unfinished.  A run ends
+// with its top agent's agent_completed, agent_error or agent_stopped (SPEC §5).
+function track(f) {
+  const id = f.run_id;
+  if (!id || S.ended.has(id)) return;
+  if (f.type === 'agent_started' && !S.topAgent.has(id)) S.topAgent.set(id, f.agent_name);
+  const top = S.topAgent.get(id) || 'supervisor';
+  if (f.type === 'agent_stopped' || f.type === 'agent_error' || (f.type === 'agent_completed' && f.agent_name === top)) {
+    const thread = S.active.has(id) ? S.active.get(id) : f.thread_id || null;
+    S.active.delete(id);
+    S.topAgent.delete(id);
+    S.ended.add(id);
+    if (S.ended.size > 10000) S.ended.delete(S.ended.values().next().value); // bounded: the oldest
+    drain(thread);
+  } else if (f.thread_id) S.active.set(id, f.thread_id);
+}
+
+// The server answered a user_message frame: its run is the thread's, until it ends.
+function turnTaken(frame, d) {
+  const thread = S.pending.get(frame);
+  S.pending.delete(frame);
+  if (thread === null && d.thread_id && S.queue.some(i => i.t === null)) {
+    for (const i of S.queue) if (i.t === null) i.t = d.thread_id; // queued in the conversation it created
+    saveQueue();
+  }
+  if (d.run_id && d.thread_id && !S.ended.has(d.run_id)) S.active.set(d.run_id, d.thread_id);
+  drain(d.thread_id || thread);
+}
+
+// Send the thread's next queued turn if the thread is free (checked with the server).
+async function drain(thread) {
+  const head = S.queue.find(i => i.t === thread);
+  if (!head || head.editing || !S.loaded || busy(thread) || S.draining.has(thread)) return;
+  if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return; // again at the next connection
+  S.draining.add(thread);
+  const known = [...S.active.keys()];
+  let runs = null;
+  try { runs = (await api('/api/agents/status')).runs || []; } catch (e) { /* again at the next run's end or connection */ }
+  S.draining.delete(thread);
+  if (!runs) return;
+  const live = new Set(runs.map(r => r.id));
+  const freed = new Set();
+  for (const id of known) {
+    if (live.has(id) || !S.active.has(id)) continue;
+    freed.add(S.active.get(id)); // it ended unseen
+    S.active.delete(id);
+    S.ended.add(id);
+  }
+  for (const r of runs) if (!S.ended.has(r.id) && r.thread_id) S.active.set(r.id, r.thread_id);
+  if (!busy(thread)) sendQueued(thread);
+  for (const t of freed) if (t !== thread) drain(t);
+}
+
+function sendQueued(thread) {
+  const item = S.queue.find(i => i.t === thread);
+  if (!item || item.editing) return;
+  const li = thread === S.thread ? [...$('queued').children].find(x => x.dataset.q === item.q) || null : null;
+  let from = item.from?.isConnected ? item.from : null;
+  if (!from && item.of && thread === S.thread)
+    from = [...document.querySelectorAll('#timeline li.turn')].find(x => x.dataset.msg === item.of) || null;
+  const seen = S.log.length;
+  if (!transmit(item.text, thread, li, item.kind, from, item.of)) return; // not connected: stays queued
+  S.queue.splice(S.queue.indexOf(item), 1);
+  saveQueue();
+  if (S.qLog.length < 1000) S.qLog.push({ text: item.text, thread, seen });
+}
+
+// After a (re)connection or the first drawing: every thread's queue may go.
+function drainAll() {
+  for (const t of new Set(S.queue.map(i => i.t))) drain(t);
 }
 
 // ---- edit and re-run ----
@@ -328,7 +549,14 @@ function startEdit(li) {
   f.append(label, ta, row);
   bubble.hidden = true;
   li.insertBefore(f, bubble.nextSibling);
-  const close = () => { f.remove(); bubble.hidden = false; li.querySelector('button.edit').focus(); };
+  const queued = li.dataset.state === 'queued'; // edited in place, held until saved or given up
+  if (queued) holdQueued(li, true);
+  const close = () => {
+    f.remove();
+    bubble.hidden = false;
+    li.querySelector('button.edit').focus();
+    if (queued) holdQueued(li, false);
+  };
   cancel.addEventListener('click', close);
   ta.addEventListener('keydown', e => {
     if (e.key === 'Escape') { e.preventDefault(); close(); }
@@ -338,6 +566,7 @@ function startEdit(li) {
     e.preventDefault();
     const text = ta.value.trim();
     if (!text || text === bubble.textContent) { close(); return; }
+    if (queued) { editQueued(li, text); close(); return; }
     if (!sendUser(text, 'edited', li)) return; // not connected: keep the editor open
     f.remove();
     bubble.hidden = false;
@@ -444,8 +673,10 @@ function onEvent(ev) {
   if (ev.type === 'agent_stopped' || ev.type === 'agent_error' ||
       (ev.type === 'agent_completed' && ev.agent_name === 'supervisor')) S.openRuns.delete(runId);
   saveResume();
-  if (!runId || (S.thread && ev.thread_id && ev.thread_id !== S.thread)) return;
-  if (!S.thread && ev.thread_id) setThread(ev.thread_id);
+  // Only the open thread's runs are drawn: a new conversation gets its thread from
+  // message_received, which comes before its run's events (another thread's run must
+  // not take over the new conversation).
+  if (!runId || (ev.thread_id && ev.thread_id !== S.thread)) return;
   const existing = S.runs.get(runId);
   if (existing && existing.done) return; // shown complete from the stored messages
   const v = runView(runId);
@@ -505,7 +736,7 @@ function onEvent(ev) {
 function runEnded(runId) {
   const v = S.runs.get(runId);
   if (v) v.ended = true;
-  unbadge(S.userOfRun.get(runId), 'queued');
+  unbadge(S.userOfRun.get(runId), 'waiting');
   placeRerun();
   if (S.currentRun === runId) { S.currentRun = null; $('stop').disabled = true; }
   loadThreads().catch(() => {});
@@ -532,25 +763,38 @@ function connect() {
     if (f.type === 'system_message' && f.event === 'connection_established') {
       S.wsTry = 0;
       setConn('connected', 'up');
-      if (S.lastSeq > 0) send({ type: 'resume', payload: { after_seq: Number(sessionStorage.getItem('agentd.seq') || S.lastSeq) } });
+      // A saved resume point, even 0 (the user's first run is open), replays from it.
+      const from = sessionStorage.getItem('agentd.seq');
+      if (from !== null || S.lastSeq > 0) send({ type: 'resume', payload: { after_seq: Number(from || S.lastSeq) } });
+      drainAll();
       return;
     }
     if (f.type === 'message_received') {
       const d = f.data || {};
+      // a queued turn of another thread, sent while this one is open, is not drawn here
+      const own = f.reply_to !== undefined && S.pending.has(f.reply_to);
+      const to = S.pending.get(f.reply_to);
+      if (own) turnTaken(f.reply_to, d);
       if (f.reply_to !== undefined) accepted(f.reply_to, d);
-      if (d.thread_id && !S.thread) { setThread(d.thread_id); loadThreads().catch(() => {}); }
-      if (d.run_id) { S.currentRun = d.run_id; $('stop').disabled = false; runView(d.run_id); }
+      if (d.thread_id && !S.thread && (!own || to === null)) { setThread(d.thread_id); loadThreads().catch(() => {}); }
+      if (d.run_id && (!d.thread_id || d.thread_id === S.thread)) { S.currentRun = d.run_id; $('stop').disabled = false; runView(d.run_id); }
       return;
     }
     if (f.type === 'error') {
+      if (f.reply_to !== undefined && S.pending.has(f.reply_to)) { // a turn not taken: its thread is free
+        const t = S.pending.get(f.reply_to);
+        S.pending.delete(f.reply_to);
+        drain(t);
+      }
       if (f.reply_to === undefined || !refused(f.reply_to, f.message || f.code)) setConn('error: ' + (f.message || f.code), 'up');
       return;
     }
-    if (f.seq !== undefined && f.run_id) { runStarted(f.run_id); onEvent(f); }
+    if (f.seq !== undefined && f.run_id) { runStarted(f.run_id); onEvent(f); track(f); }
   };
   ws.onclose = async ev => {
     if (S.ws !== ws) return;
     S.ws = null;
+    S.pending.clear(); // unanswered: whether they were taken is asked again before a queued turn goes
     if (!S.refresh && !S.access) return;
     const delay = Math.min(10000, 500 * 2 ** S.wsTry++);
     setConn('disconnected: reconnecting in ' + Math.round(delay / 1000) + ' s…', 'down');
@@ -597,6 +841,8 @@ function wire() {
   $('archive').addEventListener('click', async () => {
     if (!S.thread) return;
     await api('/api/threads/' + encodeURIComponent(S.thread), { method: 'DELETE' });
+    S.queue = S.queue.filter(i => i.t !== S.thread); // nowhere to send them
+    saveQueue();
     newConversation();
     await loadThreads();
   });

@@ -244,21 +244,156 @@ const scenarios = {
     return { marks: m };
   },
 
-  // A turn sent while the thread's run is busy (agentd --max-runs 1: the server's run queue
-  // holds it) is badged "queued" until its run starts.
-  async queued(page) {
+  // Turns sent while the thread's run is unfinished are held by the page (docs/ui.md, queued
+  // turns): shown at once in the tray, badged "queued", editable and cancellable by keyboard,
+  // kept across a thread switch and a reload, and sent one at a time, each once the run
+  // before it has ended (completed or stopped), so the thread reads Q1, A1, Q2, A2, …
+  // Runs are held deterministically by an approval (--llm openai --approve-tools calculator).
+  async queue(page) {
+    const gate = expr => ' [[scenario:approval]] [[tool:calculator]] [[args:{"expression":"' + expr + '"}]]';
+    const Q1 = 'First question' + gate('6*7');
+    const Q2 = 'Second question' + gate('2+3');
+    const Q3 = 'Third question' + gate('1+1');
+    const Q3e = 'Third question, edited' + gate('1+1');
+    const Q4 = 'Fourth question, cancelled';
+    const Q5 = 'Fifth question';
+    const tray = () => page.evaluate(() => ({
+      hidden: document.getElementById('queued').hidden,
+      items: [...document.querySelectorAll('#queued > li')].map(li => ({
+        text: li.querySelector('.msg.user').textContent,
+        badge: li.querySelector('.badge.queued')?.textContent || '',
+        cancel: li.querySelector('button.cancel')?.getAttribute('aria-label') || '',
+        edit: li.querySelector('button.edit')?.getAttribute('aria-label') || '' })),
+      turns: [...document.querySelectorAll('#timeline li.turn')].map(li => li.querySelector('.msg.user').textContent),
+    }));
+    const trayTexts = async () => (await tray()).items.map(i => i.text);
+    const stored = async tid => (await rest(page, '/api/threads/' + tid + '/messages?limit=100')).messages;
+    const storedUsers = async tid => (await stored(tid)).filter(m => m.role === 'user').map(m => m.content);
+    const endIndex = runId => page.evaluate(runId => window.__agentd.log.findIndex(e => e.run === runId &&
+      ((e.type === 'agent_completed' && e.agent === 'supervisor') || e.type === 'agent_stopped' || e.type === 'agent_error')), runId);
+    const runOfTurn = async i => {
+      await waitFor(page, i => !!document.querySelectorAll('#timeline li.turn')[i]?.dataset.run, i);
+      return page.evaluate(i => document.querySelectorAll('#timeline li.turn')[i].dataset.run, i);
+    };
+    const approveAll = async runId => {
+      const end = Date.now() + T;
+      while (!(await page.evaluate(runDoneOf, runId))) {
+        check(Date.now() < end, 'run ' + runId + ' did not finish after approvals');
+        const b = page.locator('.run[data-run="' + runId + '"] .approval button:text("Approve")');
+        if (await b.count()) await b.first().click(); else await new Promise(r => setTimeout(r, 150));
+      }
+    };
+
+    await login(page, 'dev');
+    await ask(page, Q1);
+    await page.waitForSelector('.approval button', { timeout: T }); // run 1 waits for the user
+    const run1 = await page.evaluate(() => window.__agentd.currentRun);
+    const tid = await page.evaluate(() => window.__agentd.thread);
+    for (const q of [Q2, Q3, Q4, Q5]) await ask(page, q);
+    await waitFor(page, () => document.querySelectorAll('#queued > li').length === 4);
+    let t = await tray();
+    check(!t.hidden && JSON.stringify(t.items.map(i => i.text)) === JSON.stringify([Q2, Q3, Q4, Q5]), 'queued: ' + JSON.stringify(t));
+    check(t.items.every(i => i.badge === 'queued' && i.cancel.startsWith('Cancel queued message: ') &&
+      i.edit.startsWith('Edit message: ')), 'badged and labelled: ' + JSON.stringify(t.items));
+    check(JSON.stringify(t.turns) === JSON.stringify([Q1]), 'nothing else in the conversation: ' + JSON.stringify(t.turns));
+    check(JSON.stringify(await storedUsers(tid)) === JSON.stringify([Q1]), 'queued turns are not sent');
+    // cancel one and edit one, keyboard only
+    await page.getByRole('button', { name: 'Cancel queued message: ' + Q4 }).focus();
+    await page.keyboard.press('Enter');
+    await waitFor(page, () => document.querySelectorAll('#queued > li').length === 3);
+    await page.locator('#queued > li').nth(1).locator('button.edit').focus();
+    await page.keyboard.press('Enter');
+    const editor = page.getByLabel('Edit message', { exact: true });
+    await editor.waitFor({ timeout: T });
+    check(await editor.inputValue() === Q3, 'the editor holds the queued text');
+    await editor.fill(Q3e);
+    await page.keyboard.press('Enter');
+    await waitFor(page, () => !document.querySelector('#queued form'));
+    t = await tray();
+    check(JSON.stringify(t.items.map(i => i.text)) === JSON.stringify([Q2, Q3e, Q5]) && t.items[1].badge === 'queued' &&
+      t.items[1].cancel === 'Cancel queued message: ' + Q3e.slice(0, 40) + '…', 'after cancel and edit: ' + JSON.stringify(t));
+    await page.screenshot({ path: join(SHOTS, 'queue.png'), fullPage: true });
+    // another thread has its own (empty) queue; this one's is kept
+    await page.click('#new-thread');
+    await waitFor(page, () => document.getElementById('queued').hidden && !document.querySelector('#queued > li'));
+    await ask(page, 'A question in another thread');
+    await waitFor(page, tid => { const S = window.__agentd; return S.thread && S.thread !== tid; }, tid);
+    const other = await runOfTurn(0);
+    await waitFor(page, runDoneOf, other);
+    check(await page.evaluate(() => !document.querySelector('#queued > li') && !document.querySelector('#timeline .badge.queued')),
+      'a turn of an idle thread is sent at once');
+    await page.click('#thread-list button[data-id="' + tid + '"]');
+    await waitFor(page, () => document.querySelectorAll('#queued > li').length === 3);
+    check(JSON.stringify(await trayTexts()) === JSON.stringify([Q2, Q3e, Q5]), 'the thread\'s queue is back');
+    // a reload keeps the queue; the resumed run still waits, nothing was sent
+    await page.reload();
+    await page.waitForSelector('#chat:not([hidden])', { timeout: T });
+    await page.waitForSelector('.run[data-run="' + run1 + '"] .approval button', { timeout: T });
+    t = await tray();
+    check(JSON.stringify(t.items.map(i => i.text)) === JSON.stringify([Q2, Q3e, Q5]) && t.items.every(i => i.badge === 'queued'),
+      'after the reload: ' + JSON.stringify(t));
+    check(JSON.stringify(await storedUsers(tid)) === JSON.stringify([Q1]), 'still not sent after the reload');
+    // run 1 ends (approved) → Q2 goes, and only Q2
+    await approveAll(run1);
+    const run2 = await runOfTurn(1);
+    await page.waitForSelector('.run[data-run="' + run2 + '"] .approval button', { timeout: T });
+    t = await tray();
+    check(JSON.stringify(t.turns) === JSON.stringify([Q1, Q2]) && JSON.stringify(t.items.map(i => i.text)) ===
+      JSON.stringify([Q3e, Q5]), 'after run 1: ' + JSON.stringify(t));
+    let q = await page.evaluate(() => window.__agentd.qLog);
+    const end1 = await endIndex(run1);
+    check(q.length === 1 && q[0].text === Q2 && end1 >= 0 && q[0].seen > end1, 'Q2 sent after run 1 ended: ' + JSON.stringify({ q, end1 }));
+    check(JSON.stringify(await storedUsers(tid)) === JSON.stringify([Q1, Q2]), 'Q2 stored, Q3 not yet');
+    // run 2 ends (approved) → Q3 (edited) goes
+    await approveAll(run2);
+    const run3 = await runOfTurn(2);
+    await page.waitForSelector('.run[data-run="' + run3 + '"] .approval button', { timeout: T });
+    check(JSON.stringify(await trayTexts()) === JSON.stringify([Q5]), 'Q5 still queued');
+    // Stop stops the running run only; the queue stays, and Q5 goes once the run has stopped
+    await page.click('#stop');
+    await waitFor(page, runDoneOf, run3);
+    const run5 = await runOfTurn(3);
+    await waitFor(page, runDoneOf, run5);
+    q = await page.evaluate(() => window.__agentd.qLog);
+    const end2 = await endIndex(run2), end3 = await endIndex(run3);
+    check(JSON.stringify(q.map(x => x.text)) === JSON.stringify([Q2, Q3e, Q5]) && q[1].seen > end2 && q[2].seen > end3,
+      'each sent after the run before it: ' + JSON.stringify({ q, end2, end3 }));
+    check(await page.evaluate(runId => window.__agentd.log.some(e => e.run === runId && e.type === 'agent_stopped'), run3), 'run 3 stopped');
+    t = await tray();
+    check(t.hidden && !t.items.length && JSON.stringify(t.turns) === JSON.stringify([Q1, Q2, Q3e, Q5]), 'all sent: ' + JSON.stringify(t));
+    // the server's side: the turns in order, each after the answer before it; the cancelled one never
+    const msgs = (await stored(tid)).map(m => ({ role: m.role, content: m.content, run: m.run_id }));
+    const roles = msgs.map(m => m.role === 'user' ? m.content : 'A');
+    check(JSON.stringify(roles) === JSON.stringify([Q1, 'A', Q2, 'A', Q3e, Q5, 'A']), 'stored: ' + JSON.stringify(msgs));
+    const runs = {};
+    for (const id of [run1, run2, run3, run5]) {
+      const ev = (await rest(page, '/api/events?run_id=' + encodeURIComponent(id) + '&limit=1000')).events;
+      runs[id] = { first: ev[0].seq, last: ev[ev.length - 1].seq };
+    }
+    check(runs[run1].last < runs[run2].first && runs[run2].last < runs[run3].first && runs[run3].last < runs[run5].first,
+      'the runs did not overlap: ' + JSON.stringify(runs));
+    await page.screenshot({ path: join(SHOTS, 'queue-done.png'), fullPage: true });
+    return { tid, answers: msgs.filter(m => m.role === 'assistant').map(m => m.content), run2: await checkRun(page, run2),
+      run5: await checkRun(page, run5) };
+  },
+
+  // The server's run queue (agentd --max-runs 1): a turn in a new thread while another
+  // thread's run holds the only run thread is sent at once (its thread is free) and badged
+  // "waiting for the server" until its run starts, after the other run has ended.
+  async waiting(page) {
     await login(page, 'dev');
     await ask(page, 'Where can I save money?');
     await waitFor(page, () => window.__agentd.log.some(e => e.type === 'agent_started'));
     const first = await page.evaluate(() => window.__agentd.currentRun);
+    await page.click('#new-thread');
     await ask(page, 'And which model is slowest?');
-    await page.locator('#timeline li.turn').nth(1).locator('.badge.queued').waitFor({ timeout: T });
-    check(!(await page.evaluate(runDoneOf, first)), 'the first run ended before the second turn was sent: raise --llm-latency-ms');
-    await page.screenshot({ path: join(SHOTS, 'queued.png'), fullPage: true });
-    await waitFor(page, () => !!document.querySelectorAll('#timeline li.turn')[1].dataset.run);
-    const second = await page.evaluate(() => document.querySelectorAll('#timeline li.turn')[1].dataset.run);
-    check(second !== first, 'two runs');
-    // still queued while the first run goes on; gone once its own run has started
+    await page.locator('#timeline li.turn .badge.waiting').waitFor({ timeout: T });
+    check(!(await page.evaluate(runDoneOf, first)), 'the first run ended before the second turn waited: raise --llm-latency-ms');
+    check(await page.textContent('#timeline li.turn .badge.waiting') === 'waiting for the server', 'the badge says so');
+    check(await page.evaluate(() => !document.querySelector('#queued > li')), 'not held by the page: another thread');
+    await page.screenshot({ path: join(SHOTS, 'waiting.png'), fullPage: true });
+    const second = await page.evaluate(() => document.querySelector('#timeline li.turn').dataset.run);
+    check(second && second !== first, 'two runs');
     await waitFor(page, runId => window.__agentd.started.has(runId), second);
     const order = await page.evaluate(([a, b]) => {
       const log = window.__agentd.log;
@@ -266,9 +401,10 @@ const scenarios = {
         secondStart: log.findIndex(e => e.run === b) };
     }, [first, second]);
     check(order.firstEnd >= 0 && order.firstEnd < order.secondStart, 'the server held the second run: ' + JSON.stringify(order));
-    await waitFor(page, () => !document.querySelector('#timeline .badge.queued'));
+    await waitFor(page, () => !document.querySelector('#timeline .badge.waiting'));
     await waitFor(page, runDoneOf, second);
-    return { first: await checkRun(page, first), second: await checkRun(page, second) };
+    check(await page.evaluate(() => document.querySelectorAll('#timeline .run').length === 1), 'the other thread\'s run is not drawn here');
+    return { second: await checkRun(page, second) };
   },
 
   // The network drops mid-run (the page goes offline and its WebSocket is cut); the run

@@ -5,7 +5,9 @@ node process printing one JSON line; screenshots go to tests/browser/screenshots
 
 Scenarios: chat (register, upload a CSV with a rejected line, ask, the five event
 kinds in order, the answer), stop, reload mid-run (finishes, no duplicate step or
-seq), edit and re-run, a queued turn (--max-runs 1), a network drop mid-run and a
+seq), edit and re-run, queued turns (held by the page while the thread's run is unfinished:
+cancel, edit, thread switch, reload, sent one by one), a turn waiting in the server's run
+queue (--max-runs 1), a network drop mid-run and a
 server restart with an approval pending (no event lost or doubled, the UI reconnects
 by itself), approval (--llm openai with the stand-in, --approve-tools), xss (markup
 and javascript: links in messages render inert).
@@ -90,10 +92,39 @@ def test_browser_approval(server_factory):
         run_scenario(srv, "approval")
 
 
-def test_browser_queued(server_factory):
-    """--max-runs 1: the server's run queue holds a second turn while the first runs."""
+def test_browser_waiting(server_factory):
+    """--max-runs 1: the server's run queue holds a turn of another thread while the first runs."""
     srv = server_factory("--dev-login", "--rate-limit", "0", "--llm-latency-ms", "400", "--max-runs", "1")
-    run_scenario(srv, "queued")
+    run_scenario(srv, "waiting")
+
+
+def test_browser_queue(server_factory):
+    """Turns sent while the thread's run is unfinished are held by the page and sent one by one, each
+    after the run before it ended: the model's request for a queued turn carries the answer before it."""
+    mod = pytest.importorskip("standin", reason="tests/standin (the OpenAI stand-in) is not in this tree")
+    with mod.Standin() as s:
+        srv = server_factory("--dev-login", "--rate-limit", "0", "--llm", "openai", "--approve-tools", "calculator",
+                             env=s.agentd_env())
+        out = run_scenario(srv, "queue")
+        log = s.requests()
+    a1, a2 = out["answers"][0], out["answers"][1]
+
+    def last_user(req):
+        users = [m for m in req["body"]["messages"] if m["role"] == "user"]
+        c = users[-1]["content"] if users else ""
+        return c if isinstance(c, str) else "".join(p.get("text", "") for p in c)
+
+    def history(req):
+        return [m.get("content") for m in req["body"]["messages"] if m["role"] == "assistant"]
+
+    # the agents' model requests (not triage's classification, which sees the one message)
+    turns = [r for r in log if not r.get("classify")]
+    second = [r for r in turns if last_user(r).startswith("Second question")]
+    third = [r for r in turns if last_user(r).startswith("Third question, edited")]
+    assert second and third, [last_user(r)[:40] for r in log]
+    assert all(a1 in history(r) for r in second), (a1, [history(r) for r in second])
+    assert all(a1 in history(r) and a2 in history(r) for r in third), (a2, [history(r) for r in third])
+    assert not [r for r in log if "Fourth question" in json.dumps(r["body"])], "the cancelled turn reached the model"
 
 
 def test_browser_restart(server_factory):
