@@ -115,8 +115,10 @@ try {
   let seq = 5_000_000;
   const app = [];
   for (const [n, docIdx, final] of [[0, 0, 'same'], [1, 1, 'same'], [2, 3, 'same'], [3, 2, 'other']]) {
-    const run = 'run_md' + n, thread = 'thr_md';
-    const ev = (type, data) => JSON.stringify({ type, seq: seq++, run_id: run, thread_id: thread, agent_name: 'supervisor',
+    // No thread_id: the page draws only the open thread's runs, and here no thread is
+    // open (a new conversation); a run without a thread is drawn in any view.
+    const run = 'run_md' + n;
+    const ev = (type, data) => JSON.stringify({ type, seq: seq++, run_id: run, agent_name: 'supervisor',
       timestamp: Date.now() / 1000, data });
     const doc = DOCS[docIdx], answer = final === 'same' ? doc : '**replaced** [x](javascript:alert(3))';
     sock.send(ev('agent_started', { agent_name: 'supervisor', status: 'started' }));
