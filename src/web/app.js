@@ -655,7 +655,8 @@ function setStatus(s, text, cls) {
 function jsonBlock(label, value) {
   const d = el('details');
   d.appendChild(el('summary', '', label));
-  d.appendChild(el('pre', '', JSON.stringify(value, null, 2)));
+  const pre = d.appendChild(el('pre', '', JSON.stringify(value, null, 2)));
+  pre.tabIndex = 0; // it scrolls (app.css): reachable by keyboard to scroll it
   return d;
 }
 

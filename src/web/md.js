@@ -89,6 +89,7 @@ const listItem = line => { const li = el('li'); inline(li, line.replace(ITEM, ''
 function shell(lines, b) {
   if (b.kind === 'table') {
     const table = el('table'), hr = table.appendChild(el('thead')).appendChild(el('tr'));
+    table.tabIndex = 0; // a wide table scrolls in its own box (app.css): the keyboard must reach it to scroll it
     for (const c of cells(lines[b.start])) inline(hr.appendChild(el('th')), c);
     return { kind: b.kind, el: table, body: table.appendChild(el('tbody')), skip: 2, row: tableRow };
   }
@@ -102,6 +103,7 @@ function build(lines, b) {
   switch (b.kind) {
     case 'code': {
       const pre = el('pre');
+      pre.tabIndex = 0; // a long line scrolls in the box (app.css): the keyboard must reach it to scroll it
       pre.appendChild(el('code', lines.slice(b.start + 1, b.body).join('\n')));
       return pre;
     }
