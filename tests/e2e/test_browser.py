@@ -28,16 +28,16 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node") or "/usr/bin/node"
 
 
-def run_scenario(srv, name, controls=None):
-    """Run one scenario; a line {"control": action} it prints calls controls[action]() (e.g. restart
-    the server) and answers "ok" on its stdin."""
+def run_scenario(srv, name, controls=None, script=None, timeout=300):
+    """Run one scenario (of ui.mjs, or of `script`); a line {"control": action} it prints calls
+    controls[action]() (e.g. restart the server) and answers "ok" on its stdin."""
     if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
         pytest.fail("tests/browser/node_modules is missing: run `make deps` (scripts/deps.sh runs npm ci)")
     if not os.path.exists(CHROMIUM):
         pytest.fail("%s is missing: run `make deps` (scripts/deps.sh installs Debian's chromium)" % CHROMIUM)
-    p = subprocess.Popen([NODE, os.path.join(BROWSER_DIR, "ui.mjs"), srv.base_url, name], stdin=subprocess.PIPE,
+    p = subprocess.Popen([NODE, script or os.path.join(BROWSER_DIR, "ui.mjs"), srv.base_url, name], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, CHROMIUM=CHROMIUM))
-    watchdog = threading.Timer(300, p.kill)
+    watchdog = threading.Timer(timeout, p.kill)
     watchdog.start()
     err = []
     drain = threading.Thread(target=lambda: err.append(p.stderr.read()), daemon=True)
