@@ -46,6 +46,7 @@
 #include "llm/sse.h"
 #include "util/err.h"
 #include "util/hash.h"
+#include "util/stack.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
@@ -907,6 +908,9 @@ static int submit_and_wait(openai_t *o, call_t *c) {
   if (write(o->evfd, &one, sizeof(one)) < 0) {
     /* EAGAIN: the counter is full, so a wakeup is pending anyway */
   }
+  /* The call may stream for minutes: the stack pages this run thread touched
+   * before (building the request, storing its events) go back meanwhile. */
+  stack_trim();
   pthread_mutex_lock(&c->mu);
   while (!c->finished) pthread_cond_wait(&c->cv, &c->mu);
   pthread_mutex_unlock(&c->mu);
