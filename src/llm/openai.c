@@ -50,7 +50,7 @@
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
-#define OAI_BUFFER_SIZE (16 * 1024) /* curl's receive buffer per call: small, calls are many */
+#define OAI_BUFFER_SIZE (4 * 1024) /* curl's receive buffer per call: SSE chunks are small, calls are many */
 #define OAI_POLL_MS 50              /* the I/O thread's scan of all calls' cancel probes and timeouts */
 #define OAI_MAX_RETRIES 3
 #define OAI_BACKOFF_BASE_S 0.5
