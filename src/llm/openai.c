@@ -20,6 +20,11 @@
  * touched.  The bytes go through the SSE parser (sse.c) into the chunk
  * assembler (openai_stream.c).
  *
+ * Memory per call in flight (issue 14, docs/performance.md): the body goes as
+ * soon as the answer's first bytes show it was all sent (a retry builds it
+ * again on the I/O thread), curl's receive buffer is 4 KiB, and the caller's
+ * thread gives back its unused stack pages before it sleeps (util/stack.h).
+ *
  * Tool names: a registry name the API cannot take (OpenAI's
  * [A-Za-z0-9_-]{1,64}; an MCP tool is `server.tool`) is sent under a wire name
  * (unsafe bytes as '_', a hash suffix when that collides or is too long), and
@@ -268,7 +273,8 @@ typedef struct xfer {
 struct call {
   openai_t *o;
   const llm_request_t *req;
-  const char *body;
+  char *body;         /* the request body; freed by the I/O thread once sent (body_sent), built again for a retry */
+  size_t body_len;
   struct curl_slist *hdrs;
   const name_map_t *map;
   clock_plan_t cp;
@@ -386,6 +392,18 @@ static void live_remove(openai_t *o, call_t *c) {
   o->n_live--;
 }
 
+/* The answer's first bytes came: once curl has sent all of the body it reads
+ * it no more (it rewinds only to resend a request that got no answer at all),
+ * so the body goes now rather than wait seconds or minutes for the stream
+ * to end (~8 KiB per in-flight call: the messages and the tools' schemas). */
+static void body_sent(call_t *c) {
+  curl_off_t up = 0;
+  if (!c->body || !c->easy) return;
+  if (curl_easy_getinfo(c->easy, CURLINFO_SIZE_UPLOAD_T, &up) != CURLE_OK || up < (curl_off_t)c->body_len) return;
+  free(c->body);
+  c->body = NULL;
+}
+
 /* ---- curl's callbacks (on the I/O thread, inside curl_multi_socket_action) ---- */
 
 static int on_event(void *ud, const char *data, size_t n) {
@@ -414,6 +432,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
     if (room > 0) buf_append(&x->errbody, p, n < room ? n : room);
     return n;
   }
+  if (x->bytes == 0) body_sent(c);
   x->bytes += n;
   if (x->bytes > c->o->max_output) {
     char m[120];
@@ -505,8 +524,22 @@ static void error_text(const buf_t *body, char *out, size_t cap) {
   utf8_trim_tail(out);
 }
 
+/* The body for a new attempt: a retry after the first was sent builds it
+ * again, here on the I/O thread (rare: a retry; the request and the name map
+ * are the caller's, which sleeps until the call ends).  Building is
+ * deterministic, so the bytes are the ones sent the first time. */
+static int body_ready(call_t *c) {
+  if (c->body) return 0;
+  c->body = request_body(c->o, c->req, c->map);
+  if (c->body && strlen(c->body) == c->body_len) return 0;
+  free(c->body);
+  c->body = NULL;
+  return -1;
+}
+
 static CURL *easy_new(call_t *c) {
   openai_t *o = c->o;
+  if (body_ready(c) != 0) return NULL;
   CURL *e = curl_easy_init();
   if (!e) return NULL;
   curl_easy_setopt(e, CURLOPT_URL, o->url);
@@ -515,7 +548,7 @@ static CURL *easy_new(call_t *c) {
   curl_easy_setopt(e, CURLOPT_SHARE, o->share);
   curl_easy_setopt(e, CURLOPT_POST, 1L);
   curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(c->body));
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "agentd/" AGENTD_VERSION);
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)OAI_BUFFER_SIZE);
@@ -943,6 +976,7 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   c.o = o;
   c.req = req;
   c.body = body;
+  c.body_len = strlen(body);
   c.hdrs = hdrs;
   c.map = &map;
   c.out = out;
@@ -951,6 +985,7 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   pthread_mutex_init(&c.mu, NULL);
   pthread_cond_init(&c.cv, NULL);
   rc = submit_and_wait(o, &c);
+  body = c.body; /* freed once sent, or built again for a retry: whichever is left is ours */
   pthread_cond_destroy(&c.cv);
   pthread_mutex_destroy(&c.mu);
   oai_stream_dispose(&c.st);
