@@ -135,7 +135,7 @@ static struct {
   /* options */
   const char *secret, *port_file;
   int port, chats, rounds, chunks, chunk_hz, chunk_bytes, spread_ms, settle_ms, timeout_s, listen_port;
-  int server_pid;
+  int server_pid, barrier_hold_ms;
   bool serve_only, quiet, barrier;
   /* loop and handles */
   uv_loop_t *loop;
@@ -588,6 +588,16 @@ static void on_mid_sample(uv_timer_t *t) {
   if (g.server_pid && g.active == g.chats) g.rss_full_kib = proc_rss_kib(g.server_pid);
 }
 
+static void barrier_go(void) {
+  bool full = g.barrier_calls == g.chats && g.held == g.chats;
+  barrier_release(full);
+  /* The mid-stream sample, as before the barrier existed: all calls in flight,
+   * each some 10 chunks into its stream (half a second after the release). */
+  if (full) uv_timer_start(&g.mid_timer, on_mid_sample, 500, 0);
+}
+
+static void on_barrier_held(uv_timer_t *t) { barrier_go(); }
+
 /* Every connected chat's call is in flight and held at its first chunk: agentd's
  * memory now is the honest cost of the in-flight calls (no later chunk's events
  * behind any of them).  Sampled, then the streams go on. */
@@ -597,11 +607,14 @@ static void barrier_reached(void) {
     g.rss_barrier_kib = proc_rss_kib(g.server_pid);
     g.split_barrier = proc_mem_split(g.server_pid);
   }
-  bool full = g.held == g.chats;
-  barrier_release(full);
-  /* The mid-stream sample, as before the barrier existed: all calls in flight,
-   * each some 10 chunks into its stream (half a second after the release). */
-  if (full) uv_timer_start(&g.mid_timer, on_mid_sample, 500, 0);
+  if (g.barrier_hold_ms > 0) { /* held longer, for a profiler to look (--barrier-hold-ms) */
+    printf("llmstream: barrier reached (%d calls in flight); held %d ms more\n", g.held, g.barrier_hold_ms);
+    fflush(stdout);
+    uv_timer_stop(&g.barrier_timer);
+    uv_timer_start(&g.barrier_timer, on_barrier_held, (uint64_t)g.barrier_hold_ms, 0);
+    return;
+  }
+  barrier_go();
 }
 
 /* Not every call came (a chat failed or agentd gave up on one): no barrier figure. */
@@ -1326,7 +1339,8 @@ static void on_wait(uv_timer_t *t) {
 static void usage(void) {
   printf("usage: llmstream --secret S (--port P | --port-file F) [--chats 1000] [--rounds 1] [--chunks 100]\n"
          "                 [--chunk-hz 20] [--chunk-bytes 40] [--spread-ms 1000] [--settle-ms 1000]\n"
-         "                 [--server-pid PID] [--listen-port 0] [--timeout 300] [--no-barrier] [--quiet]\n"
+         "                 [--server-pid PID] [--listen-port 0] [--timeout 300] [--no-barrier]\n"
+         "                 [--barrier-hold-ms 0] [--quiet]\n"
          "       llmstream --serve-only [--listen-port P] [--chunks N] [--chunk-hz H] [--chunk-bytes B]\n"
          "  Prints 'llmstream listening on http://127.0.0.1:PORT' (the model server for agentd's\n"
          "  OPENAI_BASE_URL=http://127.0.0.1:PORT/v1), then waits for agentd's port (--port-file: a\n"
@@ -1376,6 +1390,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--settle-ms")) g.settle_ms = (int)wsc_parse_long(a, v, 0, 600000);
     else if (!strcmp(a, "--server-pid")) g.server_pid = (int)wsc_parse_long(a, v, 1, 1 << 30);
     else if (!strcmp(a, "--listen-port")) g.listen_port = (int)wsc_parse_long(a, v, 0, 65535);
+    else if (!strcmp(a, "--barrier-hold-ms")) g.barrier_hold_ms = (int)wsc_parse_long(a, v, 0, BARRIER_MAX_S * 1000);
     else if (!strcmp(a, "--timeout")) g.timeout_s = (int)wsc_parse_long(a, v, 1, 36000);
     else wsc_die("unknown option %s (see --help)", a);
   }
