@@ -22,7 +22,7 @@
  *
  * Memory per call in flight (issue 14, docs/performance.md): the body goes as
  * soon as the answer's first bytes show it was all sent (a retry builds it
- * again on the I/O thread), curl's receive buffer is 4 KiB, and the caller's
+ * again on the I/O thread), curl's receive buffer is 2 KiB, and the caller's
  * thread gives back its unused stack pages before it sleeps (util/stack.h).
  *
  * Tool names: a registry name the API cannot take (OpenAI's
@@ -55,7 +55,7 @@
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
-#define OAI_BUFFER_SIZE (4 * 1024) /* curl's receive buffer per call: SSE chunks are small, calls are many */
+#define OAI_BUFFER_SIZE (2 * 1024) /* curl's receive buffer per call: SSE chunks are small, calls are many */
 #define OAI_POLL_MS 50              /* the I/O thread's scan of all calls' cancel probes and timeouts */
 #define OAI_MAX_RETRIES 3
 #define OAI_BACKOFF_BASE_S 0.5
