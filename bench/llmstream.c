@@ -25,11 +25,16 @@
  *      latency.  At the run's final event the joined partial_result contents
  *      must equal exactly the text the server part wrote for that chat and
  *      round, and the `agent_response` content (zero lost text).
- *  With --server-pid: agentd CPU (utime+stime of /proc/PID/stat) over the
- *  streaming window per 1,000 chunks written, and VmRSS with every client
- *  connected and idle vs. (a) the moment every chat's model call is in flight
- *  and (b) its peak (sampled every 100 ms) while calls are in flight: the growth
- *  per in-flight call.  The program's own CPU over the window is printed too.
+ *  The barrier (round 0, unless --no-barrier): a text stream writes its first
+ *  chunk at once and is held until every connected chat's call is in flight;
+ *  then they all go on.  Stamps are taken at the write, so the wait is no
+ *  latency.  With --server-pid: agentd CPU (utime+stime of /proc/PID/stat) over
+ *  the streaming window per 1,000 chunks written, and VmRSS with every client
+ *  connected and idle vs. (a) at the barrier (split by /proc/PID/smaps into
+ *  thread stacks, other anonymous memory and files): the RSS per in-flight
+ *  call, (b) mid-stream, 0.5 s after the barrier (with --no-barrier: when the
+ *  last call starts), and (c) the peak (sampled every 100 ms) while calls are
+ *  in flight.  The program's own CPU over the window is printed too.
  *
  * Start-up: prints `llmstream listening on http://127.0.0.1:PORT` (flushed) as
  * soon as the model server listens, then waits for agentd: --port P, or
