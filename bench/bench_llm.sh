@@ -173,9 +173,13 @@ printf '%-48s %s while all calls were in flight (%s on average over the window)\
   "${FIG[full_chunks_per_s]}" "${FIG[chunks_per_s]}"
 printf '%-48s %s ms (llmstream itself: %s s of CPU per try)\n' "agentd CPU per 1,000 chunks" \
   "${FIG[cpu_ms_per_1000_chunks]}" "${FIG[self_cpu_s]}"
-printf '%-48s %s KiB at the barrier (idle %s KiB, then %s KiB; of it stacks %s, other anonymous %s, files %s KiB per call)\n' \
-  "agentd RSS per in-flight model call" "${FIG[rss_barrier_per_call_kib]}" "${FIG[rss_idle_kib]}" \
-  "${FIG[rss_barrier_kib]}" "${FIG[stack_per_call_kib]}" "${FIG[anon_per_call_kib]}" "${FIG[file_per_call_kib]}"
+if [ "${FIG[rss_barrier_per_call_kib]#-}" = "${FIG[rss_barrier_per_call_kib]}" ]; then
+  printf '%-48s %s KiB at the barrier (idle %s KiB, then %s KiB; of it stacks %s, other anonymous %s, files %s KiB per call)\n' \
+    "agentd RSS per in-flight model call" "${FIG[rss_barrier_per_call_kib]}" "${FIG[rss_idle_kib]}" \
+    "${FIG[rss_barrier_kib]}" "${FIG[stack_per_call_kib]}" "${FIG[anon_per_call_kib]}" "${FIG[file_per_call_kib]}"
+else # --no-barrier, or a barrier never reached: -1
+  printf '%-48s no barrier sample (idle %s KiB)\n' "agentd RSS per in-flight model call" "${FIG[rss_idle_kib]}"
+fi
 printf '%-48s %s KiB mid-stream, all in flight (then %s KiB); %s KiB at the peak (%s KiB)\n' \
   "   the same with the events stored so far" "${FIG[rss_full_per_call_kib]}" "${FIG[rss_full_kib]}" \
   "${FIG[rss_per_call_kib]}" "${FIG[rss_peak_kib]}"
