@@ -151,7 +151,7 @@ declare -A FIG=()
 for k in latency_ms.p50 latency_ms.p90 latency_ms.p99 latency_ms.p999 latency_ms.max chunks_per_s full_chunks_per_s \
   cpu_ms_per_1000_chunks self_cpu_s rss_full_per_call_kib rss_per_call_kib rss_idle_kib rss_full_kib rss_peak_kib \
   partial_events rss_barrier_per_call_kib rss_barrier_kib stack_per_call_kib anon_per_call_kib file_per_call_kib \
-  barrier_wait_s; do
+  barrier_wait_s rss_barrier_per_call_ex_db_kib db_cache_growth_kib; do
   FIG["$k"]="$(median "$k" "${files[@]}")"
 done
 # The server's share of the latency (its own histograms over every event of the try):
@@ -177,6 +177,8 @@ if [ "${FIG[rss_barrier_per_call_kib]#-}" = "${FIG[rss_barrier_per_call_kib]}" ]
   printf '%-48s %s KiB at the barrier (idle %s KiB, then %s KiB; of it stacks %s, other anonymous %s, files %s KiB per call)\n' \
     "agentd RSS per in-flight model call" "${FIG[rss_barrier_per_call_kib]}" "${FIG[rss_idle_kib]}" \
     "${FIG[rss_barrier_kib]}" "${FIG[stack_per_call_kib]}" "${FIG[anon_per_call_kib]}" "${FIG[file_per_call_kib]}"
+  printf '%-48s %s KiB without the growth of SQLite'"'"'s page caches (+%s KiB: bounded, shared by every run)\n' \
+    "   the same, fixed costs set apart" "${FIG[rss_barrier_per_call_ex_db_kib]}" "${FIG[db_cache_growth_kib]}"
 else # --no-barrier, or a barrier never reached: -1
   printf '%-48s no barrier sample (idle %s KiB)\n' "agentd RSS per in-flight model call" "${FIG[rss_idle_kib]}"
 fi

@@ -48,8 +48,11 @@
  * Libraries: libuv, llhttp, jansson, wslay/OpenSSL/libjwt via bench/wsclient.h.
  * Traffic goes only to 127.0.0.1.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -167,6 +170,7 @@ static struct {
   uint64_t t_first_held, t_release;
   long rss_barrier_kib;
   mem_split_t split_idle, split_barrier;
+  double db_cache_idle, db_cache_barrier; /* agentd_db_cache_bytes; < 0: not read */
   /* client figures */
   uint64_t chats_done, chats_failed, mismatched, resp_mismatched, drops, error_frames, partial_events, stamps;
   uint64_t lost_stamps;
@@ -310,6 +314,36 @@ static mem_split_t proc_mem_split(int pid) {
   fclose(f);
   free(sps);
   return m;
+}
+
+/* A series without labels of agentd's GET /metrics: its value, 0 when absent
+ * (agentd shows a counter once it moved), -1 when agentd did not answer.
+ * Blocking, on loopback, and only where nothing streams (idle, the barrier). */
+static double metrics_value(const char *name) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g.port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  sbuf_t b = {0};
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+    char tmp[16384];
+    ssize_t n;
+    while (b.len < (4u << 20) && (n = read(fd, tmp, sizeof tmp)) > 0) sb_add(&b, tmp, (size_t)n);
+  }
+  close(fd);
+  double v = -1;
+  if (b.p && strncmp(b.p, "HTTP/1.1 200", 12) == 0) {
+    char pat[128];
+    int k = snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(b.p, pat);
+    v = p ? strtod(p + k, NULL) : 0;
+  }
+  sb_free(&b);
+  return v;
 }
 
 /* ======================= (a) the model server ======================= */
@@ -611,6 +645,7 @@ static void barrier_reached(void) {
   if (g.server_pid) {
     g.rss_barrier_kib = proc_rss_kib(g.server_pid);
     g.split_barrier = proc_mem_split(g.server_pid);
+    g.db_cache_barrier = metrics_value("agentd_db_cache_bytes");
   }
   if (g.barrier_hold_ms > 0) { /* held longer, for a profiler to look (--barrier-hold-ms) */
     printf("llmstream: barrier reached (%d calls in flight); held %d ms more\n", g.held, g.barrier_hold_ms);
@@ -1117,6 +1152,7 @@ static void on_run_timeout(uv_timer_t *t) {
 
 static void on_settled(uv_timer_t *t) {
   if (g.server_pid) {
+    g.db_cache_idle = metrics_value("agentd_db_cache_bytes");
     g.split_idle = proc_mem_split(g.server_pid);
     g.rss_idle_kib = proc_rss_kib(g.server_pid);
   }
@@ -1183,6 +1219,11 @@ static void report(void) {
   double stack_per = split ? (double)(g.split_barrier.stack - g.split_idle.stack) / nb : -1;
   double anon_per = split ? (double)(g.split_barrier.anon - g.split_idle.anon) / nb : -1;
   double file_per = split ? (double)(g.split_barrier.file - g.split_idle.file) / nb : -1;
+  /* The same without the growth of SQLite's page caches (the event writer's filling with the runs' first
+   * events: bounded, shared, not a cost of any one call). */
+  bool db = bar && g.db_cache_idle >= 0 && g.db_cache_barrier >= 0;
+  double db_growth_kib = db ? (g.db_cache_barrier - g.db_cache_idle) / 1024.0 : -1;
+  double rss_bar_ex_db = db ? ((double)(g.rss_barrier_kib - g.rss_idle_kib) - db_growth_kib) / nb : -1;
   double bar_wait = g.t_release > g.t_first_held && g.t_first_held ? (double)(g.t_release - g.t_first_held) / 1e9 : 0;
   printf("llmstream: %d chats x %d round(s), %d chunks of %d bytes at %d/s per stream\n", g.chats, g.rounds, g.chunks,
          g.chunk_bytes, g.chunk_hz);
@@ -1226,6 +1267,10 @@ static void report(void) {
              g.split_idle.file);
     else if (g.barrier)
       printf("llmstream: agentd RSS at the barrier: no sample (not every call was in flight at once)\n");
+    if (db)
+      printf("llmstream: agentd RSS at the barrier without SQLite's page caches (agentd_db_cache_bytes %.0f -> %.0f KiB, "
+             "+%.0f KiB, bounded and shared): %.1f KiB per in-flight model call\n",
+             g.db_cache_idle / 1024.0, g.db_cache_barrier / 1024.0, db_growth_kib, rss_bar_ex_db);
   }
   printf("RESULT {\"chats\":%d,\"rounds\":%d,\"chunks_per_stream\":%d,\"chunk_bytes\":%d,\"chunk_hz\":%d,"
          "\"connect_failed\":%d,\"requests\":%" PRIu64 ",\"text_streams\":%" PRIu64 ",\"closed_mid_stream\":%" PRIu64
@@ -1240,13 +1285,14 @@ static void report(void) {
          "\"in_flight_at_peak\":%d,\"rss_per_call_kib\":%.2f,\"barrier\":%s,\"barrier_calls\":%d,"
          "\"barrier_wait_s\":%.3f,\"rss_barrier_kib\":%ld,\"rss_barrier_per_call_kib\":%.2f,"
          "\"stack_per_call_kib\":%.2f,\"anon_per_call_kib\":%.2f,\"file_per_call_kib\":%.2f,"
-         "\"threads_at_barrier\":%d}\n",
+         "\"threads_at_barrier\":%d,\"db_cache_growth_kib\":%.1f,\"rss_barrier_per_call_ex_db_kib\":%.2f}\n",
          g.chats, g.rounds, g.chunks, g.chunk_bytes, g.chunk_hz, g.failed, g.requests, g.text_streams,
          g.client_closed, g.max_active, g.chunks_written, win, cps, full_s, full_cps, g.chats_done, g.chats_failed,
          g.mismatched, g.resp_mismatched, g.lost_stamps, g.drops, g.error_frames, g.partial_events, g.stamps, pct(50),
          pct(90), pct(99), pct(99.9), max, mean, self_cpu, cpu, cpu_per_k * 1000.0, g.rss_idle_kib, g.rss_full_kib,
          rss_full_per, g.rss_peak_kib, g.active_at_peak, rss_per, g.barrier ? "true" : "false", g.barrier_calls,
-         bar_wait, g.rss_barrier_kib, rss_bar_per, stack_per, anon_per, file_per, g.split_barrier.threads);
+         bar_wait, g.rss_barrier_kib, rss_bar_per, stack_per, anon_per, file_per, g.split_barrier.threads,
+         db_growth_kib, rss_bar_ex_db);
   fflush(stdout);
 }
 
@@ -1363,6 +1409,7 @@ int main(int argc, char **argv) {
   g.timeout_s = 300;
   g.barrier = true;
   g.rss_barrier_kib = -1;
+  g.db_cache_idle = g.db_cache_barrier = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
