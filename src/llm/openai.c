@@ -4,9 +4,9 @@
  *
  * One llm_chat() is one streamed POST $BASE/chat/completions.  Every call of
  * the provider is driven by ONE I/O thread ("agentd-llm", started by
- * llm_openai_new, stopped by llm_close): the caller builds the request body on
- * its own thread, queues the call (an eventfd wakes the I/O thread) and sleeps
- * on a condition variable until the call is over.  The I/O thread holds all
+ * llm_openai_new, stopped by llm_close): the caller maps the tool names,
+ * queues the call (an eventfd wakes the I/O thread) and sleeps on a condition
+ * variable until the call is over.  The I/O thread holds all
  * transfers in one curl multi handle driven by curl_multi_socket_action() over
  * an epoll set, so a chunk wakes one thread and costs work for its own socket
  * only, not for every call in flight.  Beside curl's own timer it keeps one
@@ -20,10 +20,13 @@
  * touched.  The bytes go through the SSE parser (sse.c) into the chunk
  * assembler (openai_stream.c).
  *
- * Memory per call in flight (issue 14, docs/performance.md): the body goes as
- * soon as the answer's first bytes show it was all sent (a retry builds it
- * again on the I/O thread), curl's receive buffer is 2 KiB, and the caller's
- * thread gives back its unused stack pages before it sleeps (util/stack.h).
+ * Memory per call in flight (issue 14, docs/performance.md): the I/O thread
+ * builds the request body when it starts the call (built on the caller's
+ * thread, the JSON's freed blocks stayed in that sleeping thread's malloc
+ * cache, ~7 KiB per call; on the I/O thread the next call reuses them) and
+ * frees it as soon as the answer's first bytes show it was all sent (a retry
+ * builds it again); curl's receive buffer is 2 KiB; the caller's thread gives
+ * back its unused stack pages before it sleeps (util/stack.h).
  *
  * Tool names: a registry name the API cannot take (OpenAI's
  * [A-Za-z0-9_-]{1,64}; an MCP tool is `server.tool`) is sent under a wire name
@@ -273,8 +276,8 @@ typedef struct xfer {
 struct call {
   openai_t *o;
   const llm_request_t *req;
-  char *body;         /* the request body; freed by the I/O thread once sent (body_sent), built again for a retry */
-  size_t body_len;
+  char *body;         /* the request body: built by the I/O thread for an attempt (body_ready), freed once sent */
+  size_t body_len;    /* its length once first built (0: not yet); a rebuild must match it */
   struct curl_slist *hdrs;
   const name_map_t *map;
   clock_plan_t cp;
@@ -524,13 +527,15 @@ static void error_text(const buf_t *body, char *out, size_t cap) {
   utf8_trim_tail(out);
 }
 
-/* The body for a new attempt: a retry after the first was sent builds it
- * again, here on the I/O thread (rare: a retry; the request and the name map
- * are the caller's, which sleeps until the call ends).  Building is
- * deterministic, so the bytes are the ones sent the first time. */
+/* The body for an attempt, built here on the I/O thread from the caller's
+ * request and name map (the caller sleeps until the call ends).  A retry after
+ * the body was sent and freed builds it again: building is deterministic, so
+ * the bytes are the ones sent the first time (a length that differs fails the
+ * attempt rather than send something else). */
 static int body_ready(call_t *c) {
   if (c->body) return 0;
   c->body = request_body(c->o, c->req, c->map);
+  if (c->body && !c->body_len) c->body_len = strlen(c->body);
   if (c->body && strlen(c->body) == c->body_len) return 0;
   free(c->body);
   c->body = NULL;
@@ -961,8 +966,8 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   char *body = NULL;
   struct curl_slist *hdrs = NULL;
   int rc;
-  /* The body is built here, on the caller's thread: the I/O thread only moves bytes. */
-  if (map_build(&map, req) != 0 || !(body = request_body(o, req, &map))) {
+  /* The names here; the body on the I/O thread (body_ready). */
+  if (map_build(&map, req) != 0) {
     rc = llm_response_fail(out, LLM_ERR_INTERNAL, "out of memory building the model request");
     goto done;
   }
@@ -975,8 +980,6 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   memset(&c, 0, sizeof(c));
   c.o = o;
   c.req = req;
-  c.body = body;
-  c.body_len = strlen(body);
   c.hdrs = hdrs;
   c.map = &map;
   c.out = out;
@@ -985,7 +988,7 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   pthread_mutex_init(&c.mu, NULL);
   pthread_cond_init(&c.cv, NULL);
   rc = submit_and_wait(o, &c);
-  body = c.body; /* freed once sent, or built again for a retry: whichever is left is ours */
+  body = c.body; /* NULL once sent (or never built); a body not yet sent is left to us */
   pthread_cond_destroy(&c.cv);
   pthread_mutex_destroy(&c.mu);
   oai_stream_dispose(&c.st);
