@@ -19,6 +19,7 @@
 # Medians of the tries are reported; the exact commands are printed.
 #
 # Environment: BENCH_CHATS (1000), BENCH_CHUNKS (100), BENCH_CHUNK_HZ (20),
+# BENCH_LLMSTREAM_FLAGS (more llmstream options, e.g. "--no-barrier"),
 # BENCH_CHUNK_BYTES (40), BENCH_ROUNDS (1), BENCH_REPEAT (3), BENCH_LLM_FLAGS
 # ("--llm openai"; e.g. "--llm builtin" checks the script's plumbing without a
 # model: then every chat counts as mismatched, as no stream is written), AGENTD_BIN
@@ -36,6 +37,7 @@ CHUNK_BYTES="${BENCH_CHUNK_BYTES:-40}"
 ROUNDS="${BENCH_ROUNDS:-1}"
 REPEAT="${BENCH_REPEAT:-3}"
 read -r -a LLM_FLAGS <<<"${BENCH_LLM_FLAGS:---llm openai}"
+read -r -a LS_FLAGS <<<"${BENCH_LLMSTREAM_FLAGS:-}"
 bench_require_positive CHATS CHUNKS CHUNK_HZ CHUNK_BYTES ROUNDS REPEAT
 
 LS_PID=""
@@ -107,7 +109,7 @@ for i in $(seq 1 "$REPEAT"); do
   out="$TMP/llm_$i.out"
   pfile="$TMP/agentd_$i.port"
   LS_CMD=("$LLMSTREAM" --secret "$SECRET" --port-file "$pfile" --chats "$CHATS" --rounds "$ROUNDS"
-    --chunks "$CHUNKS" --chunk-hz "$CHUNK_HZ" --chunk-bytes "$CHUNK_BYTES")
+    --chunks "$CHUNKS" --chunk-hz "$CHUNK_HZ" --chunk-bytes "$CHUNK_BYTES" ${LS_FLAGS[@]+"${LS_FLAGS[@]}"})
   "${LS_CMD[@]}" >"$out" 2>&1 </dev/null &
   LS_PID=$!
   LLM_PORT=""
@@ -148,7 +150,8 @@ done
 declare -A FIG=()
 for k in latency_ms.p50 latency_ms.p90 latency_ms.p99 latency_ms.p999 latency_ms.max chunks_per_s full_chunks_per_s \
   cpu_ms_per_1000_chunks self_cpu_s rss_full_per_call_kib rss_per_call_kib rss_idle_kib rss_full_kib rss_peak_kib \
-  partial_events; do
+  partial_events rss_barrier_per_call_kib rss_barrier_kib stack_per_call_kib anon_per_call_kib file_per_call_kib \
+  barrier_wait_s rss_barrier_per_call_ex_db_kib db_cache_growth_kib; do
   FIG["$k"]="$(median "$k" "${files[@]}")"
 done
 # The server's share of the latency (its own histograms over every event of the try):
@@ -170,8 +173,17 @@ printf '%-48s %s while all calls were in flight (%s on average over the window)\
   "${FIG[full_chunks_per_s]}" "${FIG[chunks_per_s]}"
 printf '%-48s %s ms (llmstream itself: %s s of CPU per try)\n' "agentd CPU per 1,000 chunks" \
   "${FIG[cpu_ms_per_1000_chunks]}" "${FIG[self_cpu_s]}"
-printf '%-48s %s KiB when all were in flight (idle %s KiB, then %s KiB); %s KiB at the peak (%s KiB)\n' \
-  "agentd RSS per in-flight model call" "${FIG[rss_full_per_call_kib]}" "${FIG[rss_idle_kib]}" "${FIG[rss_full_kib]}" \
+if [ "${FIG[rss_barrier_per_call_kib]#-}" = "${FIG[rss_barrier_per_call_kib]}" ]; then
+  printf '%-48s %s KiB at the barrier (idle %s KiB, then %s KiB; of it stacks %s, other anonymous %s, files %s KiB per call)\n' \
+    "agentd RSS per in-flight model call" "${FIG[rss_barrier_per_call_kib]}" "${FIG[rss_idle_kib]}" \
+    "${FIG[rss_barrier_kib]}" "${FIG[stack_per_call_kib]}" "${FIG[anon_per_call_kib]}" "${FIG[file_per_call_kib]}"
+  printf '%-48s %s KiB without the growth of SQLite'"'"'s page caches (+%s KiB: bounded, shared by every run)\n' \
+    "   the same, fixed costs set apart" "${FIG[rss_barrier_per_call_ex_db_kib]}" "${FIG[db_cache_growth_kib]}"
+else # --no-barrier, or a barrier never reached: -1
+  printf '%-48s no barrier sample (idle %s KiB)\n' "agentd RSS per in-flight model call" "${FIG[rss_idle_kib]}"
+fi
+printf '%-48s %s KiB mid-stream, all in flight (then %s KiB); %s KiB at the peak (%s KiB)\n' \
+  "   the same with the events stored so far" "${FIG[rss_full_per_call_kib]}" "${FIG[rss_full_kib]}" \
   "${FIG[rss_per_call_kib]}" "${FIG[rss_peak_kib]}"
 printf '%-48s completed %s, failed %s, text mismatched %s (agent_response %s), stamps lost %s, dropped sockets %s\n' \
   "chats over all tries" "${FIG[completed]}" "${FIG[failed]}" "${FIG[mismatched]}" "${FIG[response_mismatched]}" \

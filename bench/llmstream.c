@@ -25,11 +25,16 @@
  *      latency.  At the run's final event the joined partial_result contents
  *      must equal exactly the text the server part wrote for that chat and
  *      round, and the `agent_response` content (zero lost text).
- *  With --server-pid: agentd CPU (utime+stime of /proc/PID/stat) over the
- *  streaming window per 1,000 chunks written, and VmRSS with every client
- *  connected and idle vs. (a) the moment every chat's model call is in flight
- *  and (b) its peak (sampled every 100 ms) while calls are in flight: the growth
- *  per in-flight call.  The program's own CPU over the window is printed too.
+ *  The barrier (round 0, unless --no-barrier): a text stream writes its first
+ *  chunk at once and is held until every connected chat's call is in flight;
+ *  then they all go on.  Stamps are taken at the write, so the wait is no
+ *  latency.  With --server-pid: agentd CPU (utime+stime of /proc/PID/stat) over
+ *  the streaming window per 1,000 chunks written, and VmRSS with every client
+ *  connected and idle vs. (a) at the barrier (split by /proc/PID/smaps into
+ *  thread stacks, other anonymous memory and files): the RSS per in-flight
+ *  call, (b) mid-stream, 0.5 s after the barrier (with --no-barrier: when the
+ *  last call starts), and (c) the peak (sampled every 100 ms) while calls are
+ *  in flight.  The program's own CPU over the window is printed too.
  *
  * Start-up: prints `llmstream listening on http://127.0.0.1:PORT` (flushed) as
  * soon as the model server listens, then waits for agentd: --port P, or
@@ -43,7 +48,11 @@
  * Libraries: libuv, llhttp, jansson, wslay/OpenSSL/libjwt via bench/wsclient.h.
  * Traffic goes only to 127.0.0.1.
  */
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -56,6 +65,7 @@
 #define RECV_MSG_MAX (1u << 22)
 #define MAX_PENDING 200
 #define BODY_MAX (8u << 20) /* largest model request accepted */
+#define BARRIER_MAX_S 8 /* the longest a stream is held (agentd's idle timeout between chunks is >= 10 s) */
 #define CLASSIFY_FN "classify_intent"
 #define CLASSIFY_ARGS "{\"intent\":\"general\",\"confidence\":0.9,\"reasoning\":\"bench\",\"keywords\":[]}"
 
@@ -109,7 +119,7 @@ typedef struct sconn {
   bool too_big, busy, closing;
   int handles; /* open handles; freed at 0 */
   /* the stream in progress */
-  bool streaming;
+  bool streaming, held; /* held: at the barrier, its first chunk written */
   int chat, round, chunks_left, chunk_no;
   bool include_usage;
   size_t prompt_tokens, out_bytes;
@@ -121,16 +131,24 @@ typedef struct sconn {
   struct sconn *prev, *next;
 } sconn_t;
 
+/* agentd's resident memory split by kind (KiB; -1: unreadable). */
+typedef struct {
+  long stack; /* thread stacks: the anonymous mappings holding a thread's stack pointer */
+  long anon;  /* every other anonymous mapping: the heap, malloc's arenas and large blocks */
+  long file;  /* mapped files: the binary, the libraries */
+  int threads, stacks_found;
+} mem_split_t;
+
 static struct {
   /* options */
   const char *secret, *port_file;
   int port, chats, rounds, chunks, chunk_hz, chunk_bytes, spread_ms, settle_ms, timeout_s, listen_port;
-  int server_pid;
-  bool serve_only, quiet;
+  int server_pid, barrier_hold_ms;
+  bool serve_only, quiet, barrier;
   /* loop and handles */
   uv_loop_t *loop;
   uv_tcp_t listener;
-  uv_timer_t wait_timer, phase_timer, sampler, sender, progress;
+  uv_timer_t wait_timer, phase_timer, sampler, sender, progress, barrier_timer, mid_timer;
   chat_t *c;
   sconn_t *sconns;
   int phase, next, pending, ok, failed, live, next_send;
@@ -146,6 +164,13 @@ static struct {
   double self_cpu_start, self_cpu_end; /* llmstream's own CPU over the streaming window */
   /* full concurrency: every chat's model call in flight (round 0) */
   uint64_t t_full_start, t_full_end, chunks_at_full_start, chunks_at_full_end;
+  /* the barrier (round 0): streams held at their first chunk until every connected chat's call is in flight */
+  int barrier_target, held, barrier_calls;
+  bool released;
+  uint64_t t_first_held, t_release;
+  long rss_barrier_kib;
+  mem_split_t split_idle, split_barrier;
+  double db_cache_idle, db_cache_barrier; /* agentd_db_cache_bytes; < 0: not read */
   /* client figures */
   uint64_t chats_done, chats_failed, mismatched, resp_mismatched, drops, error_frames, partial_events, stamps;
   uint64_t lost_stamps;
@@ -203,6 +228,124 @@ static long proc_rss_kib(int pid) {
   return kib;
 }
 
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The stack pointers of PID's threads blocked in a system call (the next to
+ * last field of /proc/PID/task/TID/syscall; same user, so readable), sorted.
+ * A thread that is running has none: its stack counts as anonymous memory. */
+static size_t thread_sps(int pid, uint64_t **out, int *threads) {
+  char path[96], line[512];
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  size_t n = 0, cap = 0;
+  *out = NULL;
+  *threads = 0;
+  DIR *d = opendir(path);
+  if (!d) return 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    (*threads)++;
+    snprintf(path, sizeof path, "/proc/%d/task/%.20s/syscall", pid, e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    bool got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    if (!got) continue;
+    /* "NR a1 .. a6 SP PC" (blocked) or "running" / "-1 SP PC" */
+    char *tok[16];
+    int k = 0;
+    for (char *t = strtok(line, " \n"); t && k < 16; t = strtok(NULL, " \n")) tok[k++] = t;
+    if (k < 3) continue;
+    uint64_t sp = strtoull(tok[k - 2], NULL, 16);
+    if (!sp) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 256;
+      *out = xrealloc(*out, cap * sizeof **out);
+    }
+    (*out)[n++] = sp;
+  }
+  closedir(d);
+  qsort(*out, n, sizeof **out, cmp_u64);
+  return n;
+}
+
+/* Rss of PID's mappings by kind, from /proc/PID/smaps. */
+static mem_split_t proc_mem_split(int pid) {
+  mem_split_t m = {-1, -1, -1, 0, 0};
+  uint64_t *sps;
+  size_t nsp = thread_sps(pid, &sps, &m.threads);
+  char path[64], line[1024];
+  snprintf(path, sizeof path, "/proc/%d/smaps", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    free(sps);
+    return m;
+  }
+  m.stack = m.anon = m.file = 0;
+  long *cls = &m.anon;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long long lo, hi;
+    char perms[8];
+    int name_at = 0;
+    if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &lo, &hi, perms, &name_at) == 3 && name_at > 0) {
+      const char *name = line + name_at;
+      bool stack = strncmp(name, "[stack]", 7) == 0;
+      /* first stack pointer >= lo: is it below hi? */
+      size_t a = 0, b = nsp;
+      while (a < b) {
+        size_t mid = (a + b) / 2;
+        if (sps[mid] < lo) a = mid + 1;
+        else b = mid;
+      }
+      if (a < nsp && sps[a] < hi) {
+        stack = true;
+        m.stacks_found++;
+      }
+      if (stack) cls = &m.stack;
+      else if (name[0] == '/') cls = &m.file;
+      else cls = &m.anon;
+      continue;
+    }
+    if (strncmp(line, "Rss:", 4) == 0) *cls += strtol(line + 4, NULL, 10);
+  }
+  fclose(f);
+  free(sps);
+  return m;
+}
+
+/* A series without labels of agentd's GET /metrics: its value, 0 when absent
+ * (agentd shows a counter once it moved), -1 when agentd did not answer.
+ * Blocking, on loopback, and only where nothing streams (idle, the barrier). */
+static double metrics_value(const char *name) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g.port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  sbuf_t b = {0};
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1)) {
+    char tmp[16384];
+    ssize_t n;
+    while (b.len < (4u << 20) && (n = read(fd, tmp, sizeof tmp)) > 0) sb_add(&b, tmp, (size_t)n);
+  }
+  close(fd);
+  double v = -1;
+  if (b.p && strncmp(b.p, "HTTP/1.1 200", 12) == 0) {
+    char pat[128];
+    int k = snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(b.p, pat);
+    v = p ? strtod(p + k, NULL) : 0;
+  }
+  sb_free(&b);
+  return v;
+}
+
 /* ======================= (a) the model server ======================= */
 
 static void sconn_feed(sconn_t *s, const char *p, size_t n);
@@ -221,6 +364,10 @@ static void sconn_handle_closed(uv_handle_t *h) {
 static void stream_ended(sconn_t *s) {
   if (!s->streaming) return;
   s->streaming = false;
+  if (s->held) { /* agentd gave up on the call before the barrier: the barrier waits for fewer */
+    s->held = false;
+    g.held--;
+  }
   if (g.active == g.chats && g.t_full_start && !g.t_full_end) { /* the first call of the full set ends */
     g.t_full_end = mono_ns();
     g.chunks_at_full_end = g.chunks_written;
@@ -414,9 +561,8 @@ static size_t make_delta(char *out, size_t cap, int chat, int round, int k, uint
   return len;
 }
 
-static void on_tick(uv_timer_t *t) {
-  sconn_t *s = t->data;
-  if (s->closing || !s->streaming) return;
+/* Writes the stream's next chunk (stamped now) and, after its last, the tail. */
+static void write_chunk(sconn_t *s) {
   char delta[4096], json[4400];
   uint64_t now = mono_ns();
   size_t dn = make_delta(delta, sizeof delta, s->chat, s->round, s->chunk_no, now);
@@ -443,6 +589,79 @@ static void on_tick(uv_timer_t *t) {
   }
   send_chunk(s, b.p, b.len);
   sb_free(&b);
+}
+
+static void on_tick(uv_timer_t *t) {
+  sconn_t *s = t->data;
+  if (s->closing || !s->streaming) return;
+  write_chunk(s);
+}
+
+/* Its ticks from now: a random first offset within one period, so the streams' ticks spread over it. */
+static void stream_ticks(sconn_t *s) {
+  uint64_t period = (uint64_t)(1000 / g.chunk_hz);
+  if (period < 1) period = 1;
+  uint64_t first = (uint64_t)rand() % period;
+  uv_timer_start(&s->timer, on_tick, first, period);
+}
+
+/* The barrier: every held stream resumes.  `full`: every chat's call was held. */
+static void barrier_release(bool full) {
+  if (g.released) return;
+  g.released = true;
+  g.t_release = mono_ns();
+  uv_timer_stop(&g.barrier_timer);
+  for (sconn_t *s = g.sconns; s; s = s->next)
+    if (s->held && !s->closing) {
+      s->held = false;
+      stream_ticks(s);
+    }
+  g.held = 0;
+  if (full && !g.t_full_start) { /* the full-concurrency window starts with the release */
+    g.t_full_start = g.t_release;
+    g.chunks_at_full_start = g.chunks_written;
+  }
+}
+
+static void on_mid_sample(uv_timer_t *t) {
+  if (g.server_pid && g.active == g.chats) g.rss_full_kib = proc_rss_kib(g.server_pid);
+}
+
+static void barrier_go(void) {
+  bool full = g.barrier_calls == g.chats && g.held == g.chats;
+  barrier_release(full);
+  /* The mid-stream sample, as before the barrier existed: all calls in flight,
+   * each some 10 chunks into its stream (half a second after the release). */
+  if (full) uv_timer_start(&g.mid_timer, on_mid_sample, 500, 0);
+}
+
+static void on_barrier_held(uv_timer_t *t) { barrier_go(); }
+
+/* Every connected chat's call is in flight and held at its first chunk: agentd's
+ * memory now is the honest cost of the in-flight calls (no later chunk's events
+ * behind any of them).  Sampled, then the streams go on. */
+static void barrier_reached(void) {
+  g.barrier_calls = g.held;
+  if (g.server_pid) {
+    g.rss_barrier_kib = proc_rss_kib(g.server_pid);
+    g.split_barrier = proc_mem_split(g.server_pid);
+    g.db_cache_barrier = metrics_value("agentd_db_cache_bytes");
+  }
+  if (g.barrier_hold_ms > 0) { /* held longer, for a profiler to look (--barrier-hold-ms) */
+    printf("llmstream: barrier reached (%d calls in flight); held %d ms more\n", g.held, g.barrier_hold_ms);
+    fflush(stdout);
+    uv_timer_stop(&g.barrier_timer);
+    uv_timer_start(&g.barrier_timer, on_barrier_held, (uint64_t)g.barrier_hold_ms, 0);
+    return;
+  }
+  barrier_go();
+}
+
+/* Not every call came (a chat failed or agentd gave up on one): no barrier figure. */
+static void on_barrier_timeout(uv_timer_t *t) {
+  fprintf(stderr, "llmstream: barrier: %d of %d calls in flight after %d s; released without a sample\n", g.held,
+          g.barrier_target, BARRIER_MAX_S);
+  barrier_release(false);
 }
 
 static void answer_text(sconn_t *s, bool stream) {
@@ -488,16 +707,24 @@ static void answer_text(sconn_t *s, bool stream) {
     g.self_cpu_start = self_cpu_s();
     g.cpu_started = true;
   }
+  if (g.barrier && !g.released && g.phase == PH_RUN) {
+    /* Held: its first chunk now (stamped at the write, so the wait adds no latency), the rest after the barrier. */
+    write_chunk(s);
+    if (!s->streaming) return; /* that was its only chunk */
+    s->held = true;
+    if (g.held++ == 0) {
+      g.t_first_held = mono_ns();
+      uv_timer_start(&g.barrier_timer, on_barrier_timeout, BARRIER_MAX_S * 1000, 0);
+    }
+    if (g.held == g.barrier_target) barrier_reached();
+    return;
+  }
   if (g.active == g.chats && !g.t_full_start) { /* every chat's model call is in flight */
     g.t_full_start = mono_ns();
     g.chunks_at_full_start = g.chunks_written;
     if (g.server_pid) g.rss_full_kib = proc_rss_kib(g.server_pid);
   }
-  uint64_t period = (uint64_t)(1000 / g.chunk_hz);
-  if (period < 1) period = 1;
-  /* A random first offset within one period: the streams' ticks spread over it. */
-  uint64_t first = (uint64_t)rand() % period;
-  uv_timer_start(&s->timer, on_tick, first, period);
+  stream_ticks(s);
 }
 
 static void answer_error(sconn_t *s, int status, const char *reason, const char *msg) {
@@ -924,14 +1151,20 @@ static void on_run_timeout(uv_timer_t *t) {
 }
 
 static void on_settled(uv_timer_t *t) {
-  if (g.server_pid) g.rss_idle_kib = proc_rss_kib(g.server_pid);
+  if (g.server_pid) {
+    g.db_cache_idle = metrics_value("agentd_db_cache_bytes");
+    g.split_idle = proc_mem_split(g.server_pid);
+    g.rss_idle_kib = proc_rss_kib(g.server_pid);
+  }
   g.phase = PH_RUN;
   uint64_t now = uv_hrtime();
+  g.barrier_target = 0;
   for (int i = 0; i < g.chats; i++) {
     chat_t *c = &g.c[i];
     c->send_at_ns = now + (uint64_t)g.spread_ms * 1000000ull * (uint64_t)i / (uint64_t)g.chats;
     if (c->w.state != CS_OPEN || c->w.closing) /* never connected: its rounds fail */
       while (!c->done) run_over(c, false);
+    else g.barrier_target++;
   }
   if (g.phase != PH_RUN) return; /* nothing connected: finish() ran */
   uv_timer_start(&g.sampler, on_sample, 100, 100);
@@ -978,6 +1211,20 @@ static void report(void) {
   /* The cleaner figure: the growth at the moment the last call started (all in
    * flight, each with only a few chunks' events behind it yet). */
   double rss_full_per = g.server_pid && g.rss_full_kib > 0 ? (double)(g.rss_full_kib - g.rss_idle_kib) / g.chats : -1;
+  /* The honest one: at the barrier, every call in flight with one chunk behind it. */
+  bool bar = g.server_pid && g.rss_barrier_kib > 0 && g.barrier_calls > 0;
+  double nb = bar ? (double)g.barrier_calls : 1;
+  double rss_bar_per = bar ? (double)(g.rss_barrier_kib - g.rss_idle_kib) / nb : -1;
+  bool split = bar && g.split_idle.stack >= 0 && g.split_barrier.stack >= 0;
+  double stack_per = split ? (double)(g.split_barrier.stack - g.split_idle.stack) / nb : -1;
+  double anon_per = split ? (double)(g.split_barrier.anon - g.split_idle.anon) / nb : -1;
+  double file_per = split ? (double)(g.split_barrier.file - g.split_idle.file) / nb : -1;
+  /* The same without the growth of SQLite's page caches (the event writer's filling with the runs' first
+   * events: bounded, shared, not a cost of any one call). */
+  bool db = bar && g.db_cache_idle >= 0 && g.db_cache_barrier >= 0;
+  double db_growth_kib = db ? (g.db_cache_barrier - g.db_cache_idle) / 1024.0 : -1;
+  double rss_bar_ex_db = db ? ((double)(g.rss_barrier_kib - g.rss_idle_kib) - db_growth_kib) / nb : -1;
+  double bar_wait = g.t_release > g.t_first_held && g.t_first_held ? (double)(g.t_release - g.t_first_held) / 1e9 : 0;
   printf("llmstream: %d chats x %d round(s), %d chunks of %d bytes at %d/s per stream\n", g.chats, g.rounds, g.chunks,
          g.chunk_bytes, g.chunk_hz);
   printf("llmstream: model requests %" PRIu64 " (classify %" PRIu64 ", text streams %" PRIu64 ", unmarked %" PRIu64
@@ -1005,11 +1252,25 @@ static void report(void) {
              cpu, win > 0 ? 100.0 * cpu / win : 0, cpu_per_k * 1000.0);
     else
       printf("llmstream: agentd CPU: no streaming window (no text stream started)\n");
-    printf("llmstream: agentd RSS: %ld KiB connected+idle; %ld KiB when all %d calls were in flight: %.1f KiB per "
+    printf("llmstream: agentd RSS: %ld KiB connected+idle; %ld KiB when all %d calls were in flight%s: %.1f KiB per "
            "in-flight model call (run thread, curl handle, SSE buffers, first events); peak %ld KiB while streams "
            "were open (%d then, at most %d at once): %.1f KiB per call (with the stored events' growth)\n",
-           g.rss_idle_kib, g.rss_full_kib, g.chats, rss_full_per, g.rss_peak_kib, g.active_at_peak, g.max_active,
-           rss_per);
+           g.rss_idle_kib, g.rss_full_kib, g.chats, g.barrier ? " mid-stream (0.5 s after the barrier)" : "",
+           rss_full_per, g.rss_peak_kib, g.active_at_peak, g.max_active, rss_per);
+    if (bar)
+      printf("llmstream: agentd RSS at the barrier (%d calls in flight, each held at its first chunk for up to %.2fs): "
+             "%ld KiB: %.1f KiB per in-flight model call; of it thread stacks %.1f, other anonymous (heap, arenas) "
+             "%.1f, files %.1f KiB per call (smaps, %d threads, %d stacks found; idle: stacks %ld, anonymous %ld, "
+             "files %ld KiB)\n",
+             g.barrier_calls, bar_wait, g.rss_barrier_kib, rss_bar_per, stack_per, anon_per, file_per,
+             g.split_barrier.threads, g.split_barrier.stacks_found, g.split_idle.stack, g.split_idle.anon,
+             g.split_idle.file);
+    else if (g.barrier)
+      printf("llmstream: agentd RSS at the barrier: no sample (not every call was in flight at once)\n");
+    if (db)
+      printf("llmstream: agentd RSS at the barrier without SQLite's page caches (agentd_db_cache_bytes %.0f -> %.0f KiB, "
+             "+%.0f KiB, bounded and shared): %.1f KiB per in-flight model call\n",
+             g.db_cache_idle / 1024.0, g.db_cache_barrier / 1024.0, db_growth_kib, rss_bar_ex_db);
   }
   printf("RESULT {\"chats\":%d,\"rounds\":%d,\"chunks_per_stream\":%d,\"chunk_bytes\":%d,\"chunk_hz\":%d,"
          "\"connect_failed\":%d,\"requests\":%" PRIu64 ",\"text_streams\":%" PRIu64 ",\"closed_mid_stream\":%" PRIu64
@@ -1021,12 +1282,17 @@ static void report(void) {
          ",\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"p999\":%.4f,\"max\":%.4f,\"mean\":%.4f},"
          "\"self_cpu_s\":%.3f,\"cpu_s\":%.3f,\"cpu_ms_per_1000_chunks\":%.3f,\"rss_idle_kib\":%ld,"
          "\"rss_full_kib\":%ld,\"rss_full_per_call_kib\":%.2f,\"rss_peak_kib\":%ld,"
-         "\"in_flight_at_peak\":%d,\"rss_per_call_kib\":%.2f}\n",
+         "\"in_flight_at_peak\":%d,\"rss_per_call_kib\":%.2f,\"barrier\":%s,\"barrier_calls\":%d,"
+         "\"barrier_wait_s\":%.3f,\"rss_barrier_kib\":%ld,\"rss_barrier_per_call_kib\":%.2f,"
+         "\"stack_per_call_kib\":%.2f,\"anon_per_call_kib\":%.2f,\"file_per_call_kib\":%.2f,"
+         "\"threads_at_barrier\":%d,\"db_cache_growth_kib\":%.1f,\"rss_barrier_per_call_ex_db_kib\":%.2f}\n",
          g.chats, g.rounds, g.chunks, g.chunk_bytes, g.chunk_hz, g.failed, g.requests, g.text_streams,
          g.client_closed, g.max_active, g.chunks_written, win, cps, full_s, full_cps, g.chats_done, g.chats_failed,
          g.mismatched, g.resp_mismatched, g.lost_stamps, g.drops, g.error_frames, g.partial_events, g.stamps, pct(50),
          pct(90), pct(99), pct(99.9), max, mean, self_cpu, cpu, cpu_per_k * 1000.0, g.rss_idle_kib, g.rss_full_kib,
-         rss_full_per, g.rss_peak_kib, g.active_at_peak, rss_per);
+         rss_full_per, g.rss_peak_kib, g.active_at_peak, rss_per, g.barrier ? "true" : "false", g.barrier_calls,
+         bar_wait, g.rss_barrier_kib, rss_bar_per, stack_per, anon_per, file_per, g.split_barrier.threads,
+         db_growth_kib, rss_bar_ex_db);
   fflush(stdout);
 }
 
@@ -1036,6 +1302,10 @@ static void close_all(void) {
   uv_timer_stop(&g.sender);
   uv_timer_stop(&g.progress);
   uv_timer_stop(&g.wait_timer);
+  uv_timer_stop(&g.barrier_timer);
+  uv_timer_stop(&g.mid_timer);
+  uv_close((uv_handle_t *)&g.barrier_timer, NULL);
+  uv_close((uv_handle_t *)&g.mid_timer, NULL);
   uv_close((uv_handle_t *)&g.phase_timer, NULL);
   uv_close((uv_handle_t *)&g.sampler, NULL);
   uv_close((uv_handle_t *)&g.sender, NULL);
@@ -1120,7 +1390,8 @@ static void on_wait(uv_timer_t *t) {
 static void usage(void) {
   printf("usage: llmstream --secret S (--port P | --port-file F) [--chats 1000] [--rounds 1] [--chunks 100]\n"
          "                 [--chunk-hz 20] [--chunk-bytes 40] [--spread-ms 1000] [--settle-ms 1000]\n"
-         "                 [--server-pid PID] [--listen-port 0] [--timeout 300] [--quiet]\n"
+         "                 [--server-pid PID] [--listen-port 0] [--timeout 300] [--no-barrier]\n"
+         "                 [--barrier-hold-ms 0] [--quiet]\n"
          "       llmstream --serve-only [--listen-port P] [--chunks N] [--chunk-hz H] [--chunk-bytes B]\n"
          "  Prints 'llmstream listening on http://127.0.0.1:PORT' (the model server for agentd's\n"
          "  OPENAI_BASE_URL=http://127.0.0.1:PORT/v1), then waits for agentd's port (--port-file: a\n"
@@ -1136,6 +1407,9 @@ int main(int argc, char **argv) {
   g.spread_ms = 1000;
   g.settle_ms = 1000;
   g.timeout_s = 300;
+  g.barrier = true;
+  g.rss_barrier_kib = -1;
+  g.db_cache_idle = g.db_cache_barrier = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -1148,6 +1422,10 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(a, "--serve-only")) {
       g.serve_only = true;
+      continue;
+    }
+    if (!strcmp(a, "--no-barrier")) {
+      g.barrier = false;
       continue;
     }
     if (i + 1 >= argc) wsc_die("%s needs a value", a);
@@ -1164,6 +1442,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--settle-ms")) g.settle_ms = (int)wsc_parse_long(a, v, 0, 600000);
     else if (!strcmp(a, "--server-pid")) g.server_pid = (int)wsc_parse_long(a, v, 1, 1 << 30);
     else if (!strcmp(a, "--listen-port")) g.listen_port = (int)wsc_parse_long(a, v, 0, 65535);
+    else if (!strcmp(a, "--barrier-hold-ms")) g.barrier_hold_ms = (int)wsc_parse_long(a, v, 0, BARRIER_MAX_S * 1000);
     else if (!strcmp(a, "--timeout")) g.timeout_s = (int)wsc_parse_long(a, v, 1, 36000);
     else wsc_die("unknown option %s (see --help)", a);
   }
@@ -1195,6 +1474,8 @@ int main(int argc, char **argv) {
   uv_timer_init(g.loop, &g.sampler);
   uv_timer_init(g.loop, &g.sender);
   uv_timer_init(g.loop, &g.progress);
+  uv_timer_init(g.loop, &g.barrier_timer);
+  uv_timer_init(g.loop, &g.mid_timer);
   if (g.port) start_clients();
   else uv_timer_start(&g.wait_timer, on_wait, 0, 50);
   uv_run(g.loop, UV_RUN_DEFAULT);

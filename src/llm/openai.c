@@ -4,9 +4,9 @@
  *
  * One llm_chat() is one streamed POST $BASE/chat/completions.  Every call of
  * the provider is driven by ONE I/O thread ("agentd-llm", started by
- * llm_openai_new, stopped by llm_close): the caller builds the request body on
- * its own thread, queues the call (an eventfd wakes the I/O thread) and sleeps
- * on a condition variable until the call is over.  The I/O thread holds all
+ * llm_openai_new, stopped by llm_close): the caller maps the tool names,
+ * queues the call (an eventfd wakes the I/O thread) and sleeps on a condition
+ * variable until the call is over.  The I/O thread holds all
  * transfers in one curl multi handle driven by curl_multi_socket_action() over
  * an epoll set, so a chunk wakes one thread and costs work for its own socket
  * only, not for every call in flight.  Beside curl's own timer it keeps one
@@ -19,6 +19,14 @@
  * keep-alive connections are reused across runs.  The libuv loop is never
  * touched.  The bytes go through the SSE parser (sse.c) into the chunk
  * assembler (openai_stream.c).
+ *
+ * Memory per call in flight (issue 14, docs/performance.md): the I/O thread
+ * builds the request body when it starts the call (built on the caller's
+ * thread, the JSON's freed blocks stayed in that sleeping thread's malloc
+ * cache, ~7 KiB per call; on the I/O thread the next call reuses them) and
+ * frees it as soon as the answer's first bytes show it was all sent (a retry
+ * builds it again); curl's receive buffer is 2 KiB; the caller's thread gives
+ * back its unused stack pages before it sleeps (util/stack.h).
  *
  * Tool names: a registry name the API cannot take (OpenAI's
  * [A-Za-z0-9_-]{1,64}; an MCP tool is `server.tool`) is sent under a wire name
@@ -46,10 +54,11 @@
 #include "llm/sse.h"
 #include "util/err.h"
 #include "util/hash.h"
+#include "util/stack.h"
 #include "util/timeutil.h"
 #include "util/utf8.h"
 
-#define OAI_BUFFER_SIZE (16 * 1024) /* curl's receive buffer per call: small, calls are many */
+#define OAI_BUFFER_SIZE (2 * 1024) /* curl's receive buffer per call: SSE chunks are small, calls are many */
 #define OAI_POLL_MS 50              /* the I/O thread's scan of all calls' cancel probes and timeouts */
 #define OAI_MAX_RETRIES 3
 #define OAI_BACKOFF_BASE_S 0.5
@@ -267,7 +276,8 @@ typedef struct xfer {
 struct call {
   openai_t *o;
   const llm_request_t *req;
-  const char *body;
+  char *body;         /* the request body: built by the I/O thread for an attempt (body_ready), freed once sent */
+  size_t body_len;    /* its length once first built (0: not yet); a rebuild must match it */
   struct curl_slist *hdrs;
   const name_map_t *map;
   clock_plan_t cp;
@@ -385,6 +395,18 @@ static void live_remove(openai_t *o, call_t *c) {
   o->n_live--;
 }
 
+/* The answer's first bytes came: once curl has sent all of the body it reads
+ * it no more (it rewinds only to resend a request that got no answer at all),
+ * so the body goes now rather than wait seconds or minutes for the stream
+ * to end (~8 KiB per in-flight call: the messages and the tools' schemas). */
+static void body_sent(call_t *c) {
+  curl_off_t up = 0;
+  if (!c->body || !c->easy) return;
+  if (curl_easy_getinfo(c->easy, CURLINFO_SIZE_UPLOAD_T, &up) != CURLE_OK || up < (curl_off_t)c->body_len) return;
+  free(c->body);
+  c->body = NULL;
+}
+
 /* ---- curl's callbacks (on the I/O thread, inside curl_multi_socket_action) ---- */
 
 static int on_event(void *ud, const char *data, size_t n) {
@@ -413,6 +435,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
     if (room > 0) buf_append(&x->errbody, p, n < room ? n : room);
     return n;
   }
+  if (x->bytes == 0) body_sent(c);
   x->bytes += n;
   if (x->bytes > c->o->max_output) {
     char m[120];
@@ -504,8 +527,24 @@ static void error_text(const buf_t *body, char *out, size_t cap) {
   utf8_trim_tail(out);
 }
 
+/* The body for an attempt, built here on the I/O thread from the caller's
+ * request and name map (the caller sleeps until the call ends).  A retry after
+ * the body was sent and freed builds it again: building is deterministic, so
+ * the bytes are the ones sent the first time (a length that differs fails the
+ * attempt rather than send something else). */
+static int body_ready(call_t *c) {
+  if (c->body) return 0;
+  c->body = request_body(c->o, c->req, c->map);
+  if (c->body && !c->body_len) c->body_len = strlen(c->body);
+  if (c->body && strlen(c->body) == c->body_len) return 0;
+  free(c->body);
+  c->body = NULL;
+  return -1;
+}
+
 static CURL *easy_new(call_t *c) {
   openai_t *o = c->o;
+  if (body_ready(c) != 0) return NULL;
   CURL *e = curl_easy_init();
   if (!e) return NULL;
   curl_easy_setopt(e, CURLOPT_URL, o->url);
@@ -514,7 +553,7 @@ static CURL *easy_new(call_t *c) {
   curl_easy_setopt(e, CURLOPT_SHARE, o->share);
   curl_easy_setopt(e, CURLOPT_POST, 1L);
   curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(c->body));
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->hdrs);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "agentd/" AGENTD_VERSION);
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)OAI_BUFFER_SIZE);
@@ -907,6 +946,9 @@ static int submit_and_wait(openai_t *o, call_t *c) {
   if (write(o->evfd, &one, sizeof(one)) < 0) {
     /* EAGAIN: the counter is full, so a wakeup is pending anyway */
   }
+  /* The call may stream for minutes: the stack pages this run thread touched
+   * before (building the request, storing its events) go back meanwhile. */
+  stack_trim();
   pthread_mutex_lock(&c->mu);
   while (!c->finished) pthread_cond_wait(&c->cv, &c->mu);
   pthread_mutex_unlock(&c->mu);
@@ -924,8 +966,8 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   char *body = NULL;
   struct curl_slist *hdrs = NULL;
   int rc;
-  /* The body is built here, on the caller's thread: the I/O thread only moves bytes. */
-  if (map_build(&map, req) != 0 || !(body = request_body(o, req, &map))) {
+  /* The names here; the body on the I/O thread (body_ready). */
+  if (map_build(&map, req) != 0) {
     rc = llm_response_fail(out, LLM_ERR_INTERNAL, "out of memory building the model request");
     goto done;
   }
@@ -938,7 +980,6 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   memset(&c, 0, sizeof(c));
   c.o = o;
   c.req = req;
-  c.body = body;
   c.hdrs = hdrs;
   c.map = &map;
   c.out = out;
@@ -947,6 +988,7 @@ static int openai_chat(llm_t *l, const llm_request_t *req, const llm_stream_cb_t
   pthread_mutex_init(&c.mu, NULL);
   pthread_cond_init(&c.cv, NULL);
   rc = submit_and_wait(o, &c);
+  body = c.body; /* NULL once sent (or never built); a body not yet sent is left to us */
   pthread_cond_destroy(&c.cv);
   pthread_mutex_destroy(&c.mu);
   oai_stream_dispose(&c.st);

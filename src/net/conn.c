@@ -6,7 +6,8 @@
  * (uv_try_write, then one uv_write for the rest).  Queued bytes = `out` +
  * bytes in flight; over the high mark reads stop.  Memory is freed in the
  * close callback once every write has called back (mark now, free later).
- * Loop thread only.
+ * Once everything queued is written, an `out` grown past CONN_OUT_KEEP is
+ * freed.  Loop thread only.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -15,6 +16,11 @@
 #include "net/net_int.h"
 #include "util/err.h"
 #include "util/log.h"
+
+/* Storage an empty `out` may keep between turns: one or two events' frames
+ * (a streamed delta's is ~300 bytes), so a socket fed one event per turn
+ * reuses it; a larger one, grown for a burst, is freed once it drains. */
+#define CONN_OUT_KEEP 1024
 
 typedef struct write_req {
   uv_write_t req;
@@ -170,6 +176,10 @@ void conn__flush(conn_t *c) {
       conn__close(c);
       return;
     }
+    /* All written: a buffer that grew for a burst (a run's first events, a
+     * replay) gives its storage back, or each of thousands of idle sockets
+     * would keep its largest burst for good. */
+    buf_trim(&c->out, CONN_OUT_KEEP);
   }
   if (c->out.len > 0) {
     write_req_t *w = malloc(sizeof(*w));

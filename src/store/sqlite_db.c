@@ -102,6 +102,7 @@ static void conn_free(sq_conn_t *c) {
   for (int m = 0; m < SQ_MOD__COUNT; m++)
     for (int i = 0; i < SQ_MOD_STMTS_MAX; i++) sqlite3_finalize(c->stmt[m][i]); /* NULL is harmless */
   if (c->db) metrics_add("agentd_db_connections_open", NULL, -1);
+  if (c->cache_bytes) metrics_add("agentd_db_cache_bytes", NULL, -c->cache_bytes);
   int rc = sqlite3_close(c->db); /* NULL is harmless */
   if (rc != SQLITE_OK) log_error("store: sqlite close: %s", sqlite3_errstr(rc));
   free(c);
@@ -661,6 +662,16 @@ static void sq_close(store_t *s) {
  * again in the next batch: several times the bytes and syscalls per event. */
 #define SQ_GROUP_CACHE_KIB 65536
 
+/* agentd_db_cache_bytes follows the enlarged page caches (the event writer's
+ * above all): it grows with the data up to SQ_GROUP_CACHE_KIB per connection,
+ * and bench/llmstream.c sets it apart from what an in-flight call costs. */
+static void cache_count(sq_conn_t *c) {
+  int cur = 0, hi = 0;
+  if (sqlite3_db_status(c->db, SQLITE_DBSTATUS_CACHE_USED, &cur, &hi, 0) != SQLITE_OK || cur == c->cache_bytes) return;
+  metrics_add("agentd_db_cache_bytes", NULL, cur - c->cache_bytes);
+  c->cache_bytes = cur;
+}
+
 static int sq_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg) {
   SQ_CONN(s, c);
   /* Not a pooled connection: the pool is for short calls of many threads, and each of
@@ -672,7 +683,9 @@ static int sq_tx(store_t *s, int (*fn)(store_t *s, void *arg), void *arg) {
   }
   int e = sq_tx_begin(c);
   if (e) return e;
-  return sq_tx_end(c, fn(s, arg));
+  e = sq_tx_end(c, fn(s, arg));
+  if (c->group_cache) cache_count(c);
+  return e;
 }
 
 static int sq_ping(store_t *s) {

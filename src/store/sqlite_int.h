@@ -58,6 +58,7 @@ typedef struct sq_conn {
   int holds_wmu;               /* this connection holds st->wmu (a write transaction is open) */
   int tx_depth;                /* 0: no transaction; 1: BEGIN; > 1: that many - 1 savepoints */
   int group_cache;             /* the page cache was enlarged for group commits (sq_tx) */
+  long long cache_bytes;       /* its page cache as last counted in agentd_db_cache_bytes */
   int pooled;                  /* one of st's pool: lent to borrowers, never a thread's own */
   struct sq_conn *pool_next;   /* on st->pool_free, under st->pool_mu */
 } sq_conn_t;

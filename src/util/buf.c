@@ -37,6 +37,10 @@ void buf_reset(buf_t *b) {
   if (b->base) b->base[0] = '\0';
 }
 
+void buf_trim(buf_t *b, size_t keep) {
+  if (b->len == 0 && b->_cap > keep) buf_dispose(b);
+}
+
 char *buf_reserve(buf_t *b, size_t n) {
   size_t limit = buf__limit(b);
   if (n > limit - b->len) return NULL; /* len + n > limit, overflow-safe (len <= limit) */

@@ -24,6 +24,9 @@ void buf_init(buf_t *b, size_t limit);
 void buf_dispose(buf_t *b);
 /* Empty without freeing. */
 void buf_reset(buf_t *b);
+/* An empty buffer whose storage is over `keep` bytes frees it (a buffer grown
+ * for one burst does not keep its peak for good); otherwise nothing changes. */
+void buf_trim(buf_t *b, size_t keep);
 /* Make room for n more bytes. Returns a pointer to base+len, or NULL when
  * len+n would pass the limit (nothing changed). May move base. */
 char *buf_reserve(buf_t *b, size_t n);

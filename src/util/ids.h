@@ -1,6 +1,6 @@
 /* util/ids.h — opaque ids (SPEC conventions: prefix + random) and random bytes.
  *
- * Random bytes come from OpenSSL's CSPRNG.  Any thread.
+ * Random bytes come from the kernel's CSPRNG (getrandom).  Any thread.
  */
 #ifndef AGD_UTIL_IDS_H
 #define AGD_UTIL_IDS_H

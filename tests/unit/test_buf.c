@@ -200,3 +200,29 @@ Test(buf, slices) {
   /* Slices are not NUL-terminated: only n bytes count. */
   cr_assert(slice_eq_cstr(slice_of("abcdef", 3), "abc"));
 }
+
+Test(buf, trim_frees_only_an_empty_buffer_over_keep) {
+  buf_t b;
+  buf_init(&b, 0);
+  buf_trim(&b, 0); /* never allocated: nothing to do */
+  cr_assert_null(b.base);
+  char big[3000];
+  memset(big, 'x', sizeof(big));
+  cr_assert_eq(buf_append(&b, big, sizeof(big)), 0);
+  buf_trim(&b, 1024); /* not empty: kept */
+  cr_assert_eq(b.len, sizeof(big));
+  cr_assert_eq(memcmp(b.base, big, sizeof(big)), 0);
+  buf_consume(&b, b.len);
+  buf_trim(&b, 1 << 20); /* empty, but within keep: kept */
+  cr_assert_not_null(b.base);
+  cr_assert_geq(b._cap, sizeof(big));
+  buf_trim(&b, 1024); /* empty and over keep: freed */
+  cr_assert_null(b.base);
+  cr_assert_eq(b._cap, 0);
+  cr_assert_eq(buf_append_str(&b, "again"), 0); /* reusable */
+  cr_assert_str_eq(b.base, "again");
+  buf_consume(&b, b.len);
+  buf_trim(&b, 1024); /* small storage stays for the next use */
+  cr_assert_not_null(b.base);
+  buf_dispose(&b);
+}

@@ -33,6 +33,7 @@ typedef struct server {
   const char *answer;   /* the SSE body sent for each request (chunked, in one piece); NULL: the request's
                            user message says what to stream (dynamic_answer) */
   int hold;             /* after the answer's events, keep the stream open (no terminator) */
+  int drop_first;       /* the first request gets a 200 and a comment, then the connection closes */
   pthread_mutex_t mu;
   char *bodies[16];     /* the request bodies, in order */
   int n_bodies;
@@ -136,9 +137,16 @@ static void *serve_conn(void *arg) {
       continue;
     }
     pthread_mutex_lock(&srv.mu);
+    int first = srv.n_bodies == 0;
     if (srv.n_bodies < 16) srv.bodies[srv.n_bodies++] = body;
     else free(body);
     pthread_mutex_unlock(&srv.mu);
+    if (first && srv.drop_first) { /* the answer began (so the body was all sent), then breaks off */
+      const char *cut = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "8\r\n: ping\n\n\r\n";
+      if (write(fd, cut, strlen(cut)) < 0) break;
+      break;
+    }
     char head[256];
     size_t n = strlen(srv.answer);
     int hn = snprintf(head, sizeof(head),
@@ -393,6 +401,32 @@ Test(llm_openai, text_usage_and_one_connection_for_calls_in_turn) {
     cr_expect_str_eq(ws[i].r.text, "Hi there");
     llm_response_dispose(&ws[i].r);
   }
+  llm_close(l);
+  server_stop();
+}
+
+/* The body is freed once the answer began (it is not needed while the stream
+ * goes on); a retry after that builds it again: the same bytes go out. */
+Test(llm_openai, a_retry_after_the_answer_began_resends_the_same_body) {
+  server_start(SSE_TEXT, 0);
+  srv.drop_first = 1;
+  llm_t *l = open_provider(30);
+  const llm_message_t msgs[] = {{.role = LLM_ROLE_SYSTEM, .content = "be brief"},
+                                {.role = LLM_ROLE_USER, .content = "hi \u00e9 \"quoted\""}};
+  const llm_request_t req = {.messages = msgs, .n_messages = 2, .temperature = 0.5, .max_output_tokens = 77};
+  const llm_stream_cb_t cb = {.on_text_delta = on_text};
+  deltas_t d = {0};
+  llm_response_t r;
+  cr_assert_eq(llm_chat(l, &req, &cb, &d, &r), 0, "%s", r.error_message);
+  cr_expect_str_eq(r.text, "Hi there");
+  cr_expect_str_eq(d.text, "Hi there", "nothing of the broken attempt was handed on");
+  llm_response_dispose(&r);
+  pthread_mutex_lock(&srv.mu);
+  cr_assert_eq(srv.n_bodies, 2, "one retry: %d requests", srv.n_bodies);
+  cr_expect_gt(strlen(srv.bodies[0]), 0);
+  cr_expect_str_eq(srv.bodies[1], srv.bodies[0], "the retry's body is the first one");
+  cr_expect_eq(srv.connections, 2);
+  pthread_mutex_unlock(&srv.mu);
   llm_close(l);
   server_stop();
 }

@@ -13,8 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/metrics.h"
 #include "store/store.h"
 #include "store/store_int.h"
+#include "util/buf.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -512,4 +514,43 @@ Test(store, migration_version_names) {
   cr_assert_eq(store__migration_version("0001init.sql"), -1);
   cr_assert_eq(store__migration_version("0000_zero.sql"), -1);
   cr_assert_eq(store__migration_version("99999999999_big.sql"), -1);
+}
+
+/* ---- agentd_db_cache_bytes: the page cache of a connection that runs transactions ---- */
+
+static long long cache_metric(void) {
+  buf_t b;
+  buf_init(&b, 0);
+  cr_assert_eq(metrics_render(&b), 0);
+  const char *p = b.base ? strstr(b.base, "\nagentd_db_cache_bytes ") : NULL;
+  long long v = p ? strtoll(p + strlen("\nagentd_db_cache_bytes "), NULL, 10) : 0;
+  buf_dispose(&b);
+  return v;
+}
+
+static int add_users(store_t *s, void *arg) {
+  for (int i = 0; i < *(int *)arg; i++) {
+    char id[32], email[64];
+    snprintf(id, sizeof id, "usr_cache_%d", i);
+    snprintf(email, sizeof email, "cache%d@example.com", i);
+    make_user(s, id, email, "h");
+  }
+  return 0;
+}
+
+Test(store, cache_bytes_follow_the_transactions_page_cache) {
+  metrics_reset();
+  store_t *s = open_ok();
+  char err[256];
+  int v;
+  cr_assert_eq(store_migrate(s, &v, err, sizeof err), 0);
+  cr_expect_eq(cache_metric(), 0, "nothing counted before a transaction");
+  int n = 500;
+  cr_assert_eq(store_tx(s, add_users, &n), 0);
+  long long after = cache_metric();
+  cr_expect_gt(after, 4096, "the pages the transaction touched are counted: %lld bytes", after);
+  cr_assert_eq(store_tx(s, add_users, &(int){0}), 0);
+  cr_expect_geq(cache_metric(), after, "a cache does not shrink while its connection is open");
+  store_close(s);
+  cr_expect_eq(cache_metric(), 0, "closing the connection takes its cache out");
 }

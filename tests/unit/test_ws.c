@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 
+#include "net/net_int.h" /* conn_t's `out`: the send buffer shrinks after a burst */
 #include "util/err.h"
 
 #include "net_harness.h" /* server on its own loop thread, blocking client */
@@ -556,5 +557,42 @@ Test(ws, burst_inside_on_text_respects_send_queue_bound, .timeout = 10) {
   cr_expect(burst_fail_at >= 0 && burst_fail_at <= 5,
             "100 x 1000 bytes queued against a 4096-byte bound; first refused send: %d", burst_fail_at);
   cli_close(c);
+  srv_stop();
+}
+
+/* ---- send buffer: a burst's storage is given back once it drains ---- */
+
+static void send_burst_job(void *arg) {
+  static char m[3000];
+  memset(m, 'b', sizeof(m));
+  conn_t *c = server_conn_lookup(srv, ws_id);
+  send_rc = 0;
+  for (int i = 0; i < 4 && send_rc == 0; i++) send_rc = c ? ws_send_text(c, m, sizeof(m)) : 1;
+}
+
+static size_t out_cap_seen = SIZE_MAX;
+static int out_drained_and_small(void) {
+  conn_t *c = server_conn_lookup(srv, ws_id);
+  if (!c || c->out.len != 0 || c->inflight != 0) return 0;
+  out_cap_seen = c->out._cap;
+  return 1;
+}
+
+Test(ws, send_buffer_shrinks_after_a_burst_drains, .timeout = 10) {
+  start_ws();
+  cli_t *c = ws_open(UPGRADE(""));
+  /* 12 KiB queued in one loop turn grows the conn's `out` past 12 KiB */
+  on_loop(send_burst_job, NULL);
+  cr_assert_eq(send_rc, 0);
+  static char want[3000];
+  memset(want, 'b', sizeof(want));
+  for (int i = 0; i < 4; i++) expect_text(c, want, sizeof(want));
+  cr_assert(wait_for(out_drained_and_small), "everything written");
+  cr_expect_leq(out_cap_seen, 1024, "the drained send buffer keeps %zu bytes of storage", out_cap_seen);
+  /* and the socket still works */
+  ws_text(c, "after");
+  expect_text(c, "after", 5);
+  cli_close(c);
+  cr_expect(wait_for(ws_gone));
   srv_stop();
 }
