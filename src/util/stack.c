@@ -20,6 +20,7 @@
 #define STACK_TRIM_KEEP 2048
 
 static _Thread_local uintptr_t stack_lo; /* lowest usable byte; 0: not known yet, 1: not trimmable */
+static _Thread_local uintptr_t stack_hi; /* one past the highest byte */
 
 static uintptr_t find_stack_lo(void) {
   if (syscall(SYS_gettid) == getpid()) return 1; /* the main thread: its stack grows on demand */
@@ -31,6 +32,7 @@ static uintptr_t find_stack_lo(void) {
   pthread_attr_getguardsize(&a, &guard);
   pthread_attr_destroy(&a);
   if (rc != 0 || !lo) return 1;
+  stack_hi = (uintptr_t)lo + size;
   return (uintptr_t)lo + guard;
 }
 
@@ -38,9 +40,10 @@ size_t stack_trim(void) {
   if (!stack_lo) stack_lo = find_stack_lo();
   if (stack_lo == 1) return 0;
   uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-  volatile char here = 0; /* an address in the caller's frame, near the stack pointer */
-  uintptr_t sp = (uintptr_t)&here;
-  if (sp < stack_lo + STACK_TRIM_KEEP) return 0;
+  /* The frame address, not a local's: under ASan a local may live on its heap
+   * "fake stack", far from the thread's real one. */
+  uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+  if (sp < stack_lo + STACK_TRIM_KEEP || sp >= stack_hi) return 0; /* not on this thread's stack: leave it */
   uintptr_t lo = (stack_lo + page - 1) & ~(page - 1);
   uintptr_t hi = (sp - STACK_TRIM_KEEP) & ~(page - 1);
   if (hi <= lo) return 0;
