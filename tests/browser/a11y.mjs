@@ -13,7 +13,7 @@
 // violation of impact serious or critical fails; moderate and minor ones are listed in the output.
 // At phone width the page must not scroll sideways, and the composer, Send and Stop must be on
 // screen and work by touch. Screenshots go to tests/browser/screenshots/a11y-*.png.
-import { chromium } from 'playwright-core';
+import { launchChromium } from './launch.mjs';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -324,14 +324,7 @@ const parts = {
   },
 };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--disable-default-apps', '--disable-extensions', '--metrics-recording-only',
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
-});
+const browser = await launchChromium();
 let code = 0;
 const errors = [];
 try {

@@ -3,12 +3,11 @@
 // Usage: node bench_timeline.mjs BASE_URL [EVENTS] (an agentd with --dev-login; only
 // REST is used from it: the WebSocket is played by playwright's routeWebSocket).
 // BENCH_FLOOR=1: the app ignores the frames (the harness's own cost: the floor).
-import { chromium } from 'playwright-core';
+import { launchChromium } from './launch.mjs';
 
 const base = process.argv[2];
 const N = Number(process.argv[3] || 2000);
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
-  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'] });
+const browser = await launchChromium();
 const page = await browser.newPage();
 let sock;
 await page.routeWebSocket(/\/ws$/, ws => {

@@ -6,12 +6,10 @@
 // deltas and agent_response played over routeWebSocket.
 // Usage: node md_incremental.mjs BASE_URL (an agentd with --dev-login). Prints one
 // JSON line {ok, out|error}; exit status 0 when ok.
-import { chromium } from 'playwright-core';
+import { launchChromium } from './launch.mjs';
 
 const base = process.argv[2];
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
-  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-    '--disable-background-networking', '--disable-sync', '--disable-component-update'] });
+const browser = await launchChromium();
 
 // Documents: tables (cells with inline markup and links), fenced code holding
 // markdown-like lines, lists, a list line that becomes a table head, CRLF line

@@ -1,7 +1,7 @@
 // ui.mjs — browser scenarios for agentd's web UI, driven by tests/e2e/test_browser.py.
 // Usage: node ui.mjs BASE_URL SCENARIO [JSON_ARGS]; prints one JSON line, exits 0 on pass.
 // Debian's chromium, headless, no sandbox, kept off the network (only 127.0.0.1).
-import { chromium } from 'playwright-core';
+import { launchChromium } from './launch.mjs';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -524,14 +524,7 @@ const scenarios = {
   },
 };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--disable-default-apps', '--disable-extensions', '--metrics-recording-only',
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
-});
+const browser = await launchChromium();
 let code = 0;
 try {
   const ctx = await browser.newContext();
