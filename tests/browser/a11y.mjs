@@ -13,7 +13,7 @@
 // violation of impact serious or critical fails; moderate and minor ones are listed in the output.
 // At phone width the page must not scroll sideways, and the composer, Send and Stop must be on
 // screen and work by touch. Screenshots go to tests/browser/screenshots/a11y-*.png.
-import { launchChromium } from './launch.mjs';
+import { launchChromium, waitUntil } from './launch.mjs';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -44,16 +44,8 @@ const failures = [];   // serious/critical violations, overflow, focus: reported
 const notes = [];      // moderate/minor violations
 const screens = [];
 
-// page.waitForFunction evaluates a string, which the UI's CSP (no unsafe-eval) refuses; poll
-// with page.evaluate (a DevTools protocol call) instead.
-async function waitFor(page, fn, arg, timeout = T) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    if (await page.evaluate(fn, arg).catch(() => false)) return;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + String(fn).slice(0, 160));
-    await new Promise(r => setTimeout(r, 100));
-  }
-}
+// Poll until fn(arg) holds (launch.mjs says why not page.waitForFunction).
+const waitFor = (page, fn, arg, timeout = T) => waitUntil(page, fn, arg, timeout);
 
 async function audit(page, mode, screen) {
   // settled: no CSS transition or animation running (axe's contrast needs the final colours)

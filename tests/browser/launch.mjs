@@ -1,7 +1,8 @@
-// tests/browser/launch.mjs — the one way the browser scripts start Debian's chromium:
-// headless, no sandbox (CI runs as root), and kept off the network (every host but
-// 127.0.0.1 resolves to nothing; background networking, sync and updates off), so a
-// test can only ever talk to the agentd under test.
+// tests/browser/launch.mjs — what the browser scripts share.
+// launchChromium: the one way they start Debian's chromium: headless, no sandbox (CI
+// runs as root), and kept off the network (every host but 127.0.0.1 resolves to
+// nothing; background networking, sync and updates off), so a test can only ever talk
+// to the agentd under test.
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM_ARGS = [
@@ -17,4 +18,16 @@ export function launchChromium() {
     headless: true,
     args: CHROMIUM_ARGS,
   });
+}
+
+// page.waitForFunction evaluates a string, which the UI's CSP (no unsafe-eval) rightly
+// refuses; poll with page.evaluate (a DevTools protocol call, outside the page's CSP)
+// instead, every 100 ms, until fn(arg) is truthy or timeoutMs has passed.
+export async function waitUntil(page, fn, arg, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await page.evaluate(fn, arg).catch(() => false)) return;
+    if (Date.now() > end) throw new Error('timed out waiting for ' + String(fn).slice(0, 160));
+    await new Promise(r => setTimeout(r, 100));
+  }
 }

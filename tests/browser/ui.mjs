@@ -1,7 +1,7 @@
 // ui.mjs — browser scenarios for agentd's web UI, driven by tests/e2e/test_browser.py.
 // Usage: node ui.mjs BASE_URL SCENARIO [JSON_ARGS]; prints one JSON line, exits 0 on pass.
 // Debian's chromium, headless, no sandbox, kept off the network (only 127.0.0.1).
-import { launchChromium } from './launch.mjs';
+import { launchChromium, waitUntil } from './launch.mjs';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -66,16 +66,8 @@ const runDoneOf = runId => {
     e.type === 'agent_stopped' || e.type === 'agent_error'));
 };
 
-// page.waitForFunction evaluates a string, which the UI's CSP (no unsafe-eval)
-// rightly refuses; poll with page.evaluate (a CDP function call) instead.
-async function waitFor(page, fn, arg, timeout = T) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    if (await page.evaluate(fn, arg).catch(() => false)) return;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + String(fn).slice(0, 160));
-    await new Promise(r => setTimeout(r, 100));
-  }
-}
+// Poll until fn(arg) holds (launch.mjs says why not page.waitForFunction).
+const waitFor = (page, fn, arg, timeout = T) => waitUntil(page, fn, arg, timeout);
 
 async function login(page, how) {
   await page.goto(base + '/');
