@@ -99,19 +99,25 @@ def test_everything_called_over_rest(server):
     check_envelope(r, "VALIDATION_ERROR", 422)
 
 
-def test_everything_called_by_the_model_in_a_run(server, standin):
-    token = server.token(sub="usr_mcp_everything_run")
+def model_echo_run(srv, sub, tool, message):
+    """A reporting run on the stand-in whose model calls the MCP echo tool `tool` with `message`
+    (split across chunks); returns the run's answer and its tool_completed events of that tool."""
+    token = srv.token(sub=sub)
     tag = "ref-" + uuid.uuid4().hex[:12]
-    msg = 'Echo this. [[scenario:tool_split]] [[tool:%s]] [[args:{"message": "from the model"}]] %s' % (
-        wire_name("everything.echo"), tag)
-    r = call(server, "POST", "/api/agents/execute", {"message": msg, "agent": "reporting"}, token=token)
+    msg = 'Echo. [[scenario:tool_split]] [[tool:%s]] [[args:{"message": "%s"}]] %s' % (wire_name(tool), message, tag)
+    r = call(srv, "POST", "/api/agents/execute", {"message": msg, "agent": "reporting"}, token=token)
     assert r.status == 200, r
     evs = r.json()["events"]
-    done = [e for e in evs if e["type"] == "tool_completed" and e["data"]["tool_name"] == "everything.echo"]
+    done = [e for e in evs if e["type"] == "tool_completed" and e["data"]["tool_name"] == tool]
     assert len(done) == 1, [e["type"] for e in evs]
-    assert done[0]["data"]["status"] == "completed" and done[0]["data"]["result"] == {"text": "Echo: from the model"}, done
+    return r.json(), done[0]
+
+
+def test_everything_called_by_the_model_in_a_run(server, standin):
+    answer, done = model_echo_run(server, "usr_mcp_everything_run", "everything.echo", "from the model")
+    assert done["data"]["status"] == "completed" and done["data"]["result"] == {"text": "Echo: from the model"}, done
     # the model got the result back and answered with it
-    assert "Echo: from the model" in r.json()["response"], r.json()["response"]
+    assert "Echo: from the model" in answer["response"], answer["response"]
 
 
 def test_cancelling_a_run_cancels_its_mcp_call(server, standin):
@@ -228,14 +234,8 @@ def test_http_tools_listed_and_called(http_server):
 
 
 def test_http_tool_called_by_the_model_in_a_run(http_server, standin):
-    token = http_server.token(sub="usr_mcp_http_run")
-    tag = "ref-" + uuid.uuid4().hex[:12]
-    msg = 'Echo. [[scenario:tool_split]] [[tool:%s]] [[args:{"message": "model over http"}]] %s' % (
-        wire_name("evh.echo"), tag)
-    r = call(http_server, "POST", "/api/agents/execute", {"message": msg, "agent": "reporting"}, token=token)
-    assert r.status == 200, r
-    done = [e for e in r.json()["events"] if e["type"] == "tool_completed" and e["data"]["tool_name"] == "evh.echo"]
-    assert len(done) == 1 and done[0]["data"]["result"] == {"text": "Echo: model over http"}, done
+    _, done = model_echo_run(http_server, "usr_mcp_http_run", "evh.echo", "model over http")
+    assert done["data"]["result"] == {"text": "Echo: model over http"}, done
 
 
 def test_http_call_times_out(http_server):
