@@ -243,6 +243,31 @@ static void *holder_main(void *arg) {
   return NULL;
 }
 
+/* Start a holder on s's pool and return once it is inside its store call, holding the
+ * pool's connection. */
+static void holder_enter(holder_t *h, store_t *s, pthread_t *t) {
+  *h = (holder_t){.s = s};
+  pthread_mutex_init(&h->mu, NULL);
+  pthread_cond_init(&h->cv, NULL);
+  cr_assert_eq(pthread_create(t, NULL, holder_main, h), 0);
+  pthread_mutex_lock(&h->mu);
+  while (!h->inside) pthread_cond_wait(&h->cv, &h->mu);
+  pthread_mutex_unlock(&h->mu);
+}
+
+/* Let the holder's store call return (its connection goes back to the pool). */
+static void holder_release(holder_t *h) {
+  pthread_mutex_lock(&h->mu);
+  h->release = 1;
+  pthread_cond_broadcast(&h->cv);
+  pthread_mutex_unlock(&h->mu);
+}
+
+static void holder_dispose(holder_t *h) {
+  pthread_cond_destroy(&h->cv);
+  pthread_mutex_destroy(&h->mu);
+}
+
 static void *waiter_main(void *arg) {
   store_thread_borrow();
   long n = 0;
@@ -253,14 +278,9 @@ Test(store_pool, timeout_when_every_connection_is_out) {
   store_t *s = open_ok();
   cr_assert_eq(store_revoke_access(s, "jti-1", 4e9), 0); /* a row, so the callback runs */
   sq_pool_config(s, 1, 200);
-  holder_t h = {.s = s};
-  pthread_mutex_init(&h.mu, NULL);
-  pthread_cond_init(&h.cv, NULL);
+  holder_t h;
   pthread_t holder, waiter;
-  cr_assert_eq(pthread_create(&holder, NULL, holder_main, &h), 0);
-  pthread_mutex_lock(&h.mu);
-  while (!h.inside) pthread_cond_wait(&h.cv, &h.mu);
-  pthread_mutex_unlock(&h.mu);
+  holder_enter(&h, s, &holder);
 
   void *rc = NULL;
   cr_assert_eq(pthread_create(&waiter, NULL, waiter_main, s), 0);
@@ -271,10 +291,7 @@ Test(store_pool, timeout_when_every_connection_is_out) {
   cr_assert_eq(st.open, 1);
   cr_assert_eq(st.out, 1);
 
-  pthread_mutex_lock(&h.mu);
-  h.release = 1;
-  pthread_cond_broadcast(&h.cv);
-  pthread_mutex_unlock(&h.mu);
+  holder_release(&h);
   cr_assert_eq(pthread_join(holder, NULL), 0);
   cr_assert_eq(h.rc, 0);
   cr_assert_eq(pool(s).out, 0);
@@ -284,8 +301,7 @@ Test(store_pool, timeout_when_every_connection_is_out) {
   cr_assert_eq(pthread_join(waiter, &rc), 0);
   cr_assert_eq((intptr_t)rc, 0);
   cr_assert_eq(pool(s).open, 1);
-  pthread_cond_destroy(&h.cv);
-  pthread_mutex_destroy(&h.mu);
+  holder_dispose(&h);
   store_close(s);
 }
 
@@ -294,19 +310,11 @@ Test(store_pool, waiter_gets_the_returned_connection) {
   store_t *s = open_ok();
   cr_assert_eq(store_revoke_access(s, "jti-1", 4e9), 0);
   sq_pool_config(s, 1, 60000);
-  holder_t h = {.s = s};
-  pthread_mutex_init(&h.mu, NULL);
-  pthread_cond_init(&h.cv, NULL);
+  holder_t h;
   pthread_t holder, waiter;
-  cr_assert_eq(pthread_create(&holder, NULL, holder_main, &h), 0);
-  pthread_mutex_lock(&h.mu);
-  while (!h.inside) pthread_cond_wait(&h.cv, &h.mu);
-  pthread_mutex_unlock(&h.mu);
+  holder_enter(&h, s, &holder);
   cr_assert_eq(pthread_create(&waiter, NULL, waiter_main, s), 0);
-  pthread_mutex_lock(&h.mu);
-  h.release = 1;
-  pthread_cond_broadcast(&h.cv);
-  pthread_mutex_unlock(&h.mu);
+  holder_release(&h);
   void *rc = NULL;
   cr_assert_eq(pthread_join(waiter, &rc), 0);
   cr_assert_eq((intptr_t)rc, 0);
@@ -314,7 +322,6 @@ Test(store_pool, waiter_gets_the_returned_connection) {
   sq_pool_stats_t st = pool(s);
   cr_assert_eq(st.open, 1);
   cr_assert_eq(st.timeouts, 0);
-  pthread_cond_destroy(&h.cv);
-  pthread_mutex_destroy(&h.mu);
+  holder_dispose(&h);
   store_close(s);
 }
