@@ -22,17 +22,12 @@ SESSIONS="${BENCH_SESSIONS:-50}"
 AGENTD="${AGENTD_BIN:-$ROOT/build/agentd}"
 
 bench_require_positive DURATION CONNS SESSIONS
-for tool in wrk curl; do
-  command -v "$tool" >/dev/null || { echo "bench_mcp: $tool is not installed (scripts/deps.sh)" >&2; exit 2; }
-done
+bench_require_tools wrk curl
 [ -x "$AGENTD" ] || { echo "bench_mcp: $AGENTD not found: run 'make build' first" >&2; exit 2; }
 
 bench_start_server
 BASE="http://127.0.0.1:$PORT"
-RESP="$(curl -sS -X POST "$BASE/auth/register" -H 'Content-Type: application/json' \
-  -d '{"email":"bench@example.test","password":"bench password 1"}')"
-TOKEN="$(printf '%s' "$RESP" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')"
-[ -n "$TOKEN" ] || { echo "bench_mcp: register failed: $RESP" >&2; exit 1; }
+bench_register_user
 
 SIDS=""
 for i in $(seq 1 "$SESSIONS"); do

@@ -25,18 +25,13 @@ ROUNDS="${BENCH_ROUNDS:-1}"
 AGENTD="${AGENTD_BIN:-$ROOT/build/agentd}"
 
 bench_require_positive DURATION CONNS ROUNDS
-for tool in wrk curl; do
-  command -v "$tool" >/dev/null || { echo "bench_me: $tool is not installed (scripts/deps.sh)" >&2; exit 2; }
-done
+bench_require_tools wrk curl
 [ -x "$AGENTD" ] || { echo "bench_me: $AGENTD not found: run 'make build' first" >&2; exit 2; }
 
 bench_start_server
 BASE="http://127.0.0.1:$PORT"
 
-RESP="$(curl -sS -X POST "$BASE/auth/register" -H 'Content-Type: application/json' \
-  -d '{"email":"bench@example.test","password":"bench password 1"}')"
-TOKEN="$(printf '%s' "$RESP" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')"
-[ -n "$TOKEN" ] || { echo "bench_me: register failed: $RESP" >&2; exit 1; }
+bench_register_user
 code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$BASE/api/me")"
 [ "$code" = 200 ] || { echo "bench_me: /api/me answered $code" >&2; exit 1; }
 

@@ -51,6 +51,24 @@ bench_require_positive() {
   done
 }
 
+# bench_require_tools CMD...: each command is on PATH, else exit 2.
+bench_require_tools() {
+  local t
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "$BENCH_NAME: $t is not installed (scripts/deps.sh)" >&2; exit 2; }
+  done
+}
+
+# bench_register_user: register bench@example.test on $BASE and set $TOKEN to its
+# access token; exit 1 if the server refuses.
+bench_register_user() {
+  local resp
+  resp="$(curl -sS -X POST "$BASE/auth/register" -H 'Content-Type: application/json' \
+    -d '{"email":"bench@example.test","password":"bench password 1"}')"
+  TOKEN="$(printf '%s' "$resp" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')"
+  [ -n "$TOKEN" ] || { echo "$BENCH_NAME: register failed: $resp" >&2; exit 1; }
+}
+
 # bench_build_unless_given: `make build` unless AGENTD_BIN names a binary; exit 1 if it fails.
 bench_build_unless_given() {
   if [ -z "${AGENTD_BIN:-}" ]; then
